@@ -1,0 +1,27 @@
+# au-transfer: facial Action Unit recognition by transfer learning (Lim et al.) as a Snakemake workflow.
+#   snakemake --cores 8                                     # the synthetic demo corpus (config.yaml)
+#   snakemake --cores 8 --configfile config/disfa_paper.yaml --config data_root=/data/DISFA
+# The rules live in workflow/rules/*.smk, one file per stage; the logic lives in the au_transfer package.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/corpus.smk"
+include: "workflow/rules/faces.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/classifiers.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/ensemble.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_targets,
+    default_target: True

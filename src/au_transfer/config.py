@@ -1,0 +1,193 @@
+"""Configuration helpers that do not need Snakemake: splits, subjects, AU lists and model ids.
+
+Schema validation (with defaults) happens in the Snakefile through ``snakemake.utils.validate`` and the schema
+files in ``workflow/schemas/``; :func:`check_splits` adds the checks a JSON schema cannot express.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from . import AU_REGION, CROP_REGIONS, DISFA_AUS
+
+#: All 27 DISFA subjects.
+DISFA_SUBJECTS: tuple[str, ...] = tuple(
+    [f"SN{i:03d}" for i in range(1, 14)]
+    + [f"SN{i:03d}" for i in (16, 17, 18, 21)]
+    + [f"SN{i:03d}" for i in range(23, 33)]
+)
+SUBJECT_RE = re.compile(r"^SN\d{3}$")
+SETS: tuple[str, ...] = ("train", "val", "test")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One subject-exclusive split."""
+
+    name: str
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+
+    def subjects(self, which: str) -> tuple[str, ...]:
+        """Subjects of one set (``train``, ``val`` or ``test``)."""
+        if which not in SETS:
+            raise ConfigError(f"unknown set {which!r} of split {self.name!r}; expected one of {SETS}")
+        return getattr(self, which)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.train + self.val + self.test
+
+    def set_of(self, subject: str) -> str:
+        """Which set a subject belongs to."""
+        for which in SETS:
+            if subject in getattr(self, which):
+                return which
+        raise ConfigError(f"subject {subject} is not in split {self.name!r}")
+
+
+def check_splits(splits: Mapping[str, Mapping[str, Iterable[str]]]) -> dict[str, Split]:
+    """Validate the ``splits`` section and return :class:`Split` objects.
+
+    Errors name the key: a subject in two sets of one split, a subject listed twice, an empty train or test set,
+    or a malformed subject id.
+    """
+    out: dict[str, Split] = {}
+    if not splits:
+        raise ConfigError("config key 'splits' is empty: define at least one split with train, val and test")
+    for name, sets in splits.items():
+        if not re.fullmatch(r"[A-Za-z0-9_]+", str(name)):
+            raise ConfigError(f"splits.{name}: a split name may hold only letters, digits and '_'")
+        unknown = set(sets) - set(SETS)
+        if unknown:
+            raise ConfigError(f"splits.{name}: unknown key(s) {sorted(unknown)}; expected {list(SETS)}")
+        seen: dict[str, str] = {}
+        lists: dict[str, tuple[str, ...]] = {}
+        for which in SETS:
+            subjects = tuple(sets.get(which, []) or [])
+            for s in subjects:
+                if not SUBJECT_RE.match(str(s)):
+                    raise ConfigError(f"splits.{name}.{which}: {s!r} is not a subject id like SN001")
+                if s in seen:
+                    where = "twice in" if seen[s] == which else f"in both {seen[s]} and"
+                    raise ConfigError(f"splits.{name}: subject {s} is {where} {which}; splits must be subject-exclusive")
+                seen[s] = which
+            lists[which] = subjects
+        for which in ("train", "test"):
+            if not lists[which]:
+                raise ConfigError(f"splits.{name}.{which} is empty")
+        out[str(name)] = Split(str(name), lists["train"], lists["val"], lists["test"])
+    return out
+
+
+def split_subjects(splits: Mapping[str, Split]) -> list[str]:
+    """All subjects used by any split, sorted."""
+    return sorted({s for sp in splits.values() for s in sp.all})
+
+
+def check_aus(aus: Iterable[int]) -> tuple[int, ...]:
+    """Validate an AU list against DISFA's 12 AUs, keeping DISFA order."""
+    aus = list(aus)
+    bad = [a for a in aus if a not in DISFA_AUS]
+    if bad:
+        raise ConfigError(f"data.aus: AU(s) {bad} are not annotated in DISFA; choose from {list(DISFA_AUS)}")
+    if len(set(aus)) != len(aus):
+        raise ConfigError(f"data.aus: duplicate AU in {aus}")
+    return tuple(a for a in DISFA_AUS if a in aus)
+
+
+def region_for(region: str, au: int, au_region: Mapping[int | str, str] | None = None) -> str:
+    """Resolve a model's region for one AU: ``au_region`` becomes the crop region of paper Table VI."""
+    if region != "au_region":
+        if region not in CROP_REGIONS:
+            raise ConfigError(f"unknown region {region!r}; expected one of {CROP_REGIONS} or 'au_region'")
+        return region
+    table = {int(k): v for k, v in (au_region or AU_REGION).items()}
+    if au not in table:
+        raise ConfigError(f"regions.au_region has no region for AU{au}")
+    return table[au]
+
+
+MODEL_RE = re.compile(r"^(?P<backbone>[A-Za-z0-9_.]+)-(?P<region>face|upper|middle|lower|au_region)-(?P<classifier>[a-z0-9_]+)$")
+
+
+def model_id(backbone: str, region: str, classifier: str) -> str:
+    """The model id of CONVENTIONS: ``{backbone}-{region}-{classifier}``."""
+    mid = f"{backbone}-{region}-{classifier}"
+    if not MODEL_RE.match(mid):
+        raise ConfigError(f"invalid model id {mid!r}")
+    return mid
+
+
+def parse_model_id(mid: str) -> tuple[str, str, str]:
+    """Split a model id into (backbone, region, classifier)."""
+    m = MODEL_RE.match(mid)
+    if not m:
+        raise ConfigError(f"{mid!r} is not a model id of the form backbone-region-classifier")
+    return m["backbone"], m["region"], m["classifier"]
+
+
+# ------------------------------------------------------------------------------------------- schema validation
+def _with_defaults(validator_cls):
+    """Extend a jsonschema validator so that it fills in ``default`` values of missing properties."""
+    from jsonschema import validators
+
+    validate_properties = validator_cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and prop not in instance:
+                    import copy
+
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_cls, {"properties": set_defaults})
+
+
+def validate_section(data: dict, schema_file: str, section: str | None = None) -> dict:
+    """Validate ``data`` against a YAML/JSON schema file, filling defaults in place.
+
+    Raises :class:`ConfigError` naming the offending key as a dotted path (``faces.size``), so that a wrong key or
+    value stops a run before any job starts.
+    """
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    with open(schema_file) as fh:
+        schema = yaml.safe_load(fh)
+    validator = _with_defaults(Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        msgs = []
+        for err in errors:
+            path = ".".join(str(p) for p in ([section] if section else []) + list(err.absolute_path))
+            msgs.append(f"config key '{path or '<top level>'}': {err.message}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(msgs))
+    return data
+
+
+SECTIONS: tuple[str, ...] = (
+    "data", "faces", "backbones", "features", "regions", "classifiers", "finetune", "ensembles", "report",
+)
+
+
+def validate_config(cfg: dict, schema_dir: str) -> dict:
+    """Validate a whole config (top level, then each section's schema file in ``schema_dir``), filling defaults."""
+    from pathlib import Path
+
+    validate_section(cfg, str(Path(schema_dir) / "config.schema.yaml"))
+    for section in SECTIONS:
+        cfg.setdefault(section, {})
+        validate_section(cfg[section], str(Path(schema_dir) / f"{section}.schema.yaml"), section)
+    check_splits(cfg["splits"])
+    check_aus(cfg["data"]["aus"])
+    return cfg

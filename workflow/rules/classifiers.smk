@@ -1,0 +1,1 @@
+# stage classifiers: to be written

@@ -1,0 +1,1 @@
+# stage corpus: to be written

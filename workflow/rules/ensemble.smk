@@ -1,0 +1,1 @@
+# stage ensemble: to be written

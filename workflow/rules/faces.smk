@@ -1,0 +1,1 @@
+# stage faces: to be written

@@ -1,0 +1,1 @@
+# stage features: to be written

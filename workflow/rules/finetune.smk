@@ -1,0 +1,1 @@
+# stage finetune: to be written
