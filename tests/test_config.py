@@ -1,0 +1,130 @@
+"""Config validation: schemas with defaults, errors that name the key, subject-exclusive splits."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from au_transfer import AU_REGION, DISFA_AUS
+from au_transfer.config import (
+    DISFA_SUBJECTS,
+    ConfigError,
+    check_splits,
+    model_id,
+    parse_model_id,
+    region_for,
+    validate_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS = ROOT / "workflow" / "schemas"
+CONFIGS = [ROOT / "config.yaml", ROOT / "config" / "disfa_paper.yaml", ROOT / "config" / "disfa_3fold.yaml",
+           ROOT / "tests" / "config_test.yaml"]
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_ready_configs_validate(path):
+    cfg = validate_config(load(path), str(SCHEMAS))
+    # defaults were filled in for every section
+    assert cfg["data"]["threshold"] == 2
+    assert set(cfg["regions"]["au_region"]) == {str(a) for a in DISFA_AUS}
+    for split in check_splits(cfg["splits"]).values():
+        assert set(split.all) <= set(DISFA_SUBJECTS)
+
+
+def test_defaults_are_filled():
+    cfg = {"data_root": "x", "splits": {"s": {"train": ["SN001"], "val": [], "test": ["SN002"]}}}
+    validate_config(cfg, str(SCHEMAS))
+    assert cfg["data"]["camera"] == "left"
+    assert cfg["data"]["aus"] == list(DISFA_AUS)
+    assert cfg["data"]["demo"]["enabled"] is False
+    assert {int(k): v for k, v in cfg["regions"]["au_region"].items()} == AU_REGION
+
+
+def base_config() -> dict:
+    return copy.deepcopy(load(ROOT / "config.yaml"))
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda c: c.update(bogus=1), "<top level>"),
+        (lambda c: c["data"].update(camera="middle"), "data.camera"),
+        (lambda c: c["data"].update(aus=[1, 3]), "data.aus.1"),
+        (lambda c: c["data"].update(threshold=7), "data.threshold"),
+        (lambda c: c["data"]["demo"].update(n_frames="many"), "data.demo.n_frames"),
+        (lambda c: c["data"].update(unknown_key=True), "data"),
+        (lambda c: c["regions"].update(au_region={"12": "mouth"}), "regions.au_region.12"),
+    ],
+)
+def test_wrong_key_or_value_names_the_key(mutate, key):
+    cfg = base_config()
+    mutate(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, str(SCHEMAS))
+    assert f"config key '{key}'" in str(err.value)
+
+
+def test_subject_in_two_sets_is_an_error():
+    with pytest.raises(ConfigError, match=r"SN002 is in both train and test"):
+        check_splits({"s": {"train": ["SN001", "SN002"], "val": [], "test": ["SN002"]}})
+
+
+def test_subject_twice_in_one_set_is_an_error():
+    with pytest.raises(ConfigError, match=r"SN001 is twice in train"):
+        check_splits({"s": {"train": ["SN001", "SN001"], "val": [], "test": ["SN002"]}})
+
+
+def test_split_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"splits\.s\.test is empty"):
+        check_splits({"s": {"train": ["SN001"], "val": [], "test": []}})
+    with pytest.raises(ConfigError, match=r"splits\.s\.train: 'S1'"):
+        check_splits({"s": {"train": ["S1"], "val": [], "test": ["SN002"]}})
+    with pytest.raises(ConfigError, match=r"splits\.s: unknown key"):
+        check_splits({"s": {"train": ["SN001"], "test": ["SN002"], "dev": ["SN003"]}})
+
+
+def test_overlapping_split_stops_validate_config():
+    cfg = base_config()
+    cfg["splits"]["demo"]["val"] = ["SN001"]
+    with pytest.raises(ConfigError, match="subject-exclusive"):
+        validate_config(cfg, str(SCHEMAS))
+
+
+def test_paper_split_is_12_6_9_and_3fold_matches_the_protocol():
+    paper = check_splits(load(ROOT / "config" / "disfa_paper.yaml")["splits"])["paper"]
+    assert (len(paper.train), len(paper.val), len(paper.test)) == (12, 6, 9)
+    assert sorted(paper.all) == sorted(DISFA_SUBJECTS)
+    cfg = load(ROOT / "config" / "disfa_3fold.yaml")
+    assert cfg["data"]["aus"] == [1, 2, 4, 6, 9, 12, 25, 26]
+    folds = check_splits(cfg["splits"])
+    parts = [set(folds[f"fold{i}"].test) for i in (1, 2, 3)]
+    assert parts[0] == set("SN002 SN010 SN001 SN026 SN027 SN032 SN030 SN009 SN016".split())
+    assert parts[1] == set("SN013 SN018 SN011 SN028 SN012 SN006 SN031 SN021 SN024".split())
+    assert parts[2] == set("SN003 SN029 SN023 SN025 SN008 SN005 SN007 SN017 SN004".split())
+    for i, fold in enumerate(folds.values()):
+        others = set().union(*(p for j, p in enumerate(parts) if j != i))
+        assert set(fold.train) | set(fold.val) == others
+
+
+def test_region_for_table_vi():
+    assert region_for("au_region", 12) == "lower"
+    assert region_for("au_region", 1) == "upper"
+    assert region_for("au_region", 9) == "middle"
+    assert region_for("face", 9) == "face"
+    assert region_for("au_region", 12, {"12": "face"}) == "face"
+    with pytest.raises(ConfigError):
+        region_for("mouth", 12)
+
+
+def test_model_ids_roundtrip():
+    assert parse_model_id(model_id("dlib_resnet_ft", "au_region", "softmax")) == ("dlib_resnet_ft", "au_region", "softmax")
+    with pytest.raises(ConfigError):
+        parse_model_id("resnet152-nose-svm")
