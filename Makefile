@@ -25,7 +25,7 @@ demo: venv
 
 test: venv
 	$(VENV)/bin/ruff check src tests workflow/scripts bench
-	$(VENV)/bin/pytest -q -n 2 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check src tests workflow/scripts bench

@@ -24,3 +24,23 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path = TEST_CONFIG, che
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def finished_workflow(tmp_path_factory) -> Path:
+    """A working directory in which the whole workflow has run once on tests/config_test.yaml.
+
+    Tests that use it must not modify it (copy it first: see ``copy_workflow``). Mark them
+    ``@pytest.mark.xdist_group("workflow")`` so that they share one run under ``pytest -n 2 --dist loadgroup``.
+    """
+    wd = tmp_path_factory.mktemp("workflow")
+    run_snakemake(wd)
+    return wd
+
+
+def copy_workflow(src: Path, dst: Path) -> Path:
+    """Copy a finished working directory (results, corpus, .snakemake metadata) for a test that changes it."""
+    import shutil
+
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
