@@ -187,3 +187,21 @@ def test_fit_rejects_unknown_method():
     a = table([1, 0])
     with pytest.raises(ConfigError, match="ensembles.x.method"):
         fit_ensemble(align([a, a]), name="x", method="vote")
+
+
+@pytest.mark.parametrize("method", ["majority", "weighted", "stacked"])
+def test_member_with_skipped_au_empty_scores(method, tmp_path):
+    # the classifiers write an empty score and pred 0 for an AU a model skipped; it votes absent, never crashes
+    rng = np.random.default_rng(2)
+    members = _random_members(rng, n_val=80, n_test=40)
+    skipped = members["m2"].copy()
+    skipped.loc[skipped["au"] == 2, ["score", "pred"]] = [np.nan, 0]
+    path = tmp_path / "m2.csv"
+    skipped.to_csv(path, index=False)
+    members["m2"] = read_predictions(path)
+    assert members["m2"]["score"].isna().sum() == 120
+    out, _ = combine(members, name="k", method=method, tie="score")
+    assert out["score"].notna().all()
+    assert out["pred"].isin([0, 1]).all()
+    test = out[(out["set"] == "test") & (out["au"] == 1)]
+    assert (test["pred"] == test["label"]).mean() > 0.6

@@ -84,7 +84,11 @@ def read_predictions(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def check_predictions(df: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Validate a prediction table (columns, 0/1 pred and label, finite score, no duplicate frame)."""
+    """Validate a prediction table (columns, 0/1 pred and label, finite score, no duplicate frame).
+
+    An empty (NaN) score is allowed: the classifiers write it, with ``pred = 0``, for an AU that a model skipped
+    (no positive training frame). Such a member votes "absent" and has no calibrated or stacked opinion.
+    """
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise EnsembleError(f"{where}: missing column(s) {missing}; expected {list(COLUMNS)}")
@@ -97,10 +101,13 @@ def check_predictions(df: pd.DataFrame, where: str) -> pd.DataFrame:
             r = df[bad].iloc[0]
             raise EnsembleError(f"{where}: subject {r.subject} frame {r.frame} AU{r.au}: {col}={r[col]} is not 0/1")
         df[col] = df[col].astype(np.int8)
-    bad = ~np.isfinite(df["score"].to_numpy(dtype=float))
+    score = pd.to_numeric(df["score"], errors="coerce").to_numpy(dtype=float)
+    bad = np.isinf(score) | (np.isnan(score) & df["score"].notna().to_numpy())
     if bad.any():
         r = df[bad].iloc[0]
-        raise EnsembleError(f"{where}: subject {r.subject} frame {r.frame} AU{r.au}: score {r.score} is not finite")
+        raise EnsembleError(f"{where}: subject {r.subject} frame {r.frame} AU{r.au}: score {r.score} is not a finite "
+                            "number (an empty score, for an AU the model skipped, is allowed)")
+    df["score"] = score
     bad_set = ~df["set"].isin(["val", "test"])
     if bad_set.any():
         r = df[bad_set].iloc[0]
@@ -166,7 +173,7 @@ def _platt(score: np.ndarray, label: np.ndarray) -> list[float] | None:
     """Logistic calibration p = sigmoid(a * score + b) on validation rows; None when one class only."""
     from sklearn.linear_model import LogisticRegression
 
-    if len(np.unique(label)) < 2:
+    if len(np.unique(label)) < 2 or not np.isfinite(score).all():
         return None
     lr = LogisticRegression(C=1e4, solver="lbfgs", max_iter=1000)
     lr.fit(score.reshape(-1, 1), label)
@@ -223,16 +230,24 @@ def _fit_stack(scores: np.ndarray, label: np.ndarray, *, C: float, class_weight:
     if len(label) == 0 or len(np.unique(label)) < 2:
         log.warning("%s: validation rows hold one class only; stacking falls back to majority vote", where)
         return None
-    mean = scores.mean(axis=0)
-    std = scores.std(axis=0)
-    std[std == 0] = 1.0
+    finite = np.isfinite(scores)
+    n = finite.sum(axis=0)
+    mean = np.where(n > 0, np.where(finite, scores, 0).sum(axis=0) / np.maximum(n, 1), 0.0)
+    std = np.sqrt(np.where(finite, (scores - mean) ** 2, 0).sum(axis=0) / np.maximum(n, 1))
+    std[~(std > 0)] = 1.0
     lr = LogisticRegression(C=C, class_weight=class_weight, solver="lbfgs", max_iter=1000)
-    lr.fit((scores - mean) / std, label)
+    lr.fit(_standardise(scores, mean, std), label)
     return {"mean": mean.tolist(), "std": std.tolist(), "coef": lr.coef_[0].tolist(),
             "intercept": float(lr.intercept_[0])}
 
 
 # -------------------------------------------------------------------------------------------------- applying
+def _standardise(scores: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(scores - mean) / std, with an empty score (skipped AU) at 0, the member's validation mean."""
+    z = (scores - np.asarray(mean)) / np.asarray(std)
+    return np.where(np.isfinite(z), z, 0.0)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -500, 500)))
 
@@ -244,7 +259,8 @@ def _calibrated_mean(p: Mapping[str, Any], members: Sequence[str], scores: np.nd
     probs = []
     for j, m in enumerate(members):
         ab = cal.get(m)
-        probs.append(np.full(len(scores), 0.5) if ab is None else _sigmoid(ab[0] * scores[:, j] + ab[1]))
+        prob = np.full(len(scores), 0.5) if ab is None else _sigmoid(ab[0] * scores[:, j] + ab[1])
+        probs.append(np.where(np.isfinite(prob), prob, 0.5))
     return np.mean(probs, axis=0)
 
 
@@ -263,7 +279,7 @@ def apply_au(params: Mapping[str, Any], au: int, scores: np.ndarray, votes: np.n
     method, tie = params["method"], params["tie"]
     if method == "stacked" and p.get("stack"):
         st = p["stack"]
-        z = (scores - np.asarray(st["mean"])) / np.asarray(st["std"])
+        z = _standardise(scores, st["mean"], st["std"])
         prob = _sigmoid(z @ np.asarray(st["coef"]) + st["intercept"])
         return prob, (prob >= 0.5).astype(np.int8)
     if method == "weighted":
