@@ -1,0 +1,266 @@
+"""The backbone registry: a name gives the network, its feature layer, its input size and its preprocessing.
+
+In the spirit of ``timm.create_model``::
+
+    spec = get_spec("vgg_face")                     # input_size, mean/std, feature_dim, layer, family
+    net = create_backbone("resnet152")              # torchvision hub weights (needs network or the hub cache)
+    net = create_backbone("cnn_f", "random", seed=0)   # explicit random initialisation
+    net = create_backbone("vgg_face", "/models/vgg_face_dag.pth", key_map="vgg_face_caffe")
+    net = create_backbone("convnext_tiny")          # any timm model (also "timm:resnet18" / "timm.resnet18")
+
+The feature is the paper's (IV-B): the first fully connected layer after the convolutional blocks, after its ReLU
+(fc6 of AlexNet, ZFNet, VGG, CNN-F/M/S) or the pooled vector (GoogLeNet, ResNet, timm models).
+Other modules register their own networks with :func:`register_backbone` (``dlib_resnet``, ``mtcnn_onet`` are
+imported lazily on first use).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .weights import KeyMap, WeightsError
+
+log = logging.getLogger(__name__)
+
+#: torchvision's ImageNet normalisation, on the [0, 1] pixel scale.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: Caffe / MatConvNet style: subtract a pixel mean on the [0, 255] scale, no scaling (std = 1/255 on [0, 1]).
+RAW255_STD: tuple[float, float, float] = (1 / 255, 1 / 255, 1 / 255)
+
+
+class BackboneError(KeyError):
+    """Unknown backbone name or a backbone whose module is missing."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the rest of the toolkit needs to know about a backbone without building it.
+
+    ``mean`` and ``std`` are per RGB channel on the [0, 1] scale: ``x = (pixel / 255 - mean) / std``. A caffe-style
+    "subtract the mean pixel in 0-255" network has ``mean = m / 255`` and ``std = 1 / 255``.
+    """
+
+    name: str
+    family: str                      # alexnet | zfnet | vgg | cnn | googlenet | resnet | timm | dlib | mtcnn | ...
+    layer: str                       # the feature layer, e.g. "fc6 (after ReLU)"
+    feature_dim: int
+    input_size: int                  # square input side in pixels
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    pretrained: str = "torchvision"  # where pretrained=... weights come from: torchvision | timm | package | none
+    mean_image: bool = False         # the training-set mean image may replace `mean` (VGG-Face, paper IV-A)
+    key_maps: tuple[str, ...] = ()   # names of built-in key maps for converted checkpoints
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+class Backbone(nn.Module):
+    """A network split at its feature layer: ``features(x) = fc(body(x))``, ``forward(x) = tail(features(x))``.
+
+    ``body`` maps an image batch (B, 3, S, S), normalised as :func:`preprocess` does, to the flattened output of the
+    convolutional blocks; ``fc`` holds the fully connected layers up to and including the feature layer and its
+    ReLU (empty for networks whose feature is the pooled vector); ``tail`` is the rest, up to the original logits.
+    """
+
+    def __init__(self, spec: BackboneSpec, body: nn.Module, fc: nn.Sequential | None = None,
+                 tail: nn.Sequential | None = None, *, weights: str = "random",
+                 weights_sha256: str | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.body = body
+        self.fc = fc if fc is not None else nn.Sequential()
+        self.tail = tail if tail is not None else nn.Sequential()
+        self.weights = weights
+        self.weights_sha256 = weights_sha256
+
+    def features(self, x: Tensor) -> Tensor:
+        """The paper's feature vector (B, feature_dim)."""
+        return self.fc(self.body(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The original network's logits."""
+        return self.tail(self.features(x))
+
+    def extra_repr(self) -> str:
+        return f"name={self.spec.name!r}, layer={self.spec.layer!r}, dim={self.spec.feature_dim}"
+
+
+#: ``builder(weights, *, key_map, seed) -> Backbone``; ``weights`` is "pretrained", "random" or a file path.
+Builder = Callable[..., Backbone]
+
+_REGISTRY: dict[str, tuple[BackboneSpec, Builder]] = {}
+#: Backbones that register themselves when their module is imported (written by other stages).
+_LAZY: dict[str, str] = {
+    "dlib_resnet": "au_transfer.backbones.dlib_resnet",
+    "mtcnn_onet": "au_transfer.backbones.mtcnn_onet",
+}
+_TIMM_PREFIXES = ("timm:", "timm.")
+_TIMM_SPECS: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(name: str, spec: BackboneSpec, builder: Builder, *, overwrite: bool = False) -> None:
+    """Add a backbone to the registry (names: letters, digits, ``_`` and ``.``, as in the workflow's paths)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_.]+", name):
+        raise ValueError(f"backbone name {name!r} may hold only letters, digits, '_' and '.'")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"backbone {name!r} is already registered")
+    if spec.name != name:
+        spec = replace(spec, name=name)
+    _REGISTRY[name] = (spec, builder)
+
+
+def _ensure_classic() -> None:
+    from . import classic  # noqa: F401  (registers the paper's networks on import)
+
+
+def _load_lazy(name: str) -> None:
+    module = _LAZY.get(name)
+    if module is None or name in _REGISTRY:
+        return
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            raise BackboneError(f"backbone {name!r} is not available: its module {module} is not installed") from exc
+        raise
+    if name not in _REGISTRY:
+        raise BackboneError(f"module {module} did not register backbone {name!r}")
+
+
+def _timm_name(name: str) -> str | None:
+    """The timm model name that ``name`` refers to, or None."""
+    for prefix in _TIMM_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    if name in _REGISTRY or name in _LAZY:
+        return None
+    try:
+        import timm
+    except ImportError:  # pragma: no cover - timm is a dependency
+        return None
+    base = name.split(".", 1)[0]
+    return name if timm.is_model(base) else None
+
+
+def list_backbones() -> list[str]:
+    """Registered backbone names (plus the lazily registered ones). Any timm model name also works."""
+    _ensure_classic()
+    return sorted(set(_REGISTRY) | set(_LAZY))
+
+
+def _resolve(name: str) -> tuple[BackboneSpec, Builder]:
+    _ensure_classic()
+    if name in _LAZY:
+        _load_lazy(name)
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    tname = _timm_name(name)
+    if tname is not None:
+        from .classic import timm_builder, timm_spec
+
+        if name not in _TIMM_SPECS:
+            _TIMM_SPECS[name] = replace(timm_spec(tname), name=name)
+        return _TIMM_SPECS[name], timm_builder(tname)
+    raise BackboneError(
+        f"unknown backbone {name!r}: registered are {list_backbones()}; any timm model name also works "
+        f"(e.g. 'resnet18', 'timm:resnet50')"
+    )
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The :class:`BackboneSpec` of a backbone name (registered, lazily registered, or a timm model)."""
+    return _resolve(name)[0]
+
+
+def create_backbone(name: str, weights: str | os.PathLike[str] = "pretrained", *, key_map: KeyMap | str | None = None,
+                    seed: int = 0, checkpoint: str | os.PathLike[str] | None = None) -> Backbone:
+    """Build a backbone in eval mode.
+
+    ``weights``: ``"pretrained"`` (torchvision / timm hub, or the weights a package ships), ``"random"`` (seeded by
+    ``seed``; only when asked for explicitly) or a path to a ``.pth`` / ``.safetensors`` state dict, in the native
+    key names of the network or renamed by ``key_map`` (a built-in map's name, ``{regex: replacement}`` or a
+    callable). ``checkpoint``: a state dict of the whole :class:`Backbone` (keys ``body.``, ``fc.``, ``tail.``),
+    e.g. a fine-tuned network, loaded on top; its sha256 is then the one recorded. Missing weights raise
+    :class:`~au_transfer.backbones.weights.WeightsError` saying how to provide them.
+    """
+    from .weights import file_sha256, load_into, load_state_dict_file
+
+    spec, builder = _resolve(name)
+    weights = str(weights)
+    if weights not in ("pretrained", "random"):
+        weights = os.fspath(os.path.expanduser(weights))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        net = builder(weights, key_map=key_map, seed=int(seed))
+    if not isinstance(net, Backbone):
+        raise TypeError(f"builder of backbone {name!r} returned {type(net).__name__}, not a Backbone")
+    if net.spec.name != name:
+        net.spec = replace(net.spec, name=name)
+    if checkpoint is not None:
+        sd = load_state_dict_file(checkpoint)
+        load_into(net, sd, name=name, source=f"checkpoint {checkpoint}")
+        net.weights = os.fspath(checkpoint)
+        net.weights_sha256 = file_sha256(checkpoint)
+    net.eval()
+    return net
+
+
+# ----------------------------------------------------------------------------------------------- preprocessing
+def _mean_std_tensors(spec: BackboneSpec, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    mean = torch.tensor(spec.mean, device=device, dtype=dtype).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=device, dtype=dtype).view(1, 3, 1, 1)
+    return mean, std
+
+
+def preprocess(spec: BackboneSpec, images: np.ndarray | Tensor, device: str | torch.device = "cpu", *,
+               mean_image: np.ndarray | Tensor | None = None, channels_last: bool = False,
+               dtype: torch.dtype = torch.float32) -> Tensor:
+    """Turn a uint8 RGB batch (B, H, W, 3) into the network's input (B, 3, S, S).
+
+    Resizes (bilinear, antialiased) when H or W differ from ``spec.input_size``, then ``(x / 255 - mean) / std``;
+    with ``mean_image`` (S, S, 3) on the 0-255 scale, subtracts it instead of the per-channel mean (VGG-Face's
+    "mean image of the training set", paper IV-A). The uint8 batch is moved to ``device`` first (4x less traffic).
+    """
+    device = torch.device(device)
+    x = torch.as_tensor(images)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"preprocess expects a (B, H, W, 3) RGB batch, got shape {tuple(x.shape)}")
+    if x.dtype != torch.uint8:
+        raise ValueError(f"preprocess expects uint8 images, got {x.dtype}")
+    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype)
+    size = spec.input_size
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean, std = _mean_std_tensors(spec, device, dtype)
+    if mean_image is not None:
+        mi = torch.as_tensor(mean_image, device=device, dtype=dtype)
+        if tuple(mi.shape) != (size, size, 3):
+            raise ValueError(f"mean image of shape {tuple(mi.shape)} does not fit {spec.name} input ({size}, {size}, 3)")
+        x = (x - mi.permute(2, 0, 1).unsqueeze(0)) / (std * 255.0)
+    else:
+        x = (x * (1.0 / 255.0) - mean) / std
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+__all__ = [
+    "Backbone", "BackboneError", "BackboneSpec", "Builder", "IMAGENET_MEAN", "IMAGENET_STD", "RAW255_STD",
+    "WeightsError", "create_backbone", "get_spec", "list_backbones", "preprocess", "register_backbone",
+]
