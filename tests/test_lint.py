@@ -1,0 +1,87 @@
+"""The workflow passes `snakemake --lint`, and its rules follow the project's rule conventions.
+
+`workflow_rules()` (also used by test_conda_envs.py and test_slurm.py) loads the workflow through the Snakemake
+API in a subprocess and returns what each rule declares, so that tests check the real rule objects rather than
+a regex over the .smk files.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from conftest import ROOT, SNAKEMAKE, TEST_CONFIG
+
+# Run inside a subprocess: the Snakemake API changes the working directory and keeps global state.
+_DUMP_RULES = r"""
+import json, os, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+snakefile, workdir, configfile, dump = (Path(a) for a in sys.argv[1:5])
+with SnakemakeApi(OutputSettings(quiet=None)) as api:
+    wf = api.workflow(ResourceSettings(), ConfigSettings(configfiles=[configfile]),
+                      snakefile=snakefile, workdir=workdir)._workflow
+    out = {}
+    for r in wf.rules:
+        conda = str((Path(r.basedir) / r.conda_env).resolve()) if isinstance(r.conda_env, str) else None
+        out[r.name] = {
+            "conda": conda,
+            "log": [str(f) for f in r.log],
+            "resources": sorted(r.resources),
+            "gpu": r.resources.get("gpu").value if "gpu" in r.resources else 0,
+            "local": r.name in wf._localrules,
+            "params": sorted(r.params.keys()) if r.params else [],
+            "script": str(r.script) if r.script else None,
+            "file": str(r.snakefile),
+        }
+    dump.write_text(json.dumps({"rules": out, "environ": {"AU_TRANSFER_ROOT": os.environ.get("AU_TRANSFER_ROOT")}}))
+"""
+
+
+@functools.cache
+def load_workflow() -> dict:
+    """The workflow loaded with tests/config_test.yaml: ``rules`` (what each declares) and the ``environ`` it set."""
+    with tempfile.TemporaryDirectory() as tmp:
+        dump = Path(tmp) / "rules.json"
+        proc = subprocess.run([sys.executable, "-c", _DUMP_RULES, str(ROOT / "Snakefile"), tmp, str(TEST_CONFIG),
+                               str(dump)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"could not load the workflow:\n{proc.stderr[-5000:]}"
+        return json.loads(dump.read_text())
+
+
+def workflow_rules() -> dict[str, dict]:
+    """Every rule of the workflow and what it declares (conda, log, resources, gpu, local, params, script)."""
+    return load_workflow()["rules"]
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    # (snakemake 9.27's command line ignores `--lint json`: parse the text report)
+    proc = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                           "--configfile", str(TEST_CONFIG), "--lint"],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    report = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Lints for" not in report, f"snakemake --lint is not clean:\n{report[-8000:]}"
+    assert "Congratulations" in report, report[-4000:]
+
+
+def test_every_rule_has_log_and_conda():
+    rules = workflow_rules()
+    assert "all" in rules
+    for name, rule in rules.items():
+        if name == "all":
+            continue
+        assert rule["log"], f"rule {name} ({rule['file']}) has no log:"
+        assert rule["conda"], f"rule {name} ({rule['file']}) has no conda:"
+
+
+def test_gpu_rules_are_not_local_rules():
+    """A rule that asks for a GPU must run as a cluster job, never on the submit host."""
+    bad = [name for name, rule in workflow_rules().items() if rule["gpu"] and rule["local"]]
+    assert not bad, f"GPU rules marked localrules: {bad}"
