@@ -59,3 +59,11 @@ def all_targets(wildcards):
 def au_region_of(au):
     """Crop region of one AU for `au_region` models (paper Table VI, overridable in config regions.au_region)."""
     return region_for("au_region", int(au), config["regions"].get("au_region"))
+
+
+# --- cluster: SLURM profile, conda envs, local rules (owner: cluster/infrastructure; docs/cluster.md)
+# envs/au_transfer.yaml installs this project with `pip install -e ${AU_TRANSFER_ROOT}` (Snakemake copies env files
+# into .snakemake/conda/, so a relative path cannot name the project): point it at this checkout.
+import os  # noqa: E402
+
+os.environ["AU_TRANSFER_ROOT"] = str(Path(workflow.basedir).resolve())
