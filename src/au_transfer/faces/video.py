@@ -1,0 +1,134 @@
+"""Frame sources: decode a video in order (1-based frame numbers), or iterate images / image folders.
+
+Decoding uses OpenCV (FFmpeg). Frames are returned as RGB ``uint8`` arrays of shape (H, W, 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".wmv", ".mpg", ".mpeg", ".m4v", ".webm")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class VideoError(RuntimeError):
+    """A video cannot be opened or decoding stopped early; the message names file, subject and frame."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video (the frame count is a header value, not a decoded count)."""
+
+    path: Path
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def _open(path: Path, subject: str | None) -> cv2.VideoCapture:
+    who = f" (subject {subject})" if subject else ""
+    if not path.is_file():
+        raise VideoError(f"video {path}{who} does not exist")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError(f"video {path}{who} cannot be opened by OpenCV/FFmpeg (corrupt or unsupported file)")
+    return cap
+
+
+def video_info(path: str | os.PathLike[str], subject: str | None = None) -> VideoInfo:
+    """Read a video's header: frame count (as stored in the container), fps and size."""
+    path = Path(path)
+    cap = _open(path, subject)
+    try:
+        return VideoInfo(path, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
+                         int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    finally:
+        cap.release()
+
+
+def iter_video(path: str | os.PathLike[str], subject: str | None = None, *, expected: int | None = None,
+               tolerance: int = 0, retrieve: Callable[[int], bool] | None = None,
+               ) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Decode every frame of a video in order, yielding ``(frame_number, rgb)`` with 1-based frame numbers.
+
+    With ``retrieve``, only frames for which ``retrieve(frame_number)`` is true are converted to RGB; the others
+    are still decoded (so that counts and corruption are checked) but yielded as ``None`` (much faster).
+
+    ``expected`` is the number of frames the caller needs (default: the container's frame count). When decoding
+    stops more than ``tolerance`` frames before that, a :class:`VideoError` names the file, the subject, the
+    frame where decoding stopped and the count expected. Extra frames beyond the header count are yielded too.
+    """
+    path = Path(path)
+    cap = _open(path, subject)
+    header = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    want = header if expected is None else int(expected)
+    n = 0
+    try:
+        while True:
+            if not cap.grab():
+                break
+            n += 1
+            if retrieve is not None and not retrieve(n):
+                yield n, None
+                continue
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:
+                n -= 1
+                break
+            if bgr.ndim == 2:
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
+            else:
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            yield n, rgb
+    finally:
+        cap.release()
+    who = f" (subject {subject})" if subject else ""
+    if n == 0:
+        raise VideoError(f"video {path}{who}: no frame could be decoded (expected {want}); the file is corrupt "
+                         "or empty")
+    if n < want - tolerance:
+        raise VideoError(f"video {path}{who}: decoding stopped after frame {n} of {want} expected "
+                         f"(header says {header}); the file is truncated or corrupt")
+    if n != header:
+        log.warning("video %s%s: decoded %d frames, header says %d", path, who, n, header)
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read one image file as RGB uint8 (clear error when unreadable)."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise VideoError(f"image {path} cannot be read (missing, corrupt or unsupported format)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def iter_frames(source: str | os.PathLike[str]) -> Iterator[tuple[int, str, np.ndarray]]:
+    """Iterate ``(frame_number, name, rgb)`` over a video file, one image file, or a folder of images.
+
+    Frame numbers are 1-based. For a folder, images are taken in sorted file-name order and ``name`` is the file
+    name; for a video ``name`` is ``"{stem}:{frame}"``. This is what the predictor for new inputs uses.
+    """
+    p = Path(source)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise VideoError(f"folder {p} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        for i, f in enumerate(files, start=1):
+            yield i, f.name, read_image(f)
+    elif p.suffix.lower() in IMAGE_EXTENSIONS:
+        yield 1, p.name, read_image(p)
+    elif p.is_file():
+        for i, rgb in iter_video(p):
+            yield i, f"{p.stem}:{i}", rgb
+    else:
+        raise VideoError(f"input {p} is neither a video, an image nor a folder of images")
