@@ -129,8 +129,13 @@ def _ensure_classic() -> None:
     from . import classic  # noqa: F401  (registers the paper's networks on import)
 
 
+def _lazy_module(name: str) -> str | None:
+    """The module that registers ``name`` (also ``dlib_resnet.pool``-style variants of a lazy name)."""
+    return _LAZY.get(name) or _LAZY.get(name.split(".", 1)[0])
+
+
 def _load_lazy(name: str) -> None:
-    module = _LAZY.get(name)
+    module = _lazy_module(name)
     if module is None or name in _REGISTRY:
         return
     try:
@@ -148,7 +153,7 @@ def _timm_name(name: str) -> str | None:
     for prefix in _TIMM_PREFIXES:
         if name.startswith(prefix):
             return name[len(prefix):]
-    if name in _REGISTRY or name in _LAZY:
+    if name in _REGISTRY or _lazy_module(name):
         return None
     try:
         import timm
@@ -166,7 +171,7 @@ def list_backbones() -> list[str]:
 
 def _resolve(name: str) -> tuple[BackboneSpec, Builder]:
     _ensure_classic()
-    if name in _LAZY:
+    if _lazy_module(name):
         _load_lazy(name)
     if name in _REGISTRY:
         return _REGISTRY[name]
