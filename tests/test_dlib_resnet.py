@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from au_transfer.backbones import dlib_resnet as D
+from au_transfer.backbones.weights import WeightsError
 
 dlib = pytest.importorskip("dlib")
 
@@ -100,7 +101,7 @@ def test_preprocessing_is_dlibs_input_layer(faces):
 # ------------------------------------------------------------------------------------------ feature layers
 @pytest.mark.parametrize("layer", list(D.LAYERS))
 def test_feature_layers(layer, net, faces):
-    model = D.DlibResNet(net.trunk, layer, net.weights_sha256)
+    model = D.DlibResNet(net.trunk, layer, weights_sha256=net.weights_sha256)
     chips = np.stack([f["chip"] for f in faces])
     feats = _run(model, chips, features=True)
     assert feats.shape == (len(faces), D.LAYERS[layer][0])
@@ -199,26 +200,26 @@ def test_view_state_dict_round_trip(tmp_path, faces):
     loaded = D.build("dlib_resnet.level1", weights=path)
     chips = np.stack([f["chip"] for f in faces])
     np.testing.assert_array_equal(_run(loaded, chips, features=True), _run(model, chips, features=True))
-    with pytest.raises(ValueError, match="ft.pth.*dlib_resnet.pool"):
+    with pytest.raises(WeightsError, match="ft.pth.*dlib_resnet.pool"):
         D.build("dlib_resnet.pool", weights=path)
 
 
 def test_foreign_state_dict_is_rejected(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"conv.weight": torch.zeros(1)}, path)
-    with pytest.raises(ValueError, match="other.pth.*not a dlib_resnet state dict"):
+    with pytest.raises(WeightsError, match="other.pth.*missing keys"):
         D.build(weights=path)
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothere.dat"):
+    with pytest.raises(WeightsError, match="nothere.dat"):
         D.build(weights=tmp_path / "nothere.dat")
 
 
 def test_random_only_when_asked_and_seeded(net, faces):
     chips = np.stack([f["chip"] for f in faces])
     r1, r2, r3 = D.build(weights="random", seed=1), D.build(weights="random", seed=1), D.build(weights="random", seed=2)
-    assert r1.weights_sha256 == "random:1"
+    assert r1.weights_sha256 == "random:seed=1" and r1.weights == "random"
     np.testing.assert_array_equal(_run(r1, chips), _run(r2, chips))
     assert not np.allclose(_run(r1, chips), _run(r3, chips))
     assert np.abs(_run(r1, chips) - _run(net, chips)).max() > 0.01
@@ -236,3 +237,23 @@ def test_fine_tunable(faces):
     assert stem_conv.weight.grad is not None and stem_conv.weight.grad.abs().sum() > 0
     # the feature layer's gradient does not reach the tail (the 128-D fc)
     assert model.tail[0].weight.grad is None
+
+
+# ------------------------------------------------------------------------------------------------ registry
+@pytest.mark.parametrize("layer", list(D.LAYERS))
+def test_registry_entries(layer, faces):
+    from au_transfer.backbones import create_backbone, get_spec, list_backbones, preprocess
+
+    assert layer in list_backbones()
+    spec = get_spec(layer)
+    assert (spec.feature_dim, spec.input_size, spec.family) == (D.LAYERS[layer][0], 150, "dlib")
+    model = create_backbone(layer)  # pretrained: the package's .dat, found by path
+    assert model.weights_sha256 == hashlib.sha256(D.default_model_path().read_bytes()).hexdigest()
+    assert model.weights.startswith("pretrained:")
+    chips = np.stack([f["chip"] for f in faces])
+    x = preprocess(spec, chips)
+    with torch.inference_mode():
+        feats, desc = model.features(x), model(x)
+    assert feats.shape == (len(faces), spec.feature_dim)
+    # the registry's generic preprocessing reproduces dlib's descriptor as well
+    np.testing.assert_allclose(desc.numpy(), np.stack([f["ref"] for f in faces]), atol=PARITY_TOL)

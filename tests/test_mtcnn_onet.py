@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from au_transfer.backbones import mtcnn_onet as M
+from au_transfer.backbones.weights import WeightsError
 
 pytest.importorskip("facenet_pytorch")
 
@@ -94,7 +95,7 @@ def test_deterministic(net, face_crops):
 def test_random_only_when_asked_and_seeded(net, face_crops):
     x = M.preprocess_uint8(face_crops)
     r1, r2, r3 = M.build(weights="random", seed=5), M.build(weights="random", seed=5), M.build(weights="random", seed=6)
-    assert r1.weights_sha256 == "random:5"
+    assert r1.weights_sha256 == "random:seed=5" and r1.weights == "random"
     with torch.inference_mode():
         f1, f2, f3, fp = r1.features(x), r2.features(x), r3.features(x), net.features(x)
     torch.testing.assert_close(f1, f2, rtol=0, atol=0)
@@ -108,11 +109,11 @@ def test_local_file_and_errors(tmp_path, net, face_crops):
     x = M.preprocess_uint8(face_crops)
     with torch.inference_mode():
         torch.testing.assert_close(loaded.features(x), net.features(x), rtol=0, atol=0)
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(WeightsError, match="missing.pt"):
         M.build(weights=tmp_path / "missing.pt")
     bad = tmp_path / "bad.pt"
     torch.save({"dense5.weight": torch.zeros(3)}, bad)
-    with pytest.raises(ValueError, match="bad.pt.*ONet"):
+    with pytest.raises(WeightsError, match="bad.pt.*ONet"):
         M.build(weights=bad)
     with pytest.raises(KeyError, match="mtcnn_onet.x"):
         M.build("mtcnn_onet.x")
@@ -123,3 +124,18 @@ def test_fine_tunable(face_crops):
     assert all(p.requires_grad for p in model.parameters())
     model.features(M.preprocess_uint8(face_crops)).sum().backward()
     assert model.body[0].weight.grad is not None and model.body[0].weight.grad.abs().sum() > 0
+
+
+def test_registry_entry(net, face_crops):
+    from au_transfer.backbones import create_backbone, get_spec, list_backbones, preprocess
+
+    assert "mtcnn_onet" in list_backbones()
+    spec = get_spec("mtcnn_onet")
+    assert (spec.feature_dim, spec.input_size, spec.family) == (256, 48, "mtcnn")
+    model = create_backbone("mtcnn_onet")
+    assert model.weights_sha256 == net.weights_sha256
+    small = face_crops[:, 21:69, 21:69].copy()  # already 48x48: no resampling difference
+    with torch.inference_mode():
+        ours = model.features(preprocess(spec, small))
+        ref = net.features(M.preprocess_uint8(small))
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)

@@ -14,7 +14,8 @@ This module holds three things:
 - :class:`DlibResNetTrunk`: the network as ordinary ``nn.Conv2d`` / :class:`Affine` / ``nn.Linear`` modules with
   trainable parameters, so it fine-tunes like any other backbone.
 - :class:`DlibResNet` and :func:`build`: the registry-facing :class:`Backbone` with ``body``/``fc``/``tail`` for
-  each exposed feature layer (see :data:`LAYERS`).
+  each exposed feature layer (see :data:`LAYERS`), registered on import as ``dlib_resnet``, ``dlib_resnet.pool``
+  and ``dlib_resnet.level1``.
 
 Preprocessing is dlib's ``input_rgb_image_sized``: ``(pixel - mean_rgb) / 256`` with
 ``mean_rgb = (122.782, 117.001, 104.298)``, i.e. ``mean = mean_rgb / 255`` and ``std = 256 / 255`` on [0, 1]
@@ -23,7 +24,6 @@ images.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import math
@@ -36,6 +36,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .registry import Backbone, BackboneError, BackboneSpec, register_backbone
+from .weights import (
+    DOCS,
+    KeyMap,
+    WeightsError,
+    apply_key_map,
+    file_sha256,
+    load_into,
+    load_state_dict_file,
+    random_tag,
+)
 
 log = logging.getLogger(__name__)
 
@@ -489,15 +501,6 @@ class DlibResNetTrunk(nn.Module):
 
 
 # ============================================================================================== weights
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def default_model_path() -> Path:
     """The pretrained .dat shipped by the ``face_recognition_models`` pip package, found by path.
 
@@ -505,91 +508,88 @@ def default_model_path() -> Path:
     """
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise WeightsError(
             "no pretrained weights for dlib_resnet: the pip package 'face-recognition-models' is not installed "
             f"(pip install face-recognition-models), or set backbones.dlib_resnet.weights to a path to "
-            f"{DLIB_MODEL_FILE} or to a .pth/.safetensors state dict")
+            f"{DLIB_MODEL_FILE} or to a .pth/.safetensors state dict (see {DOCS})")
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / DLIB_MODEL_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no pretrained weights for dlib_resnet: {path} is missing from the "
-                                "face-recognition-models package; reinstall it or give a path to the .dat")
+        raise WeightsError(f"no pretrained weights for dlib_resnet: {path} is missing from the "
+                           "face-recognition-models package; reinstall it or give a path to the .dat")
     return path
 
 
-def load_state_dict_file(path: Path) -> dict[str, Tensor]:
-    """A state dict from .pth/.pt (torch.load, weights only) or .safetensors."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def load_trunk(weights: str | Path = "pretrained", *, seed: int = 0,
+               key_map: KeyMap | None = None) -> tuple[DlibResNetTrunk, str, str]:
+    """The trunk with its weights, a tag naming where they came from and their sha256.
 
-        return load_file(str(path))
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(sd).__name__}")
-    return sd
-
-
-def load_trunk(weights: str | Path = "pretrained", *, seed: int = 0) -> tuple[DlibResNetTrunk, str]:
-    """The trunk with its weights, and the weights' sha256 (``random:<seed>`` for an explicit random init).
-
-    ``weights``: ``pretrained`` (the .dat of face-recognition-models), ``random`` (seeded), a path to a dlib
-    ``.dat``, or a path to a ``.pth``/``.pt``/``.safetensors`` state dict of :class:`DlibResNetTrunk` (keys like
-    ``stem.conv.weight``, ``level3.0.aff1.weight``, ``fc.weight``; a ``trunk.`` prefix is accepted).
+    ``weights``: ``pretrained`` (the .dat of face-recognition-models), ``random`` (seeded; sha256 is
+    ``random:seed=<n>``), a path to a dlib ``.dat``, or a path to a ``.pth``/``.pt``/``.safetensors`` state dict
+    of :class:`DlibResNetTrunk` (keys like ``stem.conv.weight``, ``level3.0.aff1.weight``, ``fc.weight``; a
+    ``trunk.`` prefix is accepted; ``key_map`` renames other key names).
     """
     trunk = DlibResNetTrunk()
-    if weights == "random":
+    if str(weights) == "random":
         trunk.init_random(seed)
-        return trunk, f"random:{seed}"
-    path = default_model_path() if weights == "pretrained" else Path(weights)
+        return trunk.eval(), "random", random_tag(seed)
+    pretrained = str(weights) == "pretrained"
+    path = default_model_path() if pretrained else Path(weights).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"dlib_resnet weights file {path} does not exist (weights: {weights!r}; use "
-                                "'pretrained', 'random', or a path to a .dat/.pth/.safetensors file)")
+        raise WeightsError(f"dlib_resnet weights file {path} does not exist (weights: {str(weights)!r}; use "
+                           f"'pretrained', 'random', or a path to a .dat/.pth/.safetensors file; see {DOCS})")
     if path.suffix == ".dat":
         trunk.load_dlib(read_dlib_dnn(path))
     else:
-        sd = load_state_dict_file(path)
+        sd = apply_key_map(load_state_dict_file(path), key_map)
         sd = {k.removeprefix("trunk."): v for k, v in sd.items()}
-        missing, unexpected = trunk.load_state_dict(sd, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{path}: not a dlib_resnet state dict: missing keys {missing[:5]}, "
-                             f"unexpected keys {unexpected[:5]}")
-    trunk.eval()
-    return trunk, sha256_file(path)
+        load_into(trunk, sd, name="dlib_resnet", source=f"file {path}")
+    tag = f"pretrained:face_recognition_models:{DLIB_MODEL_FILE}" if pretrained else str(path)
+    return trunk.eval(), tag, file_sha256(path)
 
 
 # ====================================================================================== the Backbone view
-class DlibResNet(nn.Module):
+def _spec(name: str) -> BackboneSpec:
+    dim, what = LAYERS[name]
+    return BackboneSpec(
+        name=name, family="dlib", layer=what, feature_dim=dim, input_size=INPUT_SIZE, mean=MEAN, std=STD,
+        pretrained="package",
+        notes="dlib's face-recognition ResNet (dlib_face_recognition_resnet_model_v1.dat of face-recognition-models); "
+              "input: 150x150 RGB chips aligned like dlib.get_face_chip; normalisation (pixel - mean_rgb) / 256",
+        extra={"mean_rgb_255": DLIB_MEAN_RGB, "scale": DLIB_SCALE},
+    )
+
+
+SPECS: dict[str, BackboneSpec] = {name: _spec(name) for name in LAYERS}
+
+
+def _split(t: DlibResNetTrunk, layer: str) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential]:
+    pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    stages = [t.stem, t.level4, t.level3, t.level2, t.level1]
+    if layer == "dlib_resnet":
+        return nn.Sequential(*stages, t.level0, pool), nn.Sequential(t.fc), nn.Sequential()
+    if layer == "dlib_resnet.pool":
+        return nn.Sequential(*stages, t.level0, pool), nn.Sequential(), nn.Sequential(t.fc)
+    if layer == "dlib_resnet.level1":
+        return (nn.Sequential(*stages, nn.Flatten(1)), nn.Sequential(),
+                nn.Sequential(nn.Unflatten(1, (256, 4, 4)), t.level0, pool, t.fc))
+    raise BackboneError(f"unknown dlib_resnet layer {layer!r}; expected one of {list(LAYERS)}")
+
+
+class DlibResNet(Backbone):
     """dlib's face ResNet with the Backbone interface of docs/DESIGN.md for one feature layer.
 
-    ``body`` is a ``nn.Sequential`` of the trunk's stages (so that ``body[:k]`` can be frozen) ending in a
-    flatten; ``fc`` holds the layers up to and including the feature layer; ``tail`` the rest up to the 128-D
-    descriptor (the network's original output). All share the trunk's parameters.
+    ``body`` is a ``nn.Sequential`` of the trunk's stages (``stem, level4, level3, level2, level1[, level0]``, so
+    that ``body[:k]`` can be frozen) ending in a pool or flatten; ``fc`` holds the layers up to and including the
+    feature layer; ``tail`` the rest up to the 128-D descriptor (the network's original output, which ``forward``
+    returns for every layer). All share the trunk's parameters.
     """
 
-    def __init__(self, trunk: DlibResNetTrunk, layer: str = "dlib_resnet", weights_sha256: str | None = None,
-                 spec: Any = None):
-        super().__init__()
-        if layer not in LAYERS:
-            raise KeyError(f"unknown dlib_resnet layer {layer!r}; expected one of {list(LAYERS)}")
+    def __init__(self, trunk: DlibResNetTrunk, layer: str = "dlib_resnet", *, weights: str = "random",
+                 weights_sha256: str | None = None, spec: BackboneSpec | None = None):
+        body, fc, tail = _split(trunk, layer)
+        super().__init__(spec or SPECS[layer], body, fc, tail, weights=weights, weights_sha256=weights_sha256)
         self.layer = layer
-        self.weights_sha256 = weights_sha256
-        self.spec = spec
         self._trunk = (trunk,)  # a plain reference: its modules are registered through body/fc/tail
-        t = trunk
-        pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-        if layer == "dlib_resnet":
-            self.body = nn.Sequential(t.stem, t.level4, t.level3, t.level2, t.level1, t.level0, pool)
-            self.fc = nn.Sequential(t.fc)
-            self.tail = nn.Sequential()
-        elif layer == "dlib_resnet.pool":
-            self.body = nn.Sequential(t.stem, t.level4, t.level3, t.level2, t.level1, t.level0, pool)
-            self.fc = nn.Sequential()
-            self.tail = nn.Sequential(t.fc)
-        else:  # dlib_resnet.level1
-            self.body = nn.Sequential(t.stem, t.level4, t.level3, t.level2, t.level1, nn.Flatten(1))
-            self.fc = nn.Sequential()
-            self.tail = nn.Sequential(nn.Unflatten(1, (256, 4, 4)), t.level0, pool, t.fc)
 
     @property
     def trunk(self) -> DlibResNetTrunk:
@@ -600,17 +600,10 @@ class DlibResNet(nn.Module):
     def feature_dim(self) -> int:
         return LAYERS[self.layer][0]
 
-    def features(self, x: Tensor) -> Tensor:
-        """The feature layer for a preprocessed (B, 3, 150, 150) batch."""
-        return self.fc(self.body(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """The 128-D descriptor."""
-        return self.tail(self.features(x))
-
 
 def preprocess_uint8(images: np.ndarray | Tensor, device: str | torch.device = "cpu") -> Tensor:
-    """dlib's input layer on (B, 150, 150, 3) uint8 RGB chips: ``(x - mean_rgb) / 256``, NCHW float32."""
+    """dlib's input layer on (B, 150, 150, 3) uint8 RGB chips: ``(x - mean_rgb) / 256``, NCHW float32,
+    channels-last (equal to the registry's ``preprocess(SPECS[...], images)`` up to float rounding)."""
     x = torch.as_tensor(np.asarray(images) if not isinstance(images, Tensor) else images)
     if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
         raise ValueError(f"expected (B, H, W, 3) uint8 RGB images, got {tuple(x.shape)} {x.dtype}")
@@ -622,23 +615,33 @@ def preprocess_uint8(images: np.ndarray | Tensor, device: str | torch.device = "
 
 
 def build(layer: str = "dlib_resnet", weights: str | Path = "pretrained", *, seed: int = 0,
-          spec: Any = None) -> DlibResNet:
+          key_map: KeyMap | None = None) -> DlibResNet:
     """A :class:`DlibResNet` for one of :data:`LAYERS` with ``weights`` (see :func:`load_trunk`).
 
     A state dict saved from a :class:`DlibResNet` of the same layer (keys ``body.*``, ``fc.*``, ``tail.*``, e.g.
     after fine-tuning) loads too.
     """
     if layer not in LAYERS:
-        raise KeyError(f"unknown dlib_resnet layer {layer!r}; expected one of {list(LAYERS)}")
-    path = Path(weights) if weights not in ("pretrained", "random") else None
-    if path is not None and path.suffix != ".dat" and path.is_file():
-        sd = load_state_dict_file(path)
+        raise BackboneError(f"unknown dlib_resnet layer {layer!r}; expected one of {list(LAYERS)}")
+    w = str(weights)
+    if w not in ("pretrained", "random") and Path(w).suffix != ".dat":
+        sd = load_state_dict_file(w)
         if any(k.startswith("body.") for k in sd):
-            model = DlibResNet(DlibResNetTrunk(), layer, sha256_file(path), spec)
-            try:
-                model.load_state_dict(sd, strict=True)
-            except RuntimeError as err:
-                raise ValueError(f"{path}: not a state dict of dlib_resnet layer {layer!r}: {err}") from err
+            model = DlibResNet(DlibResNetTrunk(), layer, weights=w, weights_sha256=file_sha256(w))
+            load_into(model, sd, name=layer, source=f"file {w}")
             return model.eval()
-    trunk, sha = load_trunk(weights, seed=seed)
-    return DlibResNet(trunk, layer, sha, spec).eval()
+    trunk, tag, sha = load_trunk(weights, seed=seed, key_map=key_map)
+    return DlibResNet(trunk, layer, weights=tag, weights_sha256=sha).eval()
+
+
+def _builder(layer: str):
+    def builder(weights: str, *, key_map: KeyMap | str | None = None, seed: int = 0) -> DlibResNet:
+        if isinstance(key_map, str):
+            raise WeightsError(f"{layer}: no built-in key map {key_map!r}; give a {{regex: replacement}} mapping")
+        return build(layer, weights, seed=seed, key_map=key_map)
+
+    return builder
+
+
+for _name in LAYERS:
+    register_backbone(_name, SPECS[_name], _builder(_name), overwrite=True)

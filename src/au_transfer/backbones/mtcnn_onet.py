@@ -12,16 +12,26 @@ Backbone view (docs/DESIGN.md): ``body`` = conv1..prelu4 then the (N, W, H, C) f
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .registry import Backbone, BackboneError, BackboneSpec, register_backbone
+from .weights import (
+    DOCS,
+    KeyMap,
+    WeightsError,
+    apply_key_map,
+    file_sha256,
+    load_into,
+    load_state_dict_file,
+    random_tag,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +43,6 @@ PIXEL_SCALE = 0.0078125
 #: The same normalisation on images scaled to [0, 1]: ``(x - mean) / std``.
 MEAN = (PIXEL_MEAN / 255.0,) * 3
 STD = (1.0 / (PIXEL_SCALE * 255.0),) * 3
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _onet_class() -> type[nn.Module]:
@@ -57,13 +58,13 @@ def default_weights_path() -> Path:
     """``onet.pt`` shipped inside the facenet-pytorch package, found by path."""
     spec = importlib.util.find_spec("facenet_pytorch")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("no pretrained weights for mtcnn_onet: the pip package facenet-pytorch is not "
-                                "installed; install it (--no-deps) or set backbones.mtcnn_onet.weights to a "
-                                "path to onet.pt")
+        raise WeightsError("no pretrained weights for mtcnn_onet: the pip package facenet-pytorch is not "
+                           "installed; install it (--no-deps) or set backbones.mtcnn_onet.weights to a "
+                           f"path to onet.pt (see {DOCS})")
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "onet.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"no pretrained weights for mtcnn_onet: {path} is missing; reinstall "
-                                "facenet-pytorch or give a path to onet.pt")
+        raise WeightsError(f"no pretrained weights for mtcnn_onet: {path} is missing; reinstall "
+                           "facenet-pytorch or give a path to onet.pt")
     return path
 
 
@@ -74,57 +75,59 @@ class _FlattenWHC(nn.Module):
         return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
 
 
-class MtcnnONet(nn.Module):
-    """ONet with the Backbone interface; the parameters are those of the wrapped facenet-pytorch ``ONet``."""
+SPEC = BackboneSpec(
+    name="mtcnn_onet", family="mtcnn", layer="dense5 + PReLU (256-D) of MTCNN's ONet", feature_dim=FEATURE_DIM,
+    input_size=INPUT_SIZE, mean=MEAN, std=STD, pretrained="package",
+    notes="facenet-pytorch's ONet (facenet_pytorch/data/onet.pt); input: 48x48 RGB face crops, "
+          "(pixel - 127.5) / 128; facenet-pytorch resizes with area interpolation",
+)
 
-    def __init__(self, onet: nn.Module, weights_sha256: str | None = None, spec: Any = None):
-        super().__init__()
-        self.onet = onet
-        self.weights_sha256 = weights_sha256
-        self.spec = spec
-        o = onet
-        self.body = nn.Sequential(o.conv1, o.prelu1, o.pool1, o.conv2, o.prelu2, o.pool2, o.conv3, o.prelu3,
-                                  o.pool3, o.conv4, o.prelu4, _FlattenWHC())
-        self.fc = nn.Sequential(o.dense5, o.prelu5)
-        self.tail = nn.Sequential(o.dense6_1)
+
+class MtcnnONet(Backbone):
+    """ONet with the Backbone interface; the parameters are those of the wrapped facenet-pytorch ``ONet``
+    (``self.onet``; its state dict keys under ``onet.`` are the facenet-pytorch names)."""
 
     feature_dim = FEATURE_DIM
 
-    def features(self, x: Tensor) -> Tensor:
-        """The 256-D dense5 + PReLU feature of a preprocessed (B, 3, 48, 48) batch."""
-        return self.fc(self.body(x))
+    def __init__(self, onet: nn.Module, *, weights: str = "random", weights_sha256: str | None = None,
+                 spec: BackboneSpec | None = None):
+        o = onet
+        body = nn.Sequential(o.conv1, o.prelu1, o.pool1, o.conv2, o.prelu2, o.pool2, o.conv3, o.prelu3,
+                             o.pool3, o.conv4, o.prelu4, _FlattenWHC())
+        super().__init__(spec or SPEC, body, nn.Sequential(o.dense5, o.prelu5), nn.Sequential(o.dense6_1),
+                         weights=weights, weights_sha256=weights_sha256)
+        self._onet = (onet,)  # a plain reference: its modules are registered through body/fc/tail
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Face / non-face logits (``dense6_1`` before its softmax)."""
-        return self.tail(self.features(x))
+    @property
+    def onet(self) -> nn.Module:
+        """The wrapped facenet-pytorch ONet (all three heads)."""
+        return self._onet[0]
 
 
-def load_onet(weights: str | Path = "pretrained", *, seed: int = 0) -> tuple[nn.Module, str]:
-    """facenet-pytorch's ONet with ``weights``: ``pretrained`` (the package's onet.pt), ``random`` (seeded
-    PyTorch default init) or a path to a state dict (.pt/.pth with ONet's keys, or .safetensors)."""
+def load_onet(weights: str | Path = "pretrained", *, seed: int = 0,
+              key_map: KeyMap | None = None) -> tuple[nn.Module, str, str]:
+    """facenet-pytorch's ONet with ``weights``, a tag naming where they came from, and their sha256.
+
+    ``weights``: ``pretrained`` (the package's onet.pt), ``random`` (PyTorch's default init, seeded) or a path to a
+    state dict (.pt/.pth/.safetensors with ONet's keys, e.g. ``dense5.weight``; ``key_map`` renames others).
+    """
     ONet = _onet_class()
-    if weights == "random":
-        with torch.random.fork_rng():  # ONet initialises in its constructor: seed it, leave the global RNG alone
+    if str(weights) == "random":
+        with torch.random.fork_rng(devices=[]):  # ONet initialises in its constructor
             torch.manual_seed(seed)
             net = ONet(pretrained=False)
-        return net.eval(), f"random:{seed}"
-    path = default_weights_path() if weights == "pretrained" else Path(weights)
+        return net.eval(), "random", random_tag(seed)
+    pretrained = str(weights) == "pretrained"
+    path = default_weights_path() if pretrained else Path(weights).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"mtcnn_onet weights file {path} does not exist (weights: {weights!r}; use "
-                                "'pretrained', 'random' or a path to onet.pt)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        sd = load_file(str(path))
-    else:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        raise WeightsError(f"mtcnn_onet weights file {path} does not exist (weights: {str(weights)!r}; use "
+                           f"'pretrained', 'random' or a path to onet.pt; see {DOCS})")
+    sd = apply_key_map(load_state_dict_file(path), key_map)
     sd = {k.removeprefix("onet."): v for k, v in sd.items()}
     net = ONet(pretrained=False)
-    try:
-        net.load_state_dict(sd, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: not an MTCNN ONet state dict: {err}") from err
-    return net.eval(), sha256_file(path)
+    load_into(net, sd, name="mtcnn_onet (MTCNN ONet)", source=f"file {path}")
+    tag = "pretrained:facenet_pytorch:onet.pt" if pretrained else str(path)
+    return net.eval(), tag, file_sha256(path)
 
 
 def preprocess_uint8(images: np.ndarray | Tensor, device: str | torch.device = "cpu") -> Tensor:
@@ -140,9 +143,26 @@ def preprocess_uint8(images: np.ndarray | Tensor, device: str | torch.device = "
 
 
 def build(layer: str = "mtcnn_onet", weights: str | Path = "pretrained", *, seed: int = 0,
-          spec: Any = None) -> MtcnnONet:
-    """The ONet backbone (only one feature layer: ``mtcnn_onet``, 256-D)."""
+          key_map: KeyMap | None = None) -> MtcnnONet:
+    """The ONet backbone (one feature layer: ``mtcnn_onet``, 256-D). A state dict of the Backbone itself (keys
+    ``body.``/``fc.``/``tail.``, e.g. after fine-tuning) loads too."""
     if layer != "mtcnn_onet":
-        raise KeyError(f"unknown mtcnn_onet layer {layer!r}; expected 'mtcnn_onet'")
-    net, sha = load_onet(weights, seed=seed)
-    return MtcnnONet(net, sha, spec).eval()
+        raise BackboneError(f"unknown mtcnn_onet layer {layer!r}; expected 'mtcnn_onet'")
+    w = str(weights)
+    if w not in ("pretrained", "random"):
+        sd = load_state_dict_file(w)
+        if any(k.startswith("body.") for k in sd):
+            model = MtcnnONet(_onet_class()(pretrained=False), weights=w, weights_sha256=file_sha256(w))
+            load_into(model, sd, name=layer, source=f"file {w}")
+            return model.eval()
+    net, tag, sha = load_onet(weights, seed=seed, key_map=key_map)
+    return MtcnnONet(net, weights=tag, weights_sha256=sha).eval()
+
+
+def _builder(weights: str, *, key_map: KeyMap | str | None = None, seed: int = 0) -> MtcnnONet:
+    if isinstance(key_map, str):
+        raise WeightsError(f"mtcnn_onet: no built-in key map {key_map!r}; give a {{regex: replacement}} mapping")
+    return build("mtcnn_onet", weights, seed=seed, key_map=key_map)
+
+
+register_backbone("mtcnn_onet", SPEC, _builder, overwrite=True)
