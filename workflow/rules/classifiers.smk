@@ -1,1 +1,152 @@
-# stage classifiers: to be written
+# Stage classifiers: per-AU LDA / linear SVM on frame features (paper IV-C), LSTM on sequences (IV-D),
+# merged predictions, per-model metrics and the summary table (VII). One fit job per (split, model, AU).
+# Helpers (model_ids, feature_file, classifier_inputs, ...) are in common.smk, block "# --- classifiers".
+
+MODEL_ID_RE = r"[A-Za-z0-9_.]+-(face|upper|middle|lower|au_region)-[a-z0-9_]+"
+CLF = config["classifiers"]
+
+
+def _fit_params(classifier):
+    """Params shared by the frame fits, plus the options of one classifier only."""
+    return dict(
+        sets=lambda wc: split_sets(wc.split),
+        crop_region=lambda wc: crop_region_of(wc.region, wc.au),
+        threshold=config["data"]["threshold"],
+        seed=CLF["seed"],
+        balance=CLF["balance"],
+        classifier=classifier,
+        options=CLF[classifier],
+    )
+
+
+rule fit_lda:
+    input:
+        unpack(classifier_inputs),
+    output:
+        model="results/models/{split}/{backbone}-{region}-lda/AU{au}.joblib",
+        pred="results/predictions/{split}/{backbone}-{region}-lda/AU{au}.csv",
+    params:
+        **_fit_params("lda"),
+    log:
+        "logs/classifiers/{split}/{backbone}-{region}-lda/AU{au}.log",
+    threads: 1
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/fit_frame.py"
+
+
+rule fit_svm:
+    input:
+        unpack(classifier_inputs),
+    output:
+        model="results/models/{split}/{backbone}-{region}-svm/AU{au}.joblib",
+        pred="results/predictions/{split}/{backbone}-{region}-svm/AU{au}.csv",
+    params:
+        **_fit_params("svm"),
+    log:
+        "logs/classifiers/{split}/{backbone}-{region}-svm/AU{au}.log",
+    threads: 1
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/fit_frame.py"
+
+
+rule fit_lstm:
+    input:
+        unpack(classifier_inputs),
+    output:
+        model="results/models/{split}/{backbone}-{region}-lstm/AU{au}.joblib",
+        pred="results/predictions/{split}/{backbone}-{region}-lstm/AU{au}.csv",
+    params:
+        sets=lambda wc: split_sets(wc.split),
+        crop_region=lambda wc: crop_region_of(wc.region, wc.au),
+        threshold=config["data"]["threshold"],
+        seed=CLF["seed"],
+        options={k: v for k, v in CLF["lstm"].items() if k not in ("enabled", "backbones", "regions")},
+    log:
+        "logs/classifiers/{split}/{backbone}-{region}-lstm/AU{au}.log",
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/fit_lstm.py"
+
+
+rule merge_predictions:
+    input:
+        lambda wc: expand("results/predictions/{split}/{model}/AU{au}.csv", split=wc.split, model=wc.model, au=AUS),
+    output:
+        "results/predictions/{split}/{model}.csv",
+    wildcard_constraints:
+        model=MODEL_ID_RE,
+    params:
+        aus=AUS,
+    log:
+        "logs/classifiers/{split}/merge_{model}.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/merge_predictions.py"
+
+
+rule always_present:
+    input:
+        lambda wc: f"results/predictions/{wc.split}/{model_ids(wc.split)[0]}.csv",
+    output:
+        "results/predictions/{split}/always_present.csv",
+    params:
+        baseline=True,
+    log:
+        "logs/classifiers/{split}/always_present.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/merge_predictions.py"
+
+
+rule metrics:
+    input:
+        "results/predictions/{split}/{model}.csv",
+    output:
+        "results/metrics/{split}/{model}.csv",
+    wildcard_constraints:
+        model=r"[A-Za-z0-9_.\-]+",
+    params:
+        aus=AUS,
+    log:
+        "logs/classifiers/{split}/metrics_{model}.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/metrics.py"
+
+
+def metrics_files():
+    """Per-model metrics of every split, the always-present baseline first."""
+    out = []
+    for split in SPLITS:
+        ids = model_ids(split)
+        if ids:
+            out.append(f"results/metrics/{split}/always_present.csv")
+        out += [f"results/metrics/{split}/{m}.csv" for m in ids]
+    return out
+
+
+rule summary:
+    input:
+        lambda wc: metrics_files(),
+    output:
+        "results/metrics/summary.csv",
+    log:
+        "logs/classifiers/summary.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/summary.py"
+
+
+register_targets("classifiers", lambda: metrics_files() + ["results/metrics/summary.csv"])

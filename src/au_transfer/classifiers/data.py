@@ -1,0 +1,222 @@
+"""Frame data for the classifiers: features + labels of one AU, valid and labelled frames only, and balancing.
+
+A frame enters training or evaluation only when it is *valid* in the feature file (a face was found and aligned)
+and *labelled* (its frame number appears in ``results/labels/{subject}.csv``); every excluded frame is counted and
+logged. Labels are binarised with the configured threshold (present = intensity >= threshold, paper III).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+class ClassifierDataError(ValueError):
+    """Bad input to a classifier: the message names the file, subject, frame and what is wrong."""
+
+
+def _read_features_h5(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Read the feature-store layout of docs/DESIGN.md (fallback when ``au_transfer.features`` is absent)."""
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        for key in ("features", "frames"):
+            if key not in fh:
+                raise ClassifierDataError(f"{path}: feature file has no dataset {key!r}")
+        X = fh["features"][()].astype(np.float32)
+        frames = fh["frames"][()].astype(np.int64)
+        valid = fh["valid"][()].astype(bool) if "valid" in fh else np.ones(len(frames), bool)
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in fh.attrs.items()}
+    return frames, X, valid, attrs
+
+
+def read_feature_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """``(frames, X float32, valid, attrs)`` of one feature file, checked for consistent shapes."""
+    try:
+        from au_transfer.features import read_features
+    except ImportError:  # the feature stage is not installed: read the documented layout directly
+        read_features = _read_features_h5
+    frames, X, valid, attrs = read_features(path)
+    frames = np.asarray(frames).astype(np.int64)
+    X = np.asarray(X, dtype=np.float32)
+    valid = np.asarray(valid).astype(bool)
+    if X.ndim != 2 or len(X) != len(frames) or len(valid) != len(frames):
+        raise ClassifierDataError(
+            f"{path}: inconsistent feature file: features {X.shape}, frames {frames.shape}, valid {valid.shape}")
+    return frames, X, valid, dict(attrs)
+
+
+def read_label_file(path: str | Path, au: int, threshold: int, subject: str = "?") -> pd.Series:
+    """Binary labels (present = intensity >= threshold) of one AU, indexed by 1-based frame number."""
+    df = pd.read_csv(path)
+    col = f"AU{au}"
+    if "frame" not in df.columns:
+        raise ClassifierDataError(f"{path} (subject {subject}): no 'frame' column")
+    if col not in df.columns:
+        raise ClassifierDataError(f"{path} (subject {subject}): no column {col}; columns are {list(df.columns)}")
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = values.isna() | (values < 0) | (values > 5)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ClassifierDataError(
+            f"{path} (subject {subject}), frame {df['frame'].iloc[i]}: {col} intensity {str(df[col].iloc[i])!r} "
+            "is not a number in 0..5")
+    if df["frame"].duplicated().any():
+        dup = int(df.loc[df["frame"].duplicated(), "frame"].iloc[0])
+        raise ClassifierDataError(f"{path} (subject {subject}), frame {dup}: frame listed twice")
+    return pd.Series((values.to_numpy() >= threshold).astype(np.int8), index=df["frame"].astype(np.int64).to_numpy())
+
+
+@dataclass
+class FrameData:
+    """Valid, labelled frames of a set of subjects for one AU, in subject then frame order."""
+
+    subject: np.ndarray  # (N,) str
+    frame: np.ndarray  # (N,) int
+    X: np.ndarray  # (N, D) float32
+    y: np.ndarray  # (N,) int8, 1 = AU present
+    counts: dict = field(default_factory=dict)  # per subject: total, invalid, unlabelled, used
+    attrs: dict = field(default_factory=dict)  # attrs of the first feature file
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, idx: np.ndarray) -> FrameData:
+        return FrameData(self.subject[idx], self.frame[idx], self.X[idx], self.y[idx], self.counts, self.attrs)
+
+    def subjects(self) -> list[str]:
+        return list(dict.fromkeys(self.subject.tolist()))
+
+    def sequences(self) -> list[np.ndarray]:
+        """Row indices of each subject, in frame order (the sequence the LSTM sees)."""
+        return [np.flatnonzero(self.subject == s) for s in self.subjects()]
+
+
+def load_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[str, str | Path], au: int,
+                threshold: int, subjects: Sequence[str] | None = None) -> FrameData:
+    """Features and binary labels of one AU for the given subjects: valid, labelled frames only.
+
+    ``feature_paths`` and ``label_paths`` map subject -> file. Invalid frames (``valid`` False in the feature file)
+    and unlabelled frames (beyond the label file) are excluded and counted (``FrameData.counts``, logged). NaN or
+    infinite features on a valid frame are an error naming the file, subject and frame.
+    """
+    subjects = list(subjects if subjects is not None else feature_paths)
+    parts: list[tuple] = []
+    counts: dict[str, dict[str, int]] = {}
+    attrs0: dict = {}
+    dim = None
+    for s in subjects:
+        if s not in feature_paths or s not in label_paths:
+            raise ClassifierDataError(f"subject {s}: no feature file or label file given")
+        fpath = feature_paths[s]
+        frames, X, valid, attrs = read_feature_file(fpath)
+        if not attrs0:
+            attrs0 = attrs
+        if dim is None:
+            dim = X.shape[1]
+        elif X.shape[1] != dim:
+            raise ClassifierDataError(f"{fpath} (subject {s}): feature dimension {X.shape[1]} != {dim} of the others")
+        labels = read_label_file(label_paths[s], au, threshold, s)
+        labelled = np.isin(frames, labels.index.to_numpy())
+        keep = valid & labelled
+        bad = keep & ~np.isfinite(X).all(axis=1)
+        if bad.any():
+            raise ClassifierDataError(f"{fpath} (subject {s}), frame {frames[bad][0]}: non-finite feature values "
+                                      "on a frame marked valid")
+        n_missing = int((~np.isin(labels.index.to_numpy(), frames)).sum())
+        counts[s] = {"total": len(frames), "invalid": int((~valid).sum()),
+                     "unlabelled": int((valid & ~labelled).sum()), "labels_without_features": n_missing,
+                     "used": int(keep.sum())}
+        log.info("AU%d %s: %d frames, %d invalid, %d valid but unlabelled, %d labels without features -> %d used",
+                 au, s, len(frames), counts[s]["invalid"], counts[s]["unlabelled"], n_missing, counts[s]["used"])
+        idx = np.flatnonzero(keep)
+        order = idx[np.argsort(frames[idx], kind="stable")]
+        parts.append((np.full(len(order), s, dtype=object), frames[order], X[order],
+                      labels.loc[frames[order]].to_numpy().astype(np.int8)))
+    if not parts:
+        raise ClassifierDataError("no subjects given")
+    subj, fr, X, y = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    return FrameData(subj.astype(str), fr, X.astype(np.float32, copy=False), y, counts, attrs0)
+
+
+def balance_indices(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a balanced subset: all frames of the minority class and as many random ones of the majority.
+
+    Paper IV-A keeps as many negatives as there are positives; when positives outnumber negatives the rule is
+    applied the other way round (as many positives as negatives). With no frame of one class, there is nothing
+    to balance against: an empty array is returned and the caller decides (skip the AU, fall back). Returned
+    indices are sorted so that the subset keeps frame order.
+    """
+    y = np.asarray(y)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    if len(pos) == 0 or len(neg) == 0:
+        return np.empty(0, dtype=np.int64)
+    if len(neg) >= len(pos):
+        keep = np.concatenate([pos, rng.choice(neg, size=len(pos), replace=False)])
+    else:
+        keep = np.concatenate([neg, rng.choice(pos, size=len(neg), replace=False)])
+    return np.sort(keep)
+
+
+def check_subject_exclusive(train: Sequence[str], val: Sequence[str], test: Sequence[str]) -> None:
+    """Refuse overlapping train/val/test subject lists (a subject in two sets leaks identity into evaluation)."""
+    sets = {"train": set(train), "val": set(val), "test": set(test)}
+    names = list(sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = sorted(sets[a] & sets[b])
+            if both:
+                raise ClassifierDataError(f"subject(s) {both} in both {a} and {b}: splits must be subject-exclusive")
+
+
+def write_synthetic_subject(feature_path: str | Path, label_path: str | Path, subject: str, *, aus: Sequence[int],
+                            n_frames: int = 120, dim: int = 16, n_labelled: int | None = None,
+                            invalid: Sequence[int] = (), signal: float = 2.0, seed: int = 0,
+                            backbone: str = "synthetic", region: str = "face") -> None:
+    """Write a synthetic feature file and label file with a planted linear signal per AU (for tests and benches).
+
+    Each AU gets a random unit direction in feature space (the same for every subject, from ``seed``'s AU-wide
+    stream) and bursts of activation (intensities 0..5); a present AU adds ``signal`` x its direction to the
+    frame's features. ``invalid`` frames (0-based rows) get ``valid = False`` and NaN features; only the first
+    ``n_labelled`` frames are labelled.
+    """
+    import h5py
+
+    dirs = np.random.default_rng(12345).standard_normal((max(aus) + 1, dim))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    frames = np.arange(1, n_frames + 1)
+    X = rng.standard_normal((n_frames, dim)).astype(np.float32)
+    labels = {"frame": frames}
+    for au in aus:
+        inten = np.zeros(n_frames, np.int64)
+        t = 0
+        while t < n_frames:  # alternate inactive stretches and activation bursts
+            t += int(rng.integers(5, 25))
+            length = int(rng.integers(4, 15))
+            inten[t:t + length] = rng.integers(2, 6)
+            inten[t:t + 1] = 1  # onset below threshold
+            t += length
+        labels[f"AU{au}"] = inten
+        X += (inten >= 2)[:, None] * signal * dirs[au][None, :].astype(np.float32)
+    valid = np.ones(n_frames, bool)
+    valid[list(invalid)] = False
+    X[~valid] = np.nan
+    Path(feature_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(label_path).parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(feature_path, "w") as fh:
+        fh["features"] = X.astype(np.float16)
+        fh["frames"] = frames.astype(np.int32)
+        fh["valid"] = valid
+        fh.attrs.update({"backbone": backbone, "layer": "synthetic", "weights": "synthetic",
+                         "weights_sha256": "0" * 64, "region": region, "input_size": 0, "subject": subject,
+                         "dim": dim})
+    n_lab = n_frames if n_labelled is None else n_labelled
+    pd.DataFrame(labels).iloc[:n_lab].to_csv(label_path, index=False)

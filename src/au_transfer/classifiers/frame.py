@@ -1,0 +1,222 @@
+"""Per-frame, per-AU linear classifiers on CNN features: LDA and a linear SVM (paper IV-C).
+
+One model per AU. The features are standardised with a scaler fitted on the training subjects only (a
+``StandardScaler`` inside the model's ``Pipeline``). Training and validation sets are balanced (paper IV-A,
+:func:`~au_transfer.classifiers.data.balance_indices`); the test set is never balanced and never used for a choice.
+
+Rules (documented in docs/classifiers.md):
+- no positive (or no negative) training frame: the AU is *skipped*; its predictions are written with an empty
+  ``score`` and ``pred = 0`` (absent), the bundle says ``status = "skipped"`` and why;
+- SVM ``C`` is chosen on the balanced validation set by F1 (ties: the smaller C); when the validation set is empty
+  or has a single class, ``C = svm.C_fallback`` and the bundle records ``selection = "fallback"``;
+- the chosen model is refitted on the balanced training set (``refit: train``) or on train + val
+  (``refit: train_val``); by default only on train, so validation scores stay honest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from ..io import atomic_path, write_csv_atomic
+from .data import ClassifierDataError, FrameData, balance_indices, check_subject_exclusive, load_frames
+
+log = logging.getLogger(__name__)
+
+FRAME_CLASSIFIERS: tuple[str, ...] = ("lda", "svm")
+PRED_COLUMNS: list[str] = ["subject", "frame", "au", "set", "score", "pred", "label"]
+
+
+def make_estimator(classifier: str, params: Mapping[str, Any], *, C: float | None = None, seed: int = 0) -> Pipeline:
+    """A scikit-learn ``Pipeline(StandardScaler, LDA | LinearSVC)`` from a classifier's config section."""
+    if classifier == "lda":
+        shrinkage = params.get("shrinkage")
+        solver = params.get("solver", "auto")
+        if solver == "auto":
+            solver = "svd" if shrinkage is None else "lsqr"
+        if shrinkage is not None and solver == "svd":
+            raise ClassifierDataError("classifiers.lda: shrinkage needs solver lsqr or eigen, not svd")
+        est: Any = LinearDiscriminantAnalysis(solver=solver, shrinkage=shrinkage)
+    elif classifier == "svm":
+        est = LinearSVC(C=float(C if C is not None else params.get("C_fallback", 1.0)),
+                        max_iter=int(params.get("max_iter", 5000)), class_weight=params.get("class_weight"),
+                        dual="auto", random_state=seed)
+    else:
+        raise ClassifierDataError(f"unknown frame classifier {classifier!r}; expected one of {FRAME_CLASSIFIERS}")
+    return Pipeline([("scaler", StandardScaler()), ("clf", est)])
+
+
+def _scores(est: Pipeline, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    score = np.asarray(est.decision_function(X), dtype=np.float64)
+    return score, (score > 0).astype(np.int8)
+
+
+def _f1(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(f1_score(y, pred, pos_label=1, zero_division=0))
+
+
+def fit_frame_classifier(train: FrameData, val: FrameData | None, classifier: str, params: Mapping[str, Any], *,
+                         seed: int, balance: bool = True, refit: str = "train") -> dict[str, Any]:
+    """Fit one AU's classifier; returns ``{estimator, status, chosen, val_scores, selection, n_train, ...}``.
+
+    ``val`` is used for the choice of C (SVM) and for validation scores only; test data never reaches this.
+    """
+    rng = np.random.default_rng(seed)
+    info: dict[str, Any] = {"status": "ok", "reason": "", "chosen": {}, "val_scores": {}, "selection": "none"}
+    tr_idx = balance_indices(train.y, rng) if balance else np.arange(len(train))
+    n_pos, n_neg = int(train.y.sum()), int(len(train.y) - train.y.sum())
+    info.update(n_train_pos=n_pos, n_train_neg=n_neg, train_index=tr_idx)
+    if n_pos == 0 or n_neg == 0:
+        info.update(status="skipped", reason=f"training set has {n_pos} positive and {n_neg} negative frames",
+                    estimator=None)
+        return info
+    Xtr, ytr = train.X[tr_idx], train.y[tr_idx]
+    va_idx = np.empty(0, dtype=np.int64)
+    if val is not None and len(val):
+        va_idx = balance_indices(val.y, rng) if balance else np.arange(len(val))
+    info["val_index"] = va_idx
+    val_ok = len(va_idx) > 0 and len(np.unique(val.y[va_idx])) == 2 if val is not None else False
+
+    if classifier == "svm":
+        grid = [float(c) for c in params.get("C_grid", [1.0])]
+        if val_ok and len(grid) > 1:
+            Xva, yva = val.X[va_idx], val.y[va_idx]
+            best = None
+            for C in grid:  # ascending order of the grid: ties keep the smaller (more regularised) C
+                est = make_estimator("svm", params, C=C, seed=seed).fit(Xtr, ytr)
+                f1 = _f1(yva, _scores(est, Xva)[1])
+                info["val_scores"][f"f1_C={C:g}"] = f1
+                if best is None or f1 > best[0] + 1e-12 or (abs(f1 - best[0]) <= 1e-12 and C < best[1]):
+                    best = (f1, C)
+            C = best[1]
+            info["selection"] = "val_f1"
+        elif len(grid) == 1:
+            C, info["selection"] = grid[0], "single"
+        else:
+            C, info["selection"] = float(params.get("C_fallback", 1.0)), "fallback"
+            log.warning("validation set unusable for choosing C (empty or one class): C = C_fallback = %g", C)
+        info["chosen"] = {"C": C}
+    else:
+        C = None
+    est = make_estimator(classifier, params, C=C, seed=seed)
+    if refit == "train_val" and val_ok:
+        Xfit = np.concatenate([Xtr, val.X[va_idx]])
+        yfit = np.concatenate([ytr, val.y[va_idx]])
+    elif refit in ("train", "train_val"):
+        Xfit, yfit = Xtr, ytr
+    else:
+        raise ClassifierDataError(f"classifiers.refit: {refit!r} is not train or train_val")
+    est.fit(Xfit, yfit)
+    if val_ok:
+        p = _scores(est, val.X[va_idx])[1]
+        info["val_scores"]["f1"] = _f1(val.y[va_idx], p)
+        info["val_scores"]["accuracy"] = float(accuracy_score(val.y[va_idx], p))
+    info["estimator"] = est
+    return info
+
+
+def predict_bundle(bundle: Mapping[str, Any], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(score, pred)`` of a fitted bundle on features ``X`` (N, D) (for an LSTM: one sequence in frame order).
+
+    Higher score = more present; ``pred`` is 0/1. A skipped AU (no model) gives NaN scores and ``pred = 0``.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if bundle.get("status") == "skipped" or bundle.get("estimator") is None:
+        return np.full(len(X), np.nan), np.zeros(len(X), dtype=np.int8)
+    est = bundle["estimator"]
+    if bundle.get("classifier") == "lstm":
+        score = est.predict_proba_sequence(X)
+        return score.astype(np.float64), (score > 0.5).astype(np.int8)
+    return _scores(est, X)
+
+
+def load_model(path: str | Path) -> dict[str, Any]:
+    """Load a model bundle written by :func:`save_model` (``results/models/{split}/{model}/AU{au}.joblib``)."""
+    bundle = joblib.load(path)
+    if not isinstance(bundle, dict) or "au" not in bundle or "estimator" not in bundle:
+        raise ClassifierDataError(f"{path}: not a model bundle (a dict with 'au' and 'estimator')")
+    return bundle
+
+
+def save_model(bundle: Mapping[str, Any], path: str | Path) -> None:
+    """Write a model bundle atomically (joblib)."""
+    with atomic_path(path) as tmp:
+        joblib.dump(dict(bundle), tmp)
+
+
+def prediction_frame(data: FrameData, au: int, which: str, score: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
+    """Rows of the predictions file for one set."""
+    return pd.DataFrame({"subject": data.subject, "frame": data.frame, "au": au, "set": which,
+                         "score": score, "pred": pred.astype(int), "label": data.y.astype(int)})[PRED_COLUMNS]
+
+
+def feature_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The feature-file attributes a predictor needs to rebuild the features (plain Python types)."""
+    keep = ("backbone", "layer", "weights", "weights_sha256", "input_size", "region", "dim")
+    out = {}
+    for k in keep:
+        if k in attrs:
+            v = attrs[k]
+            out[k] = v.item() if hasattr(v, "item") and np.ndim(v) == 0 else (
+                v.tolist() if hasattr(v, "tolist") else v)
+    return out
+
+
+def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, str], train: Sequence[str],
+                  val: Sequence[str], test: Sequence[str], au: int, backbone: str, region: str, crop_region: str,
+                  classifier: str, params: Mapping[str, Any], seed: int, threshold: int, balance: bool = True,
+                  refit: str = "train", model_out: str | Path, pred_out: str | Path, split: str = "") -> dict:
+    """One (split, model, AU) job: load frames, fit on train (select on val), predict val + test, write both files."""
+    check_subject_exclusive(train, val, test)
+    tr = load_frames(feature_paths, label_paths, au, threshold, train)
+    va = load_frames(feature_paths, label_paths, au, threshold, val) if val else None
+    te = load_frames(feature_paths, label_paths, au, threshold, test)
+    log.info("AU%d %s-%s-%s split %s: train %d frames (%d pos), val %d, test %d", au, backbone, region, classifier,
+             split, len(tr), int(tr.y.sum()), len(va) if va is not None else 0, len(te))
+    info = fit_frame_classifier(tr, va, classifier, params, seed=seed, balance=balance, refit=refit)
+    if info["status"] == "skipped":
+        log.warning("AU%d skipped for %s-%s-%s on split %s: %s; predictions have empty scores and pred = 0",
+                    au, backbone, region, classifier, split, info["reason"])
+    bundle = make_bundle(info, au=au, backbone=backbone, region=region, crop_region=crop_region,
+                         classifier=classifier, params=params, seed=seed, threshold=threshold, balance=balance,
+                         refit=refit, split=split, train=train, val=val, test=test, attrs=tr.attrs,
+                         counts={**tr.counts, **(va.counts if va is not None else {}), **te.counts})
+    rows = []
+    for which, data in (("val", va), ("test", te)):
+        if data is None or not len(data):
+            continue
+        score, pred = predict_bundle(bundle, data.X)
+        rows.append(prediction_frame(data, au, which, score, pred))
+    preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PRED_COLUMNS)
+    save_model(bundle, model_out)
+    write_csv_atomic(preds, pred_out)
+    return bundle
+
+
+def make_bundle(info: Mapping[str, Any], *, au: int, backbone: str, region: str, crop_region: str, classifier: str,
+                params: Mapping[str, Any], seed: int, threshold: int, balance: bool, refit: str, split: str,
+                train: Sequence[str], val: Sequence[str], test: Sequence[str], attrs: Mapping[str, Any],
+                counts: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved model bundle: everything needed to predict from features, and how the model was chosen."""
+    return {
+        "estimator": info.get("estimator"), "au": int(au), "backbone": backbone, "region": region,
+        "crop_region": crop_region, "classifier": classifier, "params": dict(params),
+        "chosen": dict(info.get("chosen", {})), "selection": info.get("selection", "none"),
+        "val_scores": dict(info.get("val_scores", {})), "status": info.get("status", "ok"),
+        "reason": info.get("reason", ""), "seed": int(seed), "threshold": int(threshold), "balance": bool(balance),
+        "refit": refit, "split": split, "train_subjects": list(train), "val_subjects": list(val),
+        "test_subjects": list(test), "n_train_pos": info.get("n_train_pos"), "n_train_neg": info.get("n_train_neg"),
+        "feature_attrs": feature_attrs(attrs), "frame_counts": dict(counts),
+    }
+

@@ -1,0 +1,154 @@
+"""Evaluation protocol (paper VII): per-AU F1 of the positive class and classification rate on the test frames.
+
+- Metrics use the ``set == "test"`` rows of a predictions table only (valid, labelled frames: the predictions files
+  hold nothing else). Validation rows are never scored here.
+- ``mean12``: the mean over the AUs evaluated among DISFA's 12 (all configured AUs); ``mean8``: the mean over the
+  AUs evaluated among the 8 of the standard protocol (1, 2, 4, 6, 9, 12, 25, 26). Mean rows carry the summed
+  ``n_pos`` and ``n_neg``.
+- k-fold protocol: splits named ``<prefix>fold<k>`` (``fold1``, ``fold2``, ``fold3``) with the same prefix form a
+  group; :func:`fold_means` adds ``split = "<prefix><K>fold_mean"`` rows (e.g. ``3fold_mean``) holding, per model
+  and AU, the mean F1 and accuracy over the folds (the model must exist in every fold) and the summed counts.
+- The trivial baseline ``always_present`` predicts "present" on every test frame: :func:`always_present`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score
+
+from . import DISFA_AUS, STANDARD_AUS
+
+METRIC_COLUMNS: list[str] = ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg"]
+PRED_COLUMNS: list[str] = ["subject", "frame", "au", "set", "score", "pred", "label"]
+BASELINE = "always_present"
+FOLD_RE = re.compile(r"^(?P<prefix>.*?)fold(?P<k>\d+)$")
+
+
+class EvaluationError(ValueError):
+    """A predictions table cannot be scored; the message says which file/model and why."""
+
+
+def check_predictions(pred: pd.DataFrame, name: str = "predictions") -> pd.DataFrame:
+    """Check the predictions columns and values (label/pred 0/1, no duplicate (subject, frame, au, set) rows)."""
+    missing = [c for c in PRED_COLUMNS if c not in pred.columns]
+    if missing:
+        raise EvaluationError(f"{name}: missing column(s) {missing}; expected {PRED_COLUMNS}")
+    for col in ("pred", "label"):
+        bad = ~pred[col].isin([0, 1])
+        if bad.any():
+            r = pred[bad].iloc[0]
+            raise EvaluationError(f"{name}: subject {r['subject']}, frame {r['frame']}, AU{r['au']}: "
+                                  f"{col} = {r[col]} is not 0 or 1")
+    dup = pred.duplicated(["subject", "frame", "au", "set"])
+    if dup.any():
+        r = pred[dup].iloc[0]
+        raise EvaluationError(f"{name}: subject {r['subject']}, frame {r['frame']}, AU{r['au']} appears twice "
+                              f"in set {r['set']}")
+    return pred
+
+
+def au_metrics(pred: pd.DataFrame, model: str = "", split: str = "", aus: Sequence[int] | None = None,
+               name: str = "predictions") -> pd.DataFrame:
+    """Per-AU F1 and accuracy on the test rows, plus ``mean12`` and ``mean8`` rows (columns ``METRIC_COLUMNS``).
+
+    ``aus`` fixes the AUs to report (an AU absent from the test rows is an error); by default every AU present.
+    """
+    check_predictions(pred, name)
+    test = pred[pred["set"] == "test"]
+    if test.empty:
+        raise EvaluationError(f"{name}: no test rows to score")
+    present = sorted(int(a) for a in test["au"].unique())
+    aus = present if aus is None else [int(a) for a in aus]
+    missing = sorted(set(aus) - set(present))
+    if missing:
+        raise EvaluationError(f"{name}: no test rows for AU(s) {missing}")
+    rows = []
+    for au in aus:
+        t = test[test["au"] == au]
+        y, p = t["label"].to_numpy(int), t["pred"].to_numpy(int)
+        rows.append({"model": model, "split": split, "au": str(au),
+                     "f1": float(f1_score(y, p, pos_label=1, zero_division=0)),
+                     "accuracy": float(accuracy_score(y, p)), "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum())})
+    per_au = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    return pd.concat([per_au, _mean_rows(per_au, model, split)], ignore_index=True)
+
+
+def _mean_rows(per_au: pd.DataFrame, model: str, split: str) -> pd.DataFrame:
+    rows = []
+    aus = per_au["au"].astype(int)
+    for label, group in (("mean12", DISFA_AUS), ("mean8", STANDARD_AUS)):
+        sel = per_au[aus.isin(group)]
+        if sel.empty:
+            continue
+        rows.append({"model": model, "split": split, "au": label, "f1": float(sel["f1"].mean()),
+                     "accuracy": float(sel["accuracy"].mean()), "n_pos": int(sel["n_pos"].sum()),
+                     "n_neg": int(sel["n_neg"].sum())})
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def always_present(pred: pd.DataFrame) -> pd.DataFrame:
+    """The trivial classifier on the same frames: every frame predicted present (score 1)."""
+    check_predictions(pred)
+    out = pred[PRED_COLUMNS].copy()
+    out["score"] = 1.0
+    out["pred"] = 1
+    return out
+
+
+def merge_predictions(parts: Iterable[pd.DataFrame], aus: Sequence[int] | None = None,
+                      name: str = "predictions") -> pd.DataFrame:
+    """Concatenate per-AU prediction tables of one model (checked; sorted by set, subject, frame, AU)."""
+    df = pd.concat(list(parts), ignore_index=True)
+    check_predictions(df, name)
+    if aus is not None:
+        missing = sorted(set(int(a) for a in aus) - set(int(a) for a in df["au"].unique()))
+        if missing:
+            raise EvaluationError(f"{name}: no rows for AU(s) {missing}")
+    order = {"val": 0, "test": 1}
+    df = df.sort_values(["set", "subject", "frame", "au"], key=lambda s: s.map(order) if s.name == "set" else s)
+    return df[PRED_COLUMNS].reset_index(drop=True)
+
+
+def fold_groups(splits: Iterable[str]) -> dict[str, list[str]]:
+    """Group fold splits by prefix: ``{"3fold_mean": ["fold1", "fold2", "fold3"]}`` (groups of 2 or more)."""
+    groups: dict[str, list[str]] = {}
+    for s in splits:
+        m = FOLD_RE.match(s)
+        if m:
+            groups.setdefault(m["prefix"], []).append(s)
+    return {f"{p}{len(v)}fold_mean": sorted(v, key=lambda s: int(FOLD_RE.match(s)["k"]))
+            for p, v in groups.items() if len(v) >= 2}
+
+
+def fold_means(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rows ``split = <K>fold_mean``: per model and AU, the mean F1/accuracy over the folds; counts summed."""
+    out = []
+    for name, folds in fold_groups(summary["split"].unique()).items():
+        sub = summary[summary["split"].isin(folds)]
+        for (model, au), g in sub.groupby(["model", "au"], sort=False):
+            if set(g["split"]) != set(folds):
+                continue  # the model is not evaluated on every fold: no mean
+            out.append({"model": model, "split": name, "au": au, "f1": float(g["f1"].mean()),
+                        "accuracy": float(g["accuracy"].mean()), "n_pos": int(g["n_pos"].sum()),
+                        "n_neg": int(g["n_neg"].sum())})
+    return pd.DataFrame(out, columns=METRIC_COLUMNS)
+
+
+def summarize(metric_tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """One tidy table of every model's metrics on every split, plus the k-fold mean rows."""
+    tables = [t for t in metric_tables if not t.empty]
+    if not tables:
+        return pd.DataFrame(columns=METRIC_COLUMNS)
+    df = pd.concat(tables, ignore_index=True)[METRIC_COLUMNS]
+    df["au"] = df["au"].astype(str)
+    return pd.concat([df, fold_means(df)], ignore_index=True)
+
+
+def headline(summary: pd.DataFrame, au: str = "mean12") -> pd.DataFrame:
+    """Model x split table of one row kind (default mean F1 over the AUs), best F1 first."""
+    sel = summary[summary["au"].astype(str) == au]
+    return sel.sort_values(["split", "f1"], ascending=[True, False])[["model", "split", "f1", "accuracy"]]
+
