@@ -67,3 +67,82 @@ def au_region_of(au):
 import os  # noqa: E402
 
 os.environ["AU_TRANSFER_ROOT"] = str(Path(workflow.basedir).resolve())
+
+
+# --- classifiers (LDA, SVM, LSTM, metrics): model ids and feature inputs; used by classifiers.smk and others
+_EXTRA_MODEL_IDS = []
+
+
+def register_model_ids(func):
+    """Register func(split) -> model ids whose per-AU predictions another stage writes (e.g. fine-tuned softmax
+    models, ensembles); they get merged predictions, metrics and rows in results/metrics/summary.csv."""
+    _EXTRA_MODEL_IDS.append(func)
+
+
+def classifier_backbones():
+    """Backbones of the frozen-feature frame models (classifiers.backbones, or every features backbone)."""
+    b = config["classifiers"].get("backbones")
+    return list(config["features"].get("backbones", []) if b is None else b)
+
+
+def lstm_backbones():
+    """Backbones of the LSTM models (classifiers.lstm.backbones, or the first frame-model backbone)."""
+    lstm = config["classifiers"]["lstm"]
+    if not lstm["enabled"]:
+        return []
+    b = lstm.get("backbones")
+    return list(b) if b is not None else classifier_backbones()[:1]
+
+
+def ft_regions():
+    r = config["classifiers"].get("ft_regions")
+    return list(r if r is not None else config["finetune"].get("regions", config["classifiers"]["regions"]))
+
+
+def classifier_model_ids():
+    """Model ids fitted by the classifiers stage (LDA/SVM on frozen and fine-tuned features, LSTM)."""
+    clf = config["classifiers"]
+    ids = [model_id(b, r, c) for b in classifier_backbones() for r in clf["regions"] for c in clf["frame"]]
+    ids += [model_id(f"{b}_ft", r, c) for b in clf["ft_backbones"] for r in ft_regions() for c in clf["frame"]]
+    ids += [model_id(b, r, "lstm") for b in lstm_backbones() for r in clf["lstm"]["regions"]]
+    return list(dict.fromkeys(ids))
+
+
+def model_ids(split):
+    """Every model with predictions on a split: the classifiers' own and those registered by other stages."""
+    ids = classifier_model_ids()
+    for func in _EXTRA_MODEL_IDS:
+        ids += [m for m in func(split) if m not in ids]
+    return ids
+
+
+def crop_region_of(region, au):
+    """The crop region a model region reads for one AU (au_region -> Table VI)."""
+    return au_region_of(au) if region == "au_region" else region
+
+
+def feature_file(backbone, region, subject, split=None, au=None):
+    """Feature file of one subject: frozen features by crop region, or fine-tuned (`*_ft`) ones per split and AU
+    (results/ft_features/{split}/{backbone}_ft/{region}/AU{au}/, region as in the model id)."""
+    if backbone.endswith("_ft"):
+        if split is None or au is None:
+            raise ConfigError(f"fine-tuned backbone {backbone}: features are per split and AU")
+        return f"results/ft_features/{split}/{backbone}/{region}/AU{au}/{subject}.h5"
+    crop = crop_region_of(region, int(au)) if region == "au_region" else region
+    return f"results/features/{backbone}/{crop}/{subject}.h5"
+
+
+def classifier_inputs(wildcards):
+    """Inputs of one (split, model, AU) fit: feature and label files of every subject of the split, in order."""
+    subjects = SPLITS[wildcards.split].all
+    return {
+        "features": [feature_file(wildcards.backbone, wildcards.region, s, wildcards.split, wildcards.au)
+                     for s in subjects],
+        "labels": [f"results/labels/{s}.csv" for s in subjects],
+    }
+
+
+def split_sets(split):
+    sp = SPLITS[split]
+    return {"train": list(sp.train), "val": list(sp.val), "test": list(sp.test)}
+
