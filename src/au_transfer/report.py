@@ -92,6 +92,8 @@ def parse_id(model: str) -> dict[str, str]:
     """``{backbone, region, classifier, kind}`` of a model id; ensembles (``ens-…``) have kind ``ensemble``."""
     if model.startswith("ens-"):
         return {"backbone": "", "region": "", "classifier": "ensemble", "kind": "ensemble"}
+    if model == "always_present":
+        return {"backbone": "", "region": "", "classifier": "", "kind": "baseline"}
     m = MODEL_RE.match(model)
     if not m:
         return {"backbone": model, "region": "", "classifier": "", "kind": "other"}

@@ -146,3 +146,123 @@ def split_sets(split):
     sp = SPLITS[split]
     return {"train": list(sp.train), "val": list(sp.val), "test": list(sp.test)}
 
+
+
+# --- ensembles and report (owner: ensembles/report; helpers of ensemble.smk and report.smk)
+def ensemble_ids(split=None):
+    """Model ids (ens-{name}) of every configured ensemble (the same on every split)."""
+    from au_transfer.ensemble import ensemble_id
+
+    return [ensemble_id(name) for name in config["ensembles"]]
+
+
+def report_corpus():
+    """The label of our corpus in the report: report.corpus, or "synthetic demo corpus" / "DISFA"."""
+    if config["report"].get("corpus"):
+        return config["report"]["corpus"]
+    return "synthetic demo corpus" if config["data"]["demo"]["enabled"] else "DISFA"
+
+
+def report_paper_ensembles():
+    """Ensembles shown as the paper's ensembles 1-3: report.paper_ensembles, or the first three majority ones."""
+    names = config["report"].get("paper_ensembles")
+    if names is None:
+        names = [n for n, e in config["ensembles"].items() if e["method"] == "majority"][:3]
+    unknown = [n for n in names if n not in config["ensembles"]]
+    if unknown:
+        raise ConfigError(f"report.paper_ensembles: {unknown} are not in the ensembles section")
+    return list(names)
+
+
+def report_outputs(report_dir="results/report"):
+    """Every file the report rule writes; PNG figures and CSV tables are marked for `snakemake --report`."""
+    from au_transfer.report import FIGURES, FORMATS, TABLES
+
+    out = {}
+    for name in FIGURES:
+        for fmt in FORMATS:
+            path = f"{report_dir}/{name}.{fmt}"
+            png = fmt == "png"
+            out[f"{name}_{fmt}"] = report(path, caption=f"../report/{name}.rst", category="Figures") if png else path
+    for name in TABLES:
+        out[f"{name}_csv"] = report(f"{report_dir}/{name}.csv", caption=f"../report/{name}.rst", category="Tables")
+        out[f"{name}_md"] = f"{report_dir}/{name}.md"
+    out["html"] = f"{report_dir}/report.html"
+    out["index"] = f"{report_dir}/index.md"
+    return out
+
+
+# --- corpus (DISFA reader, demo corpus, labels): where each subject's files are; used by corpus.smk and faces.smk
+from au_transfer.datasets import disfa as _disfa  # noqa: E402
+
+
+def demo_video_file(subject):
+    """Canonical video path of a subject under data_root (where the demo corpus writes it)."""
+    return str(_disfa.canonical_video_path(DATA_ROOT, subject, config["data"]["camera"]))
+
+
+def video_file(subject):
+    """Video of a subject: the demo corpus's path, or the real one found in data_root (Videos_/Video_ prefix,
+    any case of comp); when it is not there, the canonical path, so that Snakemake reports it as missing."""
+    if config["data"]["demo"]["enabled"]:
+        return demo_video_file(subject)
+    try:
+        return str(_disfa.video_path(DATA_ROOT, subject, config["data"]["camera"]))
+    except _disfa.DisfaError:
+        return demo_video_file(subject)
+
+
+def label_dir(subject):
+    """Folder of a subject's AU label files: data_root/ActionUnit_Labels/{subject}."""
+    return f"{DATA_ROOT}/ActionUnit_Labels/{subject}"
+
+
+def landmark_dir(subject):
+    """Folder of a subject's landmark files: data_root/Landmark_Points/{subject} (read with
+    au_transfer.datasets.disfa.landmark_files(data_root, subject))."""
+    return f"{DATA_ROOT}/Landmark_Points/{subject}"
+
+
+# --- features (backbones, feature store): options per backbone, inputs and targets; used by features.smk
+import os  # noqa: E402,F811
+def backbone_options(backbone):
+    """The backbones.<name> entry with its defaults (weights pretrained, no key map, seed 0, no mean image)."""
+    opts = {"weights": "pretrained", "key_map": None, "seed": 0, "mean_image": False}
+    opts.update(config["backbones"].get(backbone) or {})
+    return opts
+
+
+def uses_mean_image(backbone):
+    """Whether a backbone subtracts each split's training mean image (its features are then per split)."""
+    return bool(backbone_options(backbone)["mean_image"])
+
+
+def features_inputs(wildcards):
+    """Face store of the subject, plus a local weights file so that replacing it reruns the extraction."""
+    out = {"faces": f"results/faces/{wildcards.subject}.h5"}
+    weights = backbone_options(wildcards.backbone)["weights"]
+    if weights not in ("pretrained", "random"):
+        out["weights"] = os.path.expanduser(weights)
+    return out
+
+
+def frozen_feature_file(backbone, crop_region, subject, split=None):
+    """Frozen-feature file of one subject and crop region (split-specific for mean-image backbones)."""
+    if uses_mean_image(backbone):
+        if split is None:
+            raise ConfigError(f"backbones.{backbone}.mean_image is set: its features are per split")
+        return f"results/split_features/{split}/{backbone}/{crop_region}/{subject}.h5"
+    return f"results/features/{backbone}/{crop_region}/{subject}.h5"
+
+
+def feature_targets():
+    """Every feature file of features.backbones x features.regions x subjects (per split where needed)."""
+    feat = config["features"]
+    out = []
+    for b in feat["backbones"]:
+        for r in feat["regions"]:
+            if uses_mean_image(b):
+                out += [frozen_feature_file(b, r, s, sp) for sp, split in SPLITS.items() for s in split.all]
+            else:
+                out += [frozen_feature_file(b, r, s) for s in SUBJECTS]
+    return out

@@ -1,1 +1,44 @@
-# stage ensemble: to be written
+# Stage ensembles (paper VI): majority vote (and F1-weighted / stacked beside it) over configured member models.
+# One job per (split, ensemble): results/predictions/{split}/ens-{name}.csv has the columns of any model's
+# predictions, so the classifiers' `metrics` rule scores it exactly like a model (ensemble ids are registered with
+# register_model_ids, so they also get rows in results/metrics/summary.csv). The fitted combination (calibration,
+# weights, stacking coefficients; fitted on validation rows only) is results/models/{split}/ens-{name}/ensemble.json,
+# which `au-transfer predict` uses on new videos.
+
+from au_transfer.ensemble import check_ensembles  # noqa: E402
+
+ENSEMBLES = config["ensembles"]
+
+# Members must be models that this configuration produces: checked before any job, naming ensemble and id.
+for _split in SPLITS:
+    check_ensembles(ENSEMBLES, [m for m in model_ids(_split) if not m.startswith("ens-")])
+
+register_model_ids(ensemble_ids)
+
+
+rule ensemble:
+    input:
+        lambda wc: [f"results/predictions/{wc.split}/{m}.csv" for m in ENSEMBLES[wc.name]["members"]],
+    output:
+        pred="results/predictions/{split}/ens-{name}.csv",
+        params="results/models/{split}/ens-{name}/ensemble.json",
+    wildcard_constraints:
+        name=r"[A-Za-z0-9_]+",
+    params:
+        members=lambda wc: list(ENSEMBLES[wc.name]["members"]),
+        method=lambda wc: ENSEMBLES[wc.name]["method"],
+        tie=lambda wc: ENSEMBLES[wc.name]["tie"],
+        C=lambda wc: ENSEMBLES[wc.name]["C"],
+        class_weight=lambda wc: ENSEMBLES[wc.name]["class_weight"],
+    log:
+        "logs/ensembles/{split}/ens-{name}.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/ensemble.py"
+
+
+register_targets(
+    "ensembles",
+    lambda: [f"results/models/{split}/ens-{name}/ensemble.json" for split in SPLITS for name in ENSEMBLES],
+)

@@ -1,1 +1,28 @@
-# stage report: to be written
+# Stage report (paper VII, Figs. 4-10): per-AU F1 / classification-rate tables of every model and ensemble, the
+# paper-style figures (PNG + SVG; a figure whose models the config does not produce holds a note instead), the
+# paper's numbers beside ours, and report.html / index.md. `snakemake --report report.html` gathers the figures
+# and tables marked with report() below, with the captions in workflow/report/.
+
+REPORT = config["report"]
+
+
+rule paper_report:
+    input:
+        summary="results/metrics/summary.csv",
+    output:
+        **report_outputs(),
+    params:
+        corpus=report_corpus(),
+        split=REPORT["split"],
+        paper_models=REPORT["paper_models"],
+        paper_ensembles=report_paper_ensembles(),
+        ensembles={n: {"members": list(e["members"]), "method": e["method"]} for n, e in config["ensembles"].items()},
+    log:
+        "logs/report/report.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/report.py"
+
+
+register_targets("report", lambda: ["results/report/report.html"])
