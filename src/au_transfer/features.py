@@ -1,0 +1,270 @@
+"""The feature store: batched CNN feature extraction from the face store, and its HDF5 files.
+
+One file per backbone, region and subject (``results/features/{backbone}/{region}/{subject}.h5``):
+
+* ``features`` (N, D) float16: the backbone's feature layer for every frame of the face store, in its order;
+* ``frames`` (N,) int32: 1-based video frame numbers; ``valid`` (N,) bool: the face store's mask;
+* attributes ``backbone``, ``layer``, ``weights``, ``weights_sha256``, ``region``, ``input_size``, ``subject``,
+  ``dim`` and more (normalisation, mean image, device, software versions).
+
+Invalid frames keep their rows so that rows line up with the face store and the labels; their features are NaN
+(never computed), so an accidental use of an invalid row fails loudly instead of passing as a real zero vector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .backbones import Backbone, create_backbone, preprocess
+from .io import atomic_path
+
+log = logging.getLogger(__name__)
+
+CROP_REGIONS = ("face", "upper", "middle", "lower")
+#: Opens a face store by path; the default is :class:`au_transfer.faces.store.FaceStore`.
+StoreOpener = Callable[[str], Any]
+
+
+class FeatureError(ValueError):
+    """A feature file or its input is wrong; the message names the file, subject and frame."""
+
+
+def open_face_store(path: str | os.PathLike[str]) -> Any:
+    """Open a face store (``results/faces/{subject}.h5``) read-only."""
+    from .faces.store import FaceStore
+
+    return FaceStore(str(path))
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FeatureError(f"features.device is {device!r} but CUDA is not available on this machine")
+    return dev
+
+
+def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
+    """The autocast dtype: ``auto`` = bf16 (fp16 where bf16 is unsupported) on CUDA, none on CPU."""
+    if amp == "off":
+        return None
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp in ("bf16", "fp16"):
+        return torch.bfloat16 if amp == "bf16" else torch.float16
+    raise FeatureError(f"features.amp must be auto, bf16, fp16 or off, not {amp!r}")
+
+
+# ----------------------------------------------------------------------------------------------- data path
+class _CropBatches(Dataset):
+    """Batches of face crops read from one face store; each item is ``(batch number, uint8 (B, S, S, 3))``.
+
+    The store is opened lazily in each worker process (HDF5 handles do not survive fork), one whole batch is read
+    per call (no per-frame HDF5 reads) and the crop is resized to the network's input in the worker.
+    """
+
+    def __init__(self, store_path: str, batches: Sequence[np.ndarray], region: str, size: int,
+                 opener: StoreOpener) -> None:
+        self.store_path, self.batches, self.region, self.size, self.opener = store_path, batches, region, size, opener
+        self._store: Any = None
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
+        if self._store is None:
+            self._store = self.opener(self.store_path)
+        crops = self._store.crops(self.batches[i], self.region, self.size)
+        crops = np.ascontiguousarray(crops)
+        if crops.dtype != np.uint8 or crops.shape != (len(self.batches[i]), self.size, self.size, 3):
+            raise FeatureError(f"{self.store_path}: crops({self.region!r}) returned {crops.dtype} {crops.shape}, "
+                               f"expected uint8 ({len(self.batches[i])}, {self.size}, {self.size}, 3)")
+        return i, torch.from_numpy(crops)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+    with contextlib.suppress(Exception):
+        import cv2
+
+        cv2.setNumThreads(1)
+
+
+def iter_crop_batches(store_path: str, indices: np.ndarray, region: str, size: int, *, batch_size: int,
+                      num_workers: int, opener: StoreOpener, pin_memory: bool = False,
+                      prefetch: int = 4) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Yield ``(row indices, uint8 crops)`` for ``indices`` of a face store, in order, read by ``num_workers``."""
+    batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+    ds = _CropBatches(store_path, batches, region, size, opener)
+    loader = DataLoader(ds, batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin_memory,
+                        worker_init_fn=_worker_init if num_workers else None,
+                        prefetch_factor=prefetch if num_workers else None)
+    for i, crops in loader:
+        yield batches[int(i)], crops
+
+
+# ------------------------------------------------------------------------------------------------ extraction
+def _store_meta(store_path: str, opener: StoreOpener) -> dict[str, Any]:
+    store = opener(store_path)
+    try:
+        meta = {"frames": np.asarray(store.frames, dtype=np.int32), "valid": np.asarray(store.valid, dtype=bool),
+                "subject": str(getattr(store, "subject", Path(store_path).stem)), "n": len(store)}
+    finally:
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()
+    if len(meta["frames"]) != meta["n"] or len(meta["valid"]) != meta["n"]:
+        raise FeatureError(f"{store_path}: frames ({len(meta['frames'])}), valid ({len(meta['valid'])}) and "
+                           f"length ({meta['n']}) of the face store disagree")
+    return meta
+
+
+def extract_features(face_store: str | os.PathLike[str], out_path: str | os.PathLike[str],
+                     backbone: Backbone | str, region: str, *, batch_size: int = 64, num_workers: int = 2,
+                     device: str = "auto", amp: str = "auto", weights: str = "pretrained", seed: int = 0,
+                     key_map: Any = None, mean_image: str | os.PathLike[str] | None = None,
+                     compression: str | None = "lzf", threads: int | None = None,
+                     store_opener: StoreOpener | None = None, progress: bool = True) -> dict[str, Any]:
+    """Extract one backbone's features of one region for every frame of one face store; write ``out_path``.
+
+    ``backbone`` is a :class:`Backbone` or a registry name (built with ``weights``, ``seed``, ``key_map``).
+    ``mean_image``: a ``.npy`` (S, S, 3) mean image on the 0-255 scale subtracted instead of the per-channel mean
+    (VGG-Face, paper IV-A). Returns timing numbers (``frames``, ``seconds``, ``fps``).
+    """
+    t0 = time.perf_counter()
+    if region not in CROP_REGIONS:
+        raise FeatureError(f"region {region!r} has no crops; expected one of {CROP_REGIONS} (au_region models "
+                           f"read the region of each AU)")
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = resolve_device(device)
+    opener = store_opener or open_face_store
+    store_path = os.fspath(face_store)
+    net = backbone if isinstance(backbone, Backbone) else create_backbone(backbone, weights, key_map=key_map, seed=seed)
+    spec = net.spec
+    meta = _store_meta(store_path, opener)
+    subject, n = meta["subject"], meta["n"]
+    mi = None
+    mi_sha = ""
+    if mean_image is not None:
+        from .backbones.weights import file_sha256
+
+        mi = np.load(mean_image).astype(np.float32)
+        mi_sha = file_sha256(mean_image)
+    cl = dev.type == "cuda"
+    net = net.to(dev).eval()
+    if cl:
+        net = net.to(memory_format=torch.channels_last)
+    ac = autocast_dtype(dev, amp)
+    valid_idx = np.flatnonzero(meta["valid"])
+    out = np.full((n, spec.feature_dim), np.nan, dtype=np.float16)
+    mi_t = torch.as_tensor(mi, device=dev) if mi is not None else None
+    batches = iter_crop_batches(store_path, valid_idx, region, spec.input_size, batch_size=batch_size,
+                                num_workers=num_workers, opener=opener, pin_memory=dev.type == "cuda")
+    bar = tqdm(total=len(valid_idx), desc=f"{spec.name}/{region}/{subject}", unit="frame", disable=not progress,
+               mininterval=2.0)
+    with torch.inference_mode(), (torch.autocast(dev.type, dtype=ac) if ac else contextlib.nullcontext()):
+        for idx, crops in batches:
+            x = preprocess(spec, crops, dev, mean_image=mi_t, channels_last=cl)
+            f = net.features(x)
+            if f.ndim != 2 or f.shape[1] != spec.feature_dim:
+                raise FeatureError(f"{spec.name}: features of shape {tuple(f.shape)}, spec says dim {spec.feature_dim}")
+            out[idx] = f.to(torch.float16).cpu().numpy()
+            bar.update(len(idx))
+    bar.close()
+    bad = ~np.isfinite(out[valid_idx]).all(axis=1)
+    if bad.any():
+        row = int(valid_idx[np.flatnonzero(bad)[0]])
+        raise FeatureError(f"{store_path}: subject {subject}, frame {int(meta['frames'][row])}: {spec.name} features "
+                           f"are not finite in float16 ({int(bad.sum())} frames); check the weights and input scale")
+    attrs = {
+        "backbone": spec.name, "family": spec.family, "layer": spec.layer, "weights": str(net.weights),
+        "weights_sha256": str(net.weights_sha256 or ""), "region": region, "input_size": int(spec.input_size),
+        "subject": subject, "dim": int(spec.feature_dim), "mean": json.dumps(list(spec.mean)),
+        "std": json.dumps(list(spec.std)), "mean_image": os.fspath(mean_image) if mean_image is not None else "",
+        "mean_image_sha256": mi_sha, "invalid_rows": "nan", "face_store": store_path, "device": str(dev),
+        "amp": str(ac).replace("torch.", "") if ac else "off", "torch": torch.__version__,
+        "n_frames": int(n), "n_valid": int(len(valid_idx)),
+    }
+    write_features(out_path, out, meta["frames"], meta["valid"], attrs, compression=compression)
+    secs = time.perf_counter() - t0
+    log.info("%s %s %s: %d frames (%d valid) in %.1fs -> %s", spec.name, region, subject, n, len(valid_idx), secs,
+             out_path)
+    return {"frames": int(len(valid_idx)), "seconds": secs, "fps": len(valid_idx) / secs if secs else float("nan")}
+
+
+def write_features(path: str | os.PathLike[str], features: np.ndarray, frames: np.ndarray, valid: np.ndarray,
+                   attrs: dict[str, Any], compression: str | None = "lzf") -> None:
+    """Write a feature file atomically (layout in the module docstring)."""
+    features = np.asarray(features, dtype=np.float16)
+    n, d = features.shape
+    comp = None if compression in (None, "none") else compression
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        chunks = (max(1, min(n, max(1, (1 << 20) // max(1, 2 * d)))), d) if n else None
+        h5.create_dataset("features", data=features, chunks=chunks, compression=comp)
+        h5.create_dataset("frames", data=np.asarray(frames, dtype=np.int32))
+        h5.create_dataset("valid", data=np.asarray(valid, dtype=bool))
+        for key, val in attrs.items():
+            h5.attrs[key] = f"{val}" if isinstance(val, str) else val  # plain str (not TorchVersion / np.str_)
+
+
+def read_features(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Read a feature file: ``(frames int32 (N,), X float32 (N, D), valid bool (N,), attrs)``.
+
+    Invalid rows hold NaN; select rows with ``valid`` before using ``X``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FeatureError(f"feature file {p} does not exist")
+    try:
+        with h5py.File(p, "r") as h5:
+            missing = [k for k in ("features", "frames", "valid") if k not in h5]
+            if missing:
+                raise FeatureError(f"{p}: not a feature file, dataset(s) {missing} missing")
+            X = h5["features"][...].astype(np.float32)
+            frames = h5["frames"][...].astype(np.int32)
+            valid = h5["valid"][...].astype(bool)
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
+    except OSError as exc:
+        raise FeatureError(f"{p}: cannot read feature file: {exc}") from exc
+    if X.ndim != 2 or len(X) != len(frames) or len(valid) != len(frames):
+        raise FeatureError(f"{p}: features {X.shape}, frames {frames.shape} and valid {valid.shape} do not line up")
+    return frames, X, valid, attrs
+
+
+# ------------------------------------------------------------------------------------------------ mean image
+def compute_mean_image(store_paths: Sequence[str | os.PathLike[str]], region: str, size: int, *,
+                       batch_size: int = 256, num_workers: int = 0, store_opener: StoreOpener | None = None,
+                       progress: bool = True) -> np.ndarray:
+    """The mean (size, size, 3) float32 image (0-255 RGB) of one region's crops over the valid frames of
+    ``store_paths`` (pass the training subjects only: the mean image is part of the fitted preprocessing)."""
+    opener = store_opener or open_face_store
+    total = np.zeros((size, size, 3), dtype=np.float64)
+    count = 0
+    for sp in tqdm(list(store_paths), desc=f"mean image {region}", disable=not progress):
+        meta = _store_meta(os.fspath(sp), opener)
+        idx = np.flatnonzero(meta["valid"])
+        for _, crops in iter_crop_batches(os.fspath(sp), idx, region, size, batch_size=batch_size,
+                                          num_workers=num_workers, opener=opener):
+            total += crops.numpy().sum(axis=0, dtype=np.float64)
+            count += len(crops)
+    if count == 0:
+        raise FeatureError(f"no valid frames in {[os.fspath(p) for p in store_paths]} to compute a mean image")
+    return (total / count).astype(np.float32)
