@@ -268,51 +268,6 @@ def feature_targets():
     return out
 
 
-# --- features (backbones, feature store): options per backbone, inputs and targets; used by features.smk
-import os  # noqa: E402,F811
-def backbone_options(backbone):
-    """The backbones.<name> entry with its defaults (weights pretrained, no key map, seed 0, no mean image)."""
-    opts = {"weights": "pretrained", "key_map": None, "seed": 0, "mean_image": False}
-    opts.update(config["backbones"].get(backbone) or {})
-    return opts
-
-
-def uses_mean_image(backbone):
-    """Whether a backbone subtracts each split's training mean image (its features are then per split)."""
-    return bool(backbone_options(backbone)["mean_image"])
-
-
-def features_inputs(wildcards):
-    """Face store of the subject, plus a local weights file so that replacing it reruns the extraction."""
-    out = {"faces": f"results/faces/{wildcards.subject}.h5"}
-    weights = backbone_options(wildcards.backbone)["weights"]
-    if weights not in ("pretrained", "random"):
-        out["weights"] = os.path.expanduser(weights)
-    return out
-
-
-def frozen_feature_file(backbone, crop_region, subject, split=None):
-    """Frozen-feature file of one subject and crop region (split-specific for mean-image backbones)."""
-    if uses_mean_image(backbone):
-        if split is None:
-            raise ConfigError(f"backbones.{backbone}.mean_image is set: its features are per split")
-        return f"results/split_features/{split}/{backbone}/{crop_region}/{subject}.h5"
-    return f"results/features/{backbone}/{crop_region}/{subject}.h5"
-
-
-def feature_targets():
-    """Every feature file of features.backbones x features.regions x subjects (per split where needed)."""
-    feat = config["features"]
-    out = []
-    for b in feat["backbones"]:
-        for r in feat["regions"]:
-            if uses_mean_image(b):
-                out += [frozen_feature_file(b, r, s, sp) for sp, split in SPLITS.items() for s in split.all]
-            else:
-                out += [frozen_feature_file(b, r, s) for s in SUBJECTS]
-    return out
-
-
 # --- faces (landmarks, aligned faces, QC): inputs of the landmarks rule; used by faces.smk
 def faces_landmark_inputs(wildcards):
     """Video, label folder and (with faces.landmarks = disfa) the subject's DISFA landmark folder."""
