@@ -1,0 +1,346 @@
+"""Unit tests of au_transfer.finetune on a tiny stand-in backbone and face stores written in the test."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from au_transfer import finetune as ft
+
+torch.set_num_threads(1)
+SIZE = 32  # aligned face size in the test stores
+INPUT = 16  # input size of the tiny backbone
+AUS = [1, 9, 12]
+
+
+# ------------------------------------------------------------------------------------------------ stand-ins
+class TinyBackbone(nn.Module):
+    """The Backbone attributes of DESIGN.md on a tiny network: body -> fc (fc6+ReLU) -> tail (.. fc7 .. fc8)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec = SimpleNamespace(name="tiny", input_size=INPUT, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                                    feature_dim=12)
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.ReLU(), nn.Conv2d(4, 4, 3, 2, 1), nn.ReLU(),
+                                  nn.Flatten())
+        self.fc = nn.Sequential(nn.Linear(64, 12), nn.ReLU())
+        self.tail = nn.Sequential(nn.Dropout(0.2), nn.Linear(12, 10), nn.ReLU(), nn.Dropout(0.2),
+                                  nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 7))
+        self.weights_sha256 = "tiny-pretrained"
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.body(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.features(x))
+
+
+def create_tiny(name: str, weights: str = "pretrained") -> TinyBackbone:
+    """'pretrained' weights are fixed (seed 123), whatever the global RNG state."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(123 if weights == "pretrained" else 999)
+    net = TinyBackbone()
+    torch.random.set_rng_state(state)
+    return net
+
+
+def preprocess(spec, images, device) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    x = nn.functional.interpolate(x, size=(spec.input_size, spec.input_size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    return ((x - mean) / std).to(device)
+
+
+BOXES = {"upper": (0, 0, SIZE, SIZE // 2), "middle": (0, SIZE // 4, SIZE, 3 * SIZE // 4),
+         "lower": (0, SIZE // 2, SIZE, SIZE)}
+
+
+class StubStore:
+    """Reads a face store written in the DESIGN.md layout; records the regions it was asked for."""
+
+    calls: list[str] = []
+
+    def __init__(self, path) -> None:
+        self.path = Path(path)
+        self.h5 = h5py.File(self.path, "r")
+        self.frames, self.valid = self.h5["frames"][:], self.h5["valid"][:].astype(bool)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.h5.close()
+
+    def crops(self, idx, region: str, out_size: int) -> np.ndarray:
+        StubStore.calls.append(region)
+        images = self.h5["images"][np.asarray(idx)]
+        if region != "face":
+            k = ["upper", "middle", "lower"].index(region)
+            x0, y0, x1, y1 = self.h5["boxes"][0, k].astype(int)
+            images = images[:, y0:y1, x0:x1]
+        t = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+        t = nn.functional.interpolate(t, size=(out_size, out_size), mode="nearest")
+        return t.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def write_subject(root: Path, subject: str, n: int, seed: int) -> tuple[Path, Path]:
+    """A face store and label table: AU1 brightens the upper half, AU12 the lower half, AU9 the middle."""
+    rng = np.random.default_rng(seed)
+    inten = {a: rng.integers(0, 6, n) for a in AUS}
+    images = rng.integers(0, 60, (n, SIZE, SIZE, 3)).astype(np.uint8)
+    for a, (x0, y0, x1, y1) in zip(AUS, [BOXES["upper"], BOXES["middle"], BOXES["lower"]], strict=True):
+        present = inten[a] >= 2
+        images[present, y0:y1, x0:x1] += 150
+    valid = np.ones(n, bool)
+    valid[3] = False  # one invalid frame that must never be used
+    faces = root / "faces" / f"{subject}.h5"
+    faces.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(faces, "w") as h5:
+        h5["images"] = images
+        h5["frames"] = np.arange(1, n + 1, dtype=np.int32)
+        h5["valid"] = valid
+        h5["boxes"] = np.tile(np.array([BOXES[r] for r in ("upper", "middle", "lower")], np.float32), (n, 1, 1))
+        h5.attrs["size"], h5.attrs["subject"] = SIZE, subject
+    labels = root / "labels" / f"{subject}.csv"
+    labels.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"frame": np.arange(1, n + 1), **{f"AU{a}": inten[a] for a in AUS}}).to_csv(labels, index=False)
+    return faces, labels
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("ft_corpus")
+    faces, labels = {}, {}
+    for i, s in enumerate(["SN001", "SN002", "SN003", "SN004"]):
+        faces[s], labels[s] = write_subject(root, s, 48, seed=i)
+    return {"faces": faces, "labels": labels, "root": root}
+
+
+CFG = dict(epochs=3, batch_size=16, lr=0.05, patience=10, seed=3, optimizer="sgd", amp="none", head="per_au",
+           augment={"enabled": True, "shift": 0.1, "flip": True})
+
+
+def run(corpus, out: Path, *, aus=(1,), region="face", cfg=None, ckpt=None, **kw) -> ft.TrainResult:
+    return ft.run_finetune(
+        face_paths=corpus["faces"], label_paths=corpus["labels"], train_subjects=["SN001", "SN002"],
+        val_subjects=["SN003"], test_subjects=["SN004"], backbone="tiny", weights="pretrained", region=region,
+        aus=list(aus), threshold=2, cfg={**CFG, **(cfg or {})}, out_model=out / "net.pt",
+        out_predictions=out / "pred.csv", ckpt_path=ckpt, device="cpu", split="t", create=create_tiny,
+        preprocess=preprocess, open_store=StubStore, **kw)
+
+
+# -------------------------------------------------------------------------------------------------- model
+def _params(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("reinit", ["all", "fc6_fc7", "none"])
+def test_reinit_changes_exactly_the_chosen_layers(reinit):
+    pre = _params(create_tiny("tiny"))
+    net = ft.FinetuneNet(create_tiny("tiny"), n_aus=1)
+    names = ft.reinit_layers(net, reinit, seed=5)
+    post = _params(net.backbone)
+    changed = {k.rsplit(".", 1)[0] for k in pre if k in post and not torch.equal(pre[k], post[k])}
+    expected = {"all": {"fc.0", "tail.1", "tail.4"}, "fc6_fc7": {"fc.0", "tail.1"}, "none": set()}[reinit]
+    assert changed == expected | {"tail.6"}  # tail.6: the new two-way classifier, always fresh
+    assert names == sorted(expected, key=["fc.0", "tail.1", "tail.4"].index)
+    for k in ("body.0.weight", "body.2.weight", "body.2.bias"):  # convolutional weights are kept
+        assert torch.equal(pre[k], post[k])
+    assert net.classifier.out_features == 2 and net(torch.zeros(2, 3, INPUT, INPUT)).shape == (2, 1, 2)
+    # seeded: the same seed gives the same re-initialisation
+    again = ft.FinetuneNet(create_tiny("tiny"), n_aus=1)
+    ft.reinit_layers(again, reinit, seed=5)
+    assert all(torch.equal(v, _params(again.backbone)[k]) for k, v in post.items())
+
+
+def test_backbone_without_linear_tail_gets_a_new_classifier():
+    backbone = create_tiny("tiny")
+    backbone.tail = nn.Sequential()
+    net = ft.FinetuneNet(backbone, n_aus=3)
+    assert net.classifier.in_features == 12 and net.classifier.out_features == 6
+    assert net(torch.zeros(4, 3, INPUT, INPUT)).shape == (4, 3, 2)
+
+
+@pytest.mark.parametrize("freeze,frozen_keys", [("body", ["body.0", "body.2"]), (1, ["body.0"]), ("none", [])])
+def test_freeze_keeps_frozen_layers_unchanged(freeze, frozen_keys):
+    net = ft.FinetuneNet(create_tiny("tiny"), n_aus=1)
+    frozen = ft.freeze_layers(net, freeze)
+    before = _params(net.backbone.body)
+    cfg = ft.FinetuneConfig(lr=0.5, optimizer="sgd", freeze=freeze)
+    opt = ft._make_optimizer(net, cfg)
+    ft._set_train_mode(net, frozen)
+    loss = net(torch.randn(8, 3, INPUT, INPUT)).sum()
+    loss.backward()
+    opt.step()
+    after = _params(net.backbone.body)
+    for key in ("0", "2"):
+        same = torch.equal(before[f"{key}.weight"], after[f"{key}.weight"])
+        assert same == (f"body.{key}" in frozen_keys)
+    with pytest.raises(ft.FinetuneError, match="finetune.freeze"):
+        ft.freeze_layers(ft.FinetuneNet(create_tiny("tiny"), 1), 99)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ft.FinetuneError, match="finetune.reinit"):
+        ft.FinetuneConfig(reinit="fc8")
+    with pytest.raises(ft.FinetuneError, match="finetune.head"):
+        ft.FinetuneConfig.from_mapping({"head": "both", "enabled": True})
+
+
+# --------------------------------------------------------------------------------------------------- data
+def test_balance_keeps_all_positives_and_as_many_negatives():
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"subject": "SN001", "row": np.arange(200), "frame": np.arange(1, 201),
+                          "AU1": (rng.random(200) < 0.2).astype(int), "AU2": (rng.random(200) < 0.1).astype(int)})
+    b = ft.balance(table, [1], seed=1)
+    assert b["AU1"].sum() == table["AU1"].sum() == (b["AU1"] == 0).sum()
+    assert ft.balance(table, [1], seed=1).equals(b)
+    assert not ft.balance(table, [1], seed=2).equals(b)
+    multi = ft.balance(table, [1, 2], seed=1)
+    anypos = (multi[["AU1", "AU2"]].sum(axis=1) > 0)
+    assert anypos.sum() == (~anypos).sum() == (table[["AU1", "AU2"]].sum(axis=1) > 0).sum()
+
+
+def test_frame_table_uses_valid_labelled_frames(corpus):
+    t = ft.frame_table(corpus["faces"], corpus["labels"], ["SN001"], AUS, 2, StubStore)
+    raw = pd.read_csv(corpus["labels"]["SN001"])
+    assert 4 not in t["frame"].to_numpy() and len(t) == len(raw) - 1
+    merged = t.merge(raw, on="frame", suffixes=("", "_raw"))
+    for a in AUS:
+        assert ((merged[f"AU{a}_raw"] >= 2).astype(int) == merged[f"AU{a}"]).all()
+
+
+def test_bad_label_table_names_file_and_frame(tmp_path):
+    p = tmp_path / "SN009.csv"
+    pd.DataFrame({"frame": [1, 2, 3], "AU1": [0, 7, 1]}).to_csv(p, index=False)
+    with pytest.raises(ft.FinetuneError, match=r"SN009\.csv: frame 2: AU1"):
+        ft.read_label_table(p, [1], 2)
+    with pytest.raises(ft.FinetuneError, match=r"SN009\.csv: missing column\(s\) \['AU12'\]"):
+        ft.read_label_table(p, [1, 12], 2)
+
+
+def test_augment_is_seeded_and_shape_preserving():
+    x = torch.randn(6, 3, 8, 8)
+    a = ft.augment_batch(x, torch.Generator().manual_seed(1), 0.25, True)
+    b = ft.augment_batch(x, torch.Generator().manual_seed(1), 0.25, True)
+    c = ft.augment_batch(x, torch.Generator().manual_seed(2), 0.25, True)
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+
+
+# -------------------------------------------------------------------------------------------------- training
+def test_finetune_learns_and_writes_predictions_and_bundle(corpus, tmp_path):
+    res = run(corpus, tmp_path, aus=(12,), region="au_region", cfg={"epochs": 6})
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert list(pred.columns) == ft.PRED_COLUMNS
+    assert set(pred["set"]) == {"val", "test"}
+    assert set(pred.loc[pred["set"] == "val", "subject"]) == {"SN003"}
+    assert set(pred.loc[pred["set"] == "test", "subject"]) == {"SN004"}
+    assert (pred["au"] == 12).all() and 4 not in pred["frame"].to_numpy()
+    # the test set is never balanced: every valid, labelled frame is predicted
+    raw = pd.read_csv(corpus["labels"]["SN004"])
+    test = pred[pred["set"] == "test"].merge(raw, on="frame")
+    assert len(test) == len(raw) - 1 and ((test["AU12"] >= 2).astype(int) == test["label"]).all()
+    assert ((pred["score"] >= 0.5).astype(int) == pred["pred"]).all()
+    # AU12 brightens the lower half: a working fine-tuning separates it on the unseen test subject
+    assert ft.f1_binary(test["label"].to_numpy(), test["pred"].to_numpy()) > 0.8, res.history
+    bundle = ft.load_bundle(tmp_path / "net.pt")
+    assert bundle["backbone"] == "tiny" and bundle["region"] == "au_region" and bundle["crop_region"] == "lower"
+    assert bundle["input_size"] == INPUT and bundle["seed"] == CFG["seed"] and bundle["config"]["lr"] == CFG["lr"]
+    assert bundle["model"] == "tiny_ft-au_region-softmax" and len(bundle["history"]) >= 1
+    # the predictor API reproduces the written scores
+    clf = ft.FinetunedClassifier(tmp_path / "net.pt", preprocess=preprocess, create=create_tiny)
+    with StubStore(corpus["faces"]["SN004"]) as store:
+        rows = np.flatnonzero(store.valid)
+        images = store.crops(rows, "lower", INPUT)
+    scores = clf.decision_function(images)
+    np.testing.assert_allclose(scores, test.sort_values("frame")["score"].to_numpy(), atol=1e-5)
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize("au,crop", [(1, "upper"), (9, "middle"), (12, "lower")])
+def test_au_region_crop_matches_table_vi(corpus, tmp_path, au, crop):
+    StubStore.calls = []
+    run(corpus, tmp_path, aus=(au,), region="au_region", cfg={"epochs": 1})
+    assert set(StubStore.calls) == {crop}
+    assert ft.load_bundle(tmp_path / "net.pt")["crop_region"] == crop
+    StubStore.calls = []
+    run(corpus, tmp_path, aus=(au,), region="face", cfg={"epochs": 1})
+    assert set(StubStore.calls) == {"face"}
+
+
+def test_crop_groups_follow_table_vi_and_config_override():
+    groups = ft.crop_groups("au_region", [1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26])
+    assert groups == {"upper": [1, 2, 4, 5, 6], "middle": [9], "lower": [12, 15, 17, 20, 25, 26]}
+    assert ft.crop_groups("face", [1, 9, 12]) == {"face": [1, 9, 12]}
+    assert ft.crop_groups("au_region", [1, 9], {"1": "face", "9": "middle"}) == {"face": [1], "middle": [9]}
+
+
+def test_resume_after_kill_matches_uninterrupted_run(corpus, tmp_path, caplog):
+    full = tmp_path / "full"
+    run(corpus, full, ckpt=full / "ckpt")
+    killed = tmp_path / "killed"
+    ckpt = killed / "ckpt"
+
+    def kill(epoch, stats):
+        if epoch == 0:
+            raise KeyboardInterrupt("simulated kill after the checkpoint of epoch 1")
+
+    with pytest.raises(KeyboardInterrupt):
+        run(corpus, killed, ckpt=ckpt, on_epoch_end=kill)
+    assert ckpt.exists() and not (killed / "net.pt").exists()
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 0
+    with caplog.at_level(logging.INFO, logger="au_transfer.finetune"):
+        res = run(corpus, killed, ckpt=ckpt)
+    assert res.start_epoch == 1 and "resuming from checkpoint" in caplog.text
+    assert [h["epoch"] for h in res.history] == [0, 1, 2]
+    a, b = ft.load_bundle(full / "net.pt"), ft.load_bundle(killed / "net.pt")
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert a["history"] == b["history"]
+    assert not ckpt.exists()  # removed once the job succeeded
+
+
+def test_checkpoint_of_other_settings_is_ignored(corpus, tmp_path):
+    ckpt = tmp_path / "ckpt"
+
+    def kill(epoch, stats):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(corpus, tmp_path, ckpt=ckpt, on_epoch_end=kill)
+    res = run(corpus, tmp_path, ckpt=ckpt, cfg={"lr": 0.01})
+    assert res.start_epoch == 0
+
+
+def test_early_stopping_stops_and_keeps_best_epoch(corpus, tmp_path):
+    res = run(corpus, tmp_path, cfg={"epochs": 8, "patience": 1, "lr": 0.0, "select": "loss"})
+    # lr 0: the validation loss never improves after the first epoch
+    assert res.stopped_early and len(res.history) == 2 and res.best_epoch == 0
+
+
+def test_multilabel_head_and_unpack(corpus, tmp_path):
+    run(corpus, tmp_path, aus=(1, 9, 12), region="face", cfg={"head": "multilabel", "epochs": 2})
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert sorted(pred["au"].unique()) == [1, 9, 12]
+    ft.unpack_au(tmp_path / "net.pt", tmp_path / "pred.csv", 9, tmp_path / "AU9.pt", tmp_path / "AU9.csv")
+    b = ft.load_bundle(tmp_path / "AU9.pt")
+    assert b["au"] == 9 and b["au_index"] == 1 and b["aus"] == [1, 9, 12]
+    au9 = pd.read_csv(tmp_path / "AU9.csv")
+    assert (au9["au"] == 9).all() and len(au9) == (pred["au"] == 9).sum()
+    with pytest.raises(ft.FinetuneError, match="AU4"):
+        ft.unpack_au(tmp_path / "net.pt", tmp_path / "pred.csv", 4, tmp_path / "AU4.pt", tmp_path / "AU4.csv")
+    with pytest.raises(ft.FinetuneError, match="different crops"):
+        run(corpus, tmp_path, aus=(1, 12), region="au_region", cfg={"head": "multilabel", "epochs": 1})
