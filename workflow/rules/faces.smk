@@ -1,1 +1,78 @@
-# stage faces: to be written
+# Stage faces (paper III, IV-A, IV-E): per subject, 68 landmarks per video frame (DISFA's files or dlib), then
+# similarity-aligned face crops with landmarks and region boxes (upper / middle / lower, Fig. 3), then a QC sheet.
+# Two jobs, so that changing the alignment (faces.size, margin, regions...) never reruns landmark detection.
+# Package: au_transfer.faces (docs/faces.md). Rows of every file are the decoded video frames (1-based);
+# frames without a usable face keep their row with valid = False and a reason.
+
+FACES = config["faces"]
+
+
+rule landmarks:
+    input:
+        unpack(faces_landmark_inputs),
+    output:
+        "results/landmarks/{subject}.h5",
+    params:
+        root=DATA_ROOT,
+        source=FACES["landmarks"],
+        fallback=FACES["fallback"],
+        dlib_upsample=FACES["dlib_upsample"],
+        dlib_detect_width=FACES["dlib_detect_width"],
+        min_confidence=FACES["min_confidence"],
+        plausibility=FACES["plausibility"],
+    log:
+        "logs/faces/landmarks_{subject}.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/landmarks.py"
+
+
+rule faces:
+    input:
+        video=lambda wc: video_file(wc.subject),
+        landmarks="results/landmarks/{subject}.h5",
+    output:
+        "results/faces/{subject}.h5",
+    params:
+        size=FACES["size"],
+        margin=FACES["margin"],
+        min_image_std=FACES["min_image_std"],
+        region_pad=FACES["region_pad"],
+        region_forehead=FACES["region_forehead"],
+        encoding=FACES["encoding"],
+        compression=FACES["compression"],
+        compression_level=FACES["compression_level"],
+        jpeg_quality=FACES["jpeg_quality"],
+    log:
+        "logs/faces/faces_{subject}.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/faces.py"
+
+
+rule faces_qc:
+    input:
+        landmarks="results/landmarks/{subject}.h5",
+        faces="results/faces/{subject}.h5",
+    output:
+        png="results/qc/{subject}.png",
+        csv="results/qc/{subject}.csv",
+    params:
+        samples=FACES["qc_samples"],
+        columns=FACES["qc_columns"],
+        tile=FACES["qc_tile"],
+    log:
+        "logs/faces/qc_{subject}.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/faces_qc.py"
+
+
+register_targets(
+    "faces",
+    lambda: [f"results/faces/{s}.h5" for s in SUBJECTS]
+    + [f"results/qc/{s}.{ext}" for s in SUBJECTS for ext in ("png", "csv")],
+)

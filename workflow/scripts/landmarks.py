@@ -1,0 +1,39 @@
+"""Snakemake adapter: 68 landmarks for every video frame of one subject (au_transfer.faces.compute_landmarks)."""
+
+import logging
+from pathlib import Path
+
+from au_transfer.datasets import disfa
+from au_transfer.faces import Plausibility, compute_landmarks
+from au_transfer.io import setup_logging
+
+sm = snakemake  # type: ignore[name-defined]  # noqa: F821  (injected by Snakemake)
+
+setup_logging(sm.log[0])
+p = sm.params
+subject = sm.wildcards.subject
+log = logging.getLogger("landmarks")
+
+files = None
+if p.source == "disfa":
+    try:
+        files = disfa.landmark_files(p.root, subject)
+    except disfa.DisfaError as exc:
+        if p.fallback == "none":
+            raise
+        log.warning("%s; every frame falls back to %s", exc, p.fallback)
+        files = {}
+
+# label frames: every AU file of the subject covers the same frames (checked by the labels stage)
+label_files = sorted(Path(sm.input.labels).glob(f"{subject}_au*.txt"))
+label_frames = disfa.read_label_file(label_files[0]).index.tolist() if label_files else []
+if not label_files:
+    log.warning("subject %s: no label files in %s", subject, sm.input.labels)
+
+counts = compute_landmarks(
+    sm.input.video, sm.output[0], subject, landmark_files=files, read_landmark_file=disfa.read_landmark_file,
+    source=p.source, fallback=p.fallback, n_frames_labels=len(label_frames) if label_files else None,
+    plausibility=Plausibility(**p.plausibility), dlib_upsample=int(p.dlib_upsample),
+    dlib_detect_width=int(p.dlib_detect_width) or None, min_confidence=float(p.min_confidence), progress=False,
+)
+disfa.reconcile_counts(subject, label_frames, counts["n_frames_video"], list(files or []))
