@@ -275,12 +275,3 @@ def faces_landmark_inputs(wildcards):
     if config["faces"]["landmarks"] == "disfa":
         inp["landmarks"] = landmark_dir(wildcards.subject)
     return inp
-
-
-# --- faces (landmarks, aligned faces, QC): inputs of the landmarks rule; used by faces.smk
-def faces_landmark_inputs(wildcards):
-    """Video, label folder and (with faces.landmarks = disfa) the subject's DISFA landmark folder."""
-    inp = {"video": video_file(wildcards.subject), "labels": label_dir(wildcards.subject)}
-    if config["faces"]["landmarks"] == "disfa":
-        inp["landmarks"] = landmark_dir(wildcards.subject)
-    return inp
