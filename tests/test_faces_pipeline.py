@@ -256,6 +256,16 @@ def test_face_store_is_picklable_for_dataloader_workers(stores):
     fs.close()
 
 
+def test_crop_aspect_is_recorded_in_the_store(stores, clip, tmp_path):
+    compute_faces(clip["video"], stores["dir"] / "lm.h5", tmp_path / "f.h5", size=SIZE, crop_aspect="stretch",
+                  progress=False)
+    with FaceStore(tmp_path / "f.h5") as st, FaceStore(stores["dir"] / "faces.h5") as pad:
+        assert st.aspect == "stretch" and pad.aspect == "pad"
+        up = st.crops([1], "upper", 48)[0]
+        assert up[0].max() > 0                               # stretched: no black bar at the top
+        assert FaceStore(tmp_path / "f.h5", aspect="pad").crops([1], "upper", 48)[0][0].max() == 0
+
+
 @pytest.mark.parametrize("encoding", ["jpeg", "png"])
 def test_encoded_face_stores_match_raw(stores, tmp_path, clip, encoding):
     compute_faces(clip["video"], stores["dir"] / "lm.h5", tmp_path / "f.h5", size=SIZE, encoding=encoding,

@@ -40,6 +40,7 @@ rule faces:
         min_image_std=FACES["min_image_std"],
         region_pad=FACES["region_pad"],
         region_forehead=FACES["region_forehead"],
+        crop_aspect=FACES["crop_aspect"],
         encoding=FACES["encoding"],
         compression=FACES["compression"],
         compression_level=FACES["compression_level"],

@@ -9,5 +9,6 @@ setup_logging(sm.log[0])
 p = sm.params
 compute_faces(sm.input.video, sm.input.landmarks, sm.output[0], size=int(p.size), margin=float(p.margin),
               min_image_std=float(p.min_image_std), region_pad=float(p.region_pad),
-              region_forehead=float(p.region_forehead), encoding=p.encoding, compression=p.compression,
-              compression_level=int(p.compression_level), jpeg_quality=int(p.jpeg_quality), progress=False)
+              region_forehead=float(p.region_forehead), crop_aspect=p.crop_aspect, encoding=p.encoding,
+              compression=p.compression, compression_level=int(p.compression_level),
+              jpeg_quality=int(p.jpeg_quality), progress=False)

@@ -195,12 +195,15 @@ def compute_landmarks(video: str | os.PathLike[str], out: str | os.PathLike[str]
 def compute_faces(video: str | os.PathLike[str], landmarks: str | os.PathLike[str], out: str | os.PathLike[str],
                   *, size: int = 160, margin: float = 0.15, encoding: str = "raw", compression: str = "gzip",
                   compression_level: int = 4, jpeg_quality: int = 95, region_pad: float = 0.15,
-                  region_forehead: float = 0.4, min_image_std: float = 3.0, progress: bool = True) -> dict:
+                  region_forehead: float = 0.4, min_image_std: float = 3.0, crop_aspect: str = "pad",
+                  progress: bool = True) -> dict:
     """Decode ``video`` again and write the aligned faces, aligned landmarks and region boxes to ``out``.
 
     A frame is valid in the store when its landmarks are valid and its aligned crop is not flat (grey-level
     standard deviation >= ``min_image_std``; catches blank frames that still have tracker landmarks).
     """
+    if crop_aspect not in ("pad", "stretch"):
+        raise ValueError(f"faces.crop_aspect must be pad or stretch, got {crop_aspect!r}")
     lm = read_landmarks(landmarks)
     subject = str(lm.attrs.get("subject", Path(video).stem))
     n = len(lm)
@@ -211,7 +214,8 @@ def compute_faces(video: str | os.PathLike[str], landmarks: str | os.PathLike[st
                             compression_level=compression_level, jpeg_quality=jpeg_quality,
                             attrs={"margin": float(margin), "region_pad": float(region_pad),
                                    "region_forehead": float(region_forehead),
-                                   "min_image_std": float(min_image_std), "video": str(video),
+                                   "min_image_std": float(min_image_std), "crop_aspect": crop_aspect,
+                                   "video": str(video),
                                    "landmarks": str(landmarks)})
         try:
             it = iter_video(video, subject, expected=n, retrieve=lambda k: k - 1 < n and bool(lm.valid[k - 1]))

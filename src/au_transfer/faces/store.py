@@ -192,18 +192,16 @@ class FaceStore:
     """Read-only access to an aligned-face store, for the feature stage and for torch ``DataLoader`` workers.
 
     Small arrays (``frames``, ``valid``, ``reason``, ``landmarks``, ``boxes``) are read at construction; images are
-    read on demand. The HDF5 file is opened lazily and re-opened in every new process (the object pickles without
+    read on demand. ``aspect`` (``pad`` or ``stretch``, see :meth:`crops`) defaults to the store's ``crop_aspect``
+    attribute (config ``faces.crop_aspect``). The HDF5 file is opened lazily and re-opened in every new process (the object pickles without
     its file handle, so it can be handed to ``DataLoader(num_workers>0)``); reads from threads are serialised
     by a lock. Indices are row positions (0..N-1), not frame numbers: use :meth:`rows_of` to convert.
     """
 
-    def __init__(self, path: str | os.PathLike[str], aspect: str = "pad") -> None:
+    def __init__(self, path: str | os.PathLike[str], aspect: str | None = None) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise StoreError(f"face store {self.path} does not exist")
-        if aspect not in ("pad", "stretch"):
-            raise ValueError(f"aspect must be 'pad' or 'stretch', got {aspect!r}")
-        self.aspect = aspect
         try:
             with h5py.File(self.path, "r") as f:
                 self.frames: np.ndarray = f["frames"][()]
@@ -220,6 +218,10 @@ class FaceStore:
             raise StoreError(f"face store {self.path} is unreadable or incomplete: {e}") from e
         if n_img != len(self.frames):
             raise StoreError(f"face store {self.path}: {n_img} images for {len(self.frames)} frames")
+        # how region boxes become squares: the argument, else what the faces stage recorded (faces.crop_aspect)
+        self.aspect: str = aspect or str(self.attrs.get("crop_aspect", "pad"))
+        if self.aspect not in ("pad", "stretch"):
+            raise ValueError(f"aspect must be 'pad' or 'stretch', got {self.aspect!r}")
         self.reason_names: list[str] = json.loads(self.attrs.get("reason_names", "[]"))
         self._h5: h5py.File | None = None
         self._pid: int | None = None
