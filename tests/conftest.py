@@ -44,3 +44,25 @@ def copy_workflow(src: Path, dst: Path) -> Path:
 
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+# --- corpus: a tiny synthetic DISFA-layout corpus for unit tests (owner: corpus/labels stage)
+TINY_CORPUS = dict(subjects=("SN001", "SN002", "SN003"), n_frames=40, width=240, height=180, fps=20.0, seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """3 synthetic subjects x 40 frames at 240x180 in the DISFA layout (au_transfer.datasets.demo).
+
+    Returns a namespace: ``root`` (Path, the DISFA root), ``subjects``, ``n_frames``, ``width``, ``height``,
+    ``fps``, ``seed``, ``camera`` and ``manifests`` ({subject: manifest dict with e.g. ``defects``: frames that
+    have no landmark file}). Read it with au_transfer.datasets.disfa; do not modify it.
+    """
+    from types import SimpleNamespace
+
+    from au_transfer.datasets.demo import generate_corpus
+
+    root = tmp_path_factory.mktemp("tiny_corpus") / "DISFA"
+    kw = {k: v for k, v in TINY_CORPUS.items() if k != "subjects"}
+    manifests = generate_corpus(root, TINY_CORPUS["subjects"], camera="left", **kw)
+    return SimpleNamespace(root=root, camera="left", manifests=manifests, **TINY_CORPUS)
