@@ -257,3 +257,39 @@ def test_registry_entries(layer, faces):
     assert feats.shape == (len(faces), spec.feature_dim)
     # the registry's generic preprocessing reproduces dlib's descriptor as well
     np.testing.assert_allclose(desc.numpy(), np.stack([f["ref"] for f in faces]), atol=PARITY_TOL)
+
+
+# ------------------------------------------------------------------------------------- synthetic demo corpus
+@pytest.fixture(scope="module")
+def demo_faces(tmp_path_factory, dat_path) -> list[dict]:
+    """Frames of the synthetic demo corpus (both source photos, plain and mirrored), read back from its videos."""
+    import cv2
+
+    demo = pytest.importorskip("au_transfer.datasets.demo")
+    from au_transfer.datasets import disfa
+
+    root = tmp_path_factory.mktemp("demo")
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(str(dat_path.parent / "shape_predictor_5_face_landmarks.dat"))
+    recognizer = dlib.face_recognition_model_v1(str(dat_path))
+    out = []
+    for subject in ("SN001", "SN002", "SN003", "SN004"):
+        demo.generate_subject(root, subject, n_frames=2, width=480, height=360, seed=11)
+        cap = cv2.VideoCapture(str(disfa.video_path(root, subject)))
+        ok, bgr = cap.read()
+        cap.release()
+        assert ok, f"cannot read the demo video of {subject}"
+        img = np.ascontiguousarray(bgr[:, :, ::-1])
+        dets = detector(img, 1)
+        assert len(dets) == 1, f"{subject} frame 1: {len(dets)} faces found"
+        shape = predictor(img, dets[0])
+        out.append({"name": subject, "chip": dlib.get_face_chip(img, shape, size=150, padding=0.25),
+                    "ref": np.array(recognizer.compute_face_descriptor(img, shape))})
+    return out
+
+
+def test_descriptor_matches_dlib_on_demo_corpus(net, demo_faces):
+    ours = _run(net, np.stack([f["chip"] for f in demo_faces]))
+    for f, v in zip(demo_faces, ours, strict=True):
+        diff = np.abs(v - f["ref"]).max()
+        assert diff < PARITY_TOL, f"demo {f['name']}: max abs difference {diff:.2e} per dimension"
