@@ -1,0 +1,142 @@
+"""The predictor on a short video made here: OpenFace-style columns, success = 0 on a blank frame, ensembles."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from au_transfer.predict import (
+    BASE_COLUMNS,
+    PredictError,
+    au_columns,
+    predict,
+    predict_to_csv,
+    write_manifest,
+)
+
+AUS = (1, 12)
+SPLIT = "t"
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory):
+    """6 frames: a face (scikit-image's astronaut, shifted a little each frame), frame 3 blank."""
+    from skimage import data
+
+    face = cv2.resize(data.astronaut(), (256, 256))
+    path = tmp_path_factory.mktemp("video") / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (256, 256))
+    for i in range(6):
+        frame = np.zeros_like(face) if i == 2 else np.roll(face, 2 * i, axis=1)
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """A results folder with two tiny dlib_resnet models (SVM, LDA fitted on random 128-D features), an ensemble
+    of both fitted on hand-made validation predictions, and the run's predictor.json."""
+    from au_transfer.classifiers.frame import make_bundle, make_estimator, save_model
+    from au_transfer.ensemble import align, fit_ensemble
+
+    root = tmp_path_factory.mktemp("results")
+    models = root / "models" / SPLIT
+    rng = np.random.default_rng(0)
+    attrs = {"backbone": "dlib_resnet", "region": "face", "dim": 128}
+    for clf in ("svm", "lda"):
+        for au in AUS:
+            X = rng.normal(0, 0.1, (60, 128)).astype(np.float32)
+            y = (X[:, au] > 0).astype(int)
+            est = make_estimator(clf, {}, C=1.0).fit(X, y)
+            bundle = make_bundle({"estimator": est}, au=au, backbone="dlib_resnet", region="face",
+                                 crop_region="face", classifier=clf, params={}, seed=0, threshold=2, balance=True,
+                                 refit="train", split=SPLIT, train=["SN001"], val=["SN002"], test=["SN003"],
+                                 attrs=attrs, counts={})
+            save_model(bundle, models / f"dlib_resnet-face-{clf}" / f"AU{au}.joblib")
+    # an ensemble of the two, fitted on hand-made validation rows (even members: the tie rule matters)
+    preds = {}
+    for k, m in enumerate(("dlib_resnet-face-svm", "dlib_resnet-face-lda")):
+        rows = [{"subject": "SN002", "frame": f, "au": au, "set": "val", "score": s, "pred": int(s > 0),
+                 "label": int(f % 2)} for au in AUS for f, s in enumerate(rng.normal(0, 1 + k, 20), 1)]
+        preds[m] = pd.DataFrame(rows)
+    params = fit_ensemble(align(preds, name="pair"), name="pair", method="majority", tie="score")
+    (models / "ens-pair").mkdir(parents=True)
+    (models / "ens-pair" / "ensemble.json").write_text(json.dumps(params))
+    write_manifest(models / "predictor.json", split=SPLIT, aus=AUS, faces={"size": 160, "landmarks": "disfa"},
+                   backbones={})
+    return root
+
+
+def test_predict_video_single_model(face_video, results, tmp_path):
+    df = predict(face_video, results / "models" / SPLIT, model="dlib_resnet-face-svm", progress=False)
+    assert list(df.columns) == [*BASE_COLUMNS, *au_columns(AUS), "file"]
+    assert list(df.columns[4:8]) == ["AU01_p", "AU12_p", "AU01_c", "AU12_c"]
+    assert df["frame"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert df["success"].tolist() == [1, 1, 0, 1, 1, 1]
+    blank = df.iloc[2]
+    assert blank[au_columns(AUS)].isna().all()
+    assert blank["confidence"] == 0
+    faces = df[df["success"] == 1]
+    assert faces[au_columns(AUS)].notna().all().all()
+    assert set(faces["AU01_c"].astype(int)) <= {0, 1}
+    assert (faces["AU01_c"] == (faces["AU01_p"] > 0).astype(int)).all()  # SVM: present when decision > 0
+    assert (faces["confidence"] > 0.5).all()
+    assert df["timestamp"].tolist() == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    # the CLI path streams the same rows into a CSV
+    out = tmp_path / "out.csv"
+    stats = predict_to_csv(face_video, out, model="dlib_resnet-face-svm", results=results, split=SPLIT,
+                           chunk_size=4, progress=False)
+    assert stats == {"frames": 6, "faces": 5}
+    written = pd.read_csv(out)
+    assert list(written.columns) == list(df.columns)
+    np.testing.assert_allclose(written["AU12_p"].to_numpy(), df["AU12_p"].to_numpy(dtype=float), rtol=1e-4)
+    assert written["AU01_c"].isna().tolist() == [False, False, True, False, False, False]
+
+
+def test_predict_ensemble_combines_members(face_video, results):
+    from au_transfer.ensemble import apply_au, load_params
+
+    models = results / "models" / SPLIT
+    ens = predict(face_video, models, model="ens-pair", chunk_size=2, progress=False)
+    svm = predict(face_video, models, model="dlib_resnet-face-svm", progress=False)
+    lda = predict(face_video, models, model="dlib_resnet-face-lda", progress=False)
+    params = load_params(models / "ens-pair" / "ensemble.json")
+    ok = ens["success"] == 1
+    for au in AUS:
+        c = f"AU{au:02d}"
+        scores = np.column_stack([svm.loc[ok, f"{c}_p"], lda.loc[ok, f"{c}_p"]]).astype(float)
+        votes = np.column_stack([svm.loc[ok, f"{c}_c"], lda.loc[ok, f"{c}_c"]]).astype(np.int8)
+        score, pred = apply_au(params, au, scores, votes)
+        np.testing.assert_allclose(ens.loc[ok, f"{c}_p"].to_numpy(float), score)
+        assert ens.loc[ok, f"{c}_c"].astype(int).tolist() == pred.tolist()
+
+
+def test_predict_folder_of_images(results, tmp_path):
+    from skimage import data
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), cv2.cvtColor(cv2.resize(data.astronaut(), (256, 256)), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "b.png"), np.full((200, 200, 3), 127, np.uint8))
+    df = predict(folder, results / "models" / SPLIT, model="dlib_resnet-face-lda", aus=[12], progress=False)
+    assert df["file"].tolist() == ["a.png", "b.png"]
+    assert df["success"].tolist() == [1, 0]
+    assert df["timestamp"].isna().all()
+    assert list(df.columns) == [*BASE_COLUMNS, "AU12_p", "AU12_c", "file"]
+
+
+def test_missing_models_are_named(face_video, results, tmp_path):
+    models = results / "models" / SPLIT
+    with pytest.raises(PredictError, match=r"ensemble ens-nope: .*ens-nope/ensemble.json does not exist"):
+        predict(face_video, models, model="ens-nope", progress=False)
+    with pytest.raises(PredictError, match=r"model dlib_resnet-face-lstm: no trained AU models"):
+        predict(face_video, models, model="dlib_resnet-face-lstm", progress=False)
+    with pytest.raises(PredictError, match="models folder .* does not exist"):
+        predict(face_video, tmp_path / "none", model="dlib_resnet-face-svm", progress=False)
+    with pytest.raises(PredictError, match="input .* does not exist"):
+        predict(tmp_path / "missing.avi", models, model="dlib_resnet-face-svm", progress=False)
