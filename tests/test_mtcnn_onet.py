@@ -69,7 +69,7 @@ def test_pretrained_weights_see_a_face(net, face_crops):
     with torch.inference_mode():
         prob = torch.softmax(net(M.preprocess_uint8(face_crops)), dim=1)[:, 1]
     assert prob[0] > 0.9, f"face probability of a real face is {prob[0]:.3f}"
-    assert prob[1] < prob[0]
+    assert prob[1] < 0.5, f"face probability of a background crop is {prob[1]:.3f}"
 
 
 def test_preprocessing_matches_facenet(face_crops):
