@@ -1,0 +1,172 @@
+"""The ``au-transfer`` command line: predict AUs on new videos, summarise a run, list backbones, make demo data,
+validate a config.
+
+Exit codes: 0 success; 1 an error in the input (missing file, bad config, untrained model), with a one-line
+message naming it; 2 a usage error (unknown option, missing argument).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger("au_transfer.cli")
+
+#: Errors that are the user's input, reported as one line with exit code 1 (anything else is a bug: traceback).
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError, RuntimeError, OSError)
+
+
+def _default_schemas() -> Path:
+    return Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_to_csv
+
+    stats = predict_to_csv(args.input, args.output, model=args.model, model_dir=args.models, results=args.results,
+                           split=args.split, device=args.device, batch_size=args.batch_size,
+                           chunk_size=args.chunk_size, aus=args.aus, progress=not args.quiet)
+    print(f"{args.output}: {stats['frames']} frames, {stats['faces']} with a face (model {args.model})")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .report import summary_text
+
+    print(summary_text(args.results_dir, split=args.split, top=args.top))
+    return 0
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from .backbones import get_spec, list_backbones
+
+    names = list_backbones()
+    for name in names:  # resolving a lazily registered backbone may register its variants (dlib_resnet.pool)
+        try:
+            get_spec(name)
+        except Exception:  # noqa: BLE001 - listed below with the reason
+            pass
+    rows = []
+    for name in list_backbones():
+        try:
+            s = get_spec(name)
+            rows.append((name, s.family, str(s.feature_dim), str(s.input_size), str(s.pretrained), s.layer))
+        except Exception as exc:  # a lazily registered backbone whose package is missing: list it, say why
+            rows.append((name, "?", "?", "?", "?", f"unavailable: {exc}"))
+    header = ("name", "family", "dim", "input", "pretrained", "feature layer")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+    for r in [header, *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(r[:5], widths, strict=True)) + "  " + (r[5] if args.long
+                                                                                             else r[5][:60]))
+    return 0
+
+
+def cmd_demo_corpus(args: argparse.Namespace) -> int:
+    from .datasets.demo import generate_subject
+
+    for subject in args.subjects:
+        generate_subject(args.root, subject, n_frames=args.n_frames, width=args.width, height=args.height,
+                         fps=args.fps, seed=args.seed, camera=args.camera)
+        print(f"{args.root}: {subject} ({args.n_frames} frames, {args.width}x{args.height}, seed {args.seed})")
+    return 0
+
+
+def cmd_validate_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .config import check_splits, validate_config
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    schemas = Path(args.schemas) if args.schemas else _default_schemas()
+    if not schemas.is_dir():
+        raise FileNotFoundError(f"schema folder {schemas} does not exist; pass --schemas workflow/schemas")
+    validate_config(cfg, str(schemas))
+    splits = check_splits(cfg["splits"])
+    print(f"{path}: valid ({len(splits)} split(s): {', '.join(splits)}; {len(cfg['data']['aus'])} AUs; "
+          f"{len(cfg.get('ensembles') or {})} ensemble(s))")
+    if args.show:
+        print(yaml.safe_dump(cfg, sort_keys=False))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="au-transfer", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pr = sub.add_parser("predict", help="AU occurrence per frame of a video, an image or a folder of images",
+                        description="Detect and align faces (dlib), extract the features the chosen trained model "
+                        "or ensemble needs, and write one OpenFace-style row per frame: frame, timestamp, success, "
+                        "confidence, AU01_p ... (score), AU01_c ... (0/1), file. See docs/predict.md.")
+    pr.add_argument("input", help="a video file, an image file or a folder of images")
+    pr.add_argument("-o", "--output", required=True, help="output CSV")
+    pr.add_argument("--model", required=True, help="model id (e.g. dlib_resnet-face-svm) or ensemble (ens-NAME)")
+    where = pr.add_argument_group("trained models (one of)")
+    where.add_argument("--models", help="a split's models folder: results/models/<split>")
+    where.add_argument("--results", help="a workflow's results folder (with --split)")
+    pr.add_argument("--split", help="the split whose models to use (with --results)")
+    pr.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    pr.add_argument("--batch-size", type=int, default=32, help="crops per backbone batch (default 32)")
+    pr.add_argument("--chunk-size", type=int, default=128, help="frames decoded and held at once (default 128)")
+    pr.add_argument("--aus", type=int, nargs="+", help="only these AUs (default: every AU of the model)")
+    pr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=cmd_predict)
+
+    su = sub.add_parser("summary", help="where the report is, and the headline table (best first)")
+    su.add_argument("results_dir", help="a workflow's results folder (e.g. results)")
+    su.add_argument("--split", help="split to show (default: the report's)")
+    su.add_argument("--top", type=int, help="show only the best N")
+    su.set_defaults(func=cmd_summary)
+
+    bb = sub.add_parser("backbones", help="list the backbone registry")
+    bb.add_argument("--long", action="store_true", help="full feature-layer descriptions")
+    bb.set_defaults(func=cmd_backbones)
+
+    dc = sub.add_parser("demo-corpus", help="generate synthetic subjects in the DISFA layout")
+    dc.add_argument("root", help="output folder (DISFA layout)")
+    dc.add_argument("--subjects", nargs="+", default=["SN001", "SN002", "SN003"], help="subject ids (SN001 ...)")
+    dc.add_argument("--n-frames", type=int, default=240)
+    dc.add_argument("--width", type=int, default=480)
+    dc.add_argument("--height", type=int, default=360)
+    dc.add_argument("--fps", type=float, default=20.0)
+    dc.add_argument("--seed", type=int, default=20261128)
+    dc.add_argument("--camera", choices=["left", "right"], default="left")
+    dc.set_defaults(func=cmd_demo_corpus)
+
+    vc = sub.add_parser("validate-config", help="validate a workflow config against the schemas (fills defaults)")
+    vc.add_argument("config", help="a config YAML file (e.g. config.yaml)")
+    vc.add_argument("--schemas", help="schema folder (default: the checkout's workflow/schemas)")
+    vc.add_argument("--show", action="store_true", help="print the config with its defaults filled in")
+    vc.set_defaults(func=cmd_validate_config)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``au-transfer``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "command", None) == "predict":
+        if args.models is None and (args.results is None or args.split is None):
+            parser.error("predict: name the trained models with --models results/models/<split>, "
+                         "or with --results and --split")
+        logging.getLogger("au_transfer").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return int(args.func(args))
+    except USER_ERRORS as exc:
+        print(f"au-transfer {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
