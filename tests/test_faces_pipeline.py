@@ -91,7 +91,8 @@ def stores(clip, tmp_path_factory):
     out = tmp_path_factory.mktemp("stores")
     counts = compute_landmarks(clip["video"], out / "lm.h5", "SN001", landmark_files=clip["files"],
                                read_landmark_file=np.load, n_frames_labels=N_FRAMES, progress=False)
-    summary = compute_faces(clip["video"], out / "lm.h5", out / "faces.h5", size=SIZE, margin=0.15, progress=False)
+    summary = compute_faces(clip["video"], out / "lm.h5", out / "faces.h5", size=SIZE, margin=0.15, encoding="raw",
+                            progress=False)
     return {"dir": out, "counts": counts, "summary": summary}
 
 
@@ -258,7 +259,7 @@ def test_face_store_is_picklable_for_dataloader_workers(stores):
 
 def test_crop_aspect_is_recorded_in_the_store(stores, clip, tmp_path):
     compute_faces(clip["video"], stores["dir"] / "lm.h5", tmp_path / "f.h5", size=SIZE, crop_aspect="stretch",
-                  progress=False)
+                  encoding="raw", progress=False)
     with FaceStore(tmp_path / "f.h5") as st, FaceStore(stores["dir"] / "faces.h5") as pad:
         assert st.aspect == "stretch" and pad.aspect == "pad"
         up = st.crops([1], "upper", 48)[0]

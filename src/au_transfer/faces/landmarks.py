@@ -159,6 +159,8 @@ class DlibLandmarker:
 
     Calling it on an RGB frame returns ``(points (68, 2) float64 or None, confidence)`` for the largest face.
     ``confidence`` is the logistic of dlib's detection score (0.5 at dlib's default threshold); 0 when no face.
+    Detection is tried without upsampling first and upsampled (up to ``upsample`` times) only when no face was
+    found, so large faces cost one pass and small ones are still found.
     Detection runs on a copy resized to at most ``detect_width`` pixels wide (faster on large frames); the
     landmarks are then fitted at full resolution. Not picklable: create one per process.
     """
@@ -194,15 +196,19 @@ class DlibLandmarker:
             scale = self.detect_width / w
             img = cv2.resize(rgb, (self.detect_width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         img = np.ascontiguousarray(img)
-        out = []
-        if self.detector_name == "cnn":
-            for d in self._detector(img, self.upsample):
-                r = d.rect
-                out.append((r.left(), r.top(), r.right(), r.bottom(), float(d.confidence)))
-        else:
-            rects, scores, _ = self._detector.run(img, self.upsample, 0.0)
-            for r, s in zip(rects, scores, strict=True):
-                out.append((r.left(), r.top(), r.right(), r.bottom(), float(s)))
+        out: list[tuple[float, float, float, float, float]] = []
+        # cheapest first: upsampling is only tried when nothing is found at the lower level
+        for up in range(self.upsample + 1):
+            if self.detector_name == "cnn":
+                for d in self._detector(img, up):
+                    r = d.rect
+                    out.append((r.left(), r.top(), r.right(), r.bottom(), float(d.confidence)))
+            else:
+                rects, scores, _ = self._detector.run(img, up, 0.0)
+                for r, sc in zip(rects, scores, strict=True):
+                    out.append((r.left(), r.top(), r.right(), r.bottom(), float(sc)))
+            if out:
+                break
         boxes = [(x0 / scale, y0 / scale, x1 / scale, y1 / scale, 1.0 / (1.0 + np.exp(-s)))
                  for x0, y0, x1, y1, s in out]
         boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)

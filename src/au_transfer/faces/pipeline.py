@@ -118,12 +118,14 @@ def compute_landmarks(video: str | os.PathLike[str], out: str | os.PathLike[str]
     t_disfa = time.perf_counter() - t0
 
     landmarker = None
+    t_setup = time.perf_counter()
     if need_dlib.any() and fallback_name != "none":
         landmarker = DlibLandmarker("cnn" if fallback_name == "dlib_cnn" else "hog", upsample=dlib_upsample,
                                     detect_width=dlib_detect_width, min_confidence=min_confidence)
 
     # Pass 2: decode every frame (checks the count); convert to RGB only frames that need dlib.
     t1 = time.perf_counter()
+    t_setup = t1 - t_setup
     t_dlib = 0.0
     n_dec = 0
     def retrieve(k: int) -> bool:
@@ -181,10 +183,12 @@ def compute_landmarks(video: str | os.PathLike[str], out: str | os.PathLike[str]
         log.warning("subject %s: %d DISFA landmark files for %d video frames", subject, n_files, n)
     data = LandmarkData(frames=np.arange(1, n + 1, dtype=np.int32), points=points, source=src, confidence=conf,
                         valid=valid, reason=reason, fallback_reason=fb_reason, attrs=counts)
+    tw = time.perf_counter()
     with atomic_path(out) as tmp:
         write_landmarks(tmp, data)
     elapsed = time.perf_counter() - t0
-    counts["seconds"] = {"disfa_files": t_disfa, "decode": t_decode, "dlib": t_dlib, "total": elapsed}
+    counts["seconds"] = {"disfa_files": t_disfa, "dlib_setup": t_setup, "decode": t_decode, "dlib": t_dlib,
+                         "write": time.perf_counter() - tw, "total": elapsed}
     log.info("subject %s: %d frames, %d valid (%d DISFA, %d dlib), %d invalid; %.1f s (%.0f frames/s)", subject,
              n, counts["n_valid"], counts["n_disfa"], counts["n_dlib"], counts["n_invalid"], elapsed,
              n / max(elapsed, 1e-9))
@@ -193,7 +197,7 @@ def compute_landmarks(video: str | os.PathLike[str], out: str | os.PathLike[str]
 
 # ------------------------------------------------------------------------------------------------- faces job
 def compute_faces(video: str | os.PathLike[str], landmarks: str | os.PathLike[str], out: str | os.PathLike[str],
-                  *, size: int = 160, margin: float = 0.15, encoding: str = "raw", compression: str = "gzip",
+                  *, size: int = 160, margin: float = 0.15, encoding: str = "jpeg", compression: str = "gzip",
                   compression_level: int = 4, jpeg_quality: int = 95, region_pad: float = 0.15,
                   region_forehead: float = 0.4, min_image_std: float = 3.0, crop_aspect: str = "pad",
                   progress: bool = True) -> dict:
