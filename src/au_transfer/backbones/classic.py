@@ -115,17 +115,18 @@ def native_builder(spec: BackboneSpec, make: Callable[[], nn.Module], split: Spl
         return {k: v for k, v in sd.items() if not any(k.startswith(p) for p in drop_keys)}
 
     def build(weights: str, *, key_map: KeyMap | str | None = None, seed: int = 0) -> Backbone:
+        if weights == "pretrained" and hub is None:
+            raise WeightsError(
+                f"no pretrained weights for {spec.name}: torchvision/timm do not ship them; set "
+                f"backbones.{spec.name}.weights: /path/to/{spec.name}.pth (see {DOCS}), or "
+                f"backbones.{spec.name}.weights: random for a random-feature baseline"
+            )
         native = make()
         backbone_sd = None
         if weights == "random":
             tag, sha = "random", random_tag(seed)
         elif weights == "pretrained":
-            if hub is None:
-                raise WeightsError(
-                    f"no pretrained weights for {spec.name}: torchvision/timm do not ship them; set "
-                    f"backbones.{spec.name}.weights: /path/to/{spec.name}.pth (see {DOCS}), or "
-                    f"backbones.{spec.name}.weights: random for a random-feature baseline"
-                )
+            assert hub is not None
             enum = hub()
             try:
                 sd = enum.get_state_dict(progress=False, check_hash=True)

@@ -1,0 +1,199 @@
+"""Feature store: batched extraction from a face store, the HDF5 layout, invalid rows, mean image, workflow."""
+
+from __future__ import annotations
+
+import hashlib
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from au_transfer.backbones import (
+    Backbone,
+    BackboneSpec,
+    WeightsError,
+    create_backbone,
+    file_sha256,
+    load_state_dict_file,
+    preprocess,
+    random_tag,
+    register_backbone,
+)
+from au_transfer.backbones.weights import load_into
+from au_transfer.faces.store import FaceStore, FaceStoreWriter
+from au_transfer.features import (
+    FeatureError,
+    compute_mean_image,
+    extract_features,
+    read_features,
+)
+
+torch.set_num_threads(1)
+
+N, SIZE = 24, 48
+INVALID = (0, 5, 6, 17)
+TINY = BackboneSpec("tiny_feat", "test", "gap after ReLU", 8, 32, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+
+
+def _build_tiny(weights, *, key_map=None, seed=0):
+    """A registered builder as another module would write one (random, or a Backbone state dict file)."""
+    body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    net = Backbone(TINY, body, nn.Sequential(), nn.Sequential(nn.Linear(8, 3)), weights="random",
+                   weights_sha256=random_tag(seed))
+    if weights == "pretrained":
+        raise WeightsError("tiny_feat has no pretrained weights")
+    if weights != "random":
+        load_into(net, load_state_dict_file(weights), name="tiny_feat", source=weights)
+        net.weights, net.weights_sha256 = weights, file_sha256(weights)
+    return net
+
+
+register_backbone("tiny_feat", TINY, _build_tiny, overwrite=True)
+
+
+def _store(path, subject="SN001", seed=0, n=N, invalid=INVALID):
+    """A face store in the faces stage's layout (via its writer): random faces, fixed region boxes."""
+    rng = np.random.default_rng(seed)
+    boxes = np.array([[0, 0, SIZE, SIZE / 2], [4, SIZE / 4, SIZE - 4, 3 * SIZE / 4], [0, SIZE / 2, SIZE, SIZE]],
+                     np.float32)
+    with FaceStoreWriter(path, n, SIZE, subject=subject, compression="lzf") as w:
+        for i in range(n):
+            ok = i not in invalid
+            img = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) if ok else None
+            w.put(i, 101 + i, img, None, boxes if ok else None, None, ok, 0 if ok else 1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory):
+    return _store(tmp_path_factory.mktemp("faces") / "SN001.h5")
+
+
+def _expected(store_path, net, region, size, mean_image=None):
+    with FaceStore(store_path) as st:
+        idx = np.flatnonzero(st.valid)
+        crops = st.crops(idx, region, size)
+    with torch.inference_mode():
+        return idx, net.features(preprocess(net.spec, crops, mean_image=mean_image)).numpy()
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_extraction_matches_direct_forward_and_keeps_invalid_rows(store_path, tmp_path, num_workers):
+    out = tmp_path / "feat.h5"
+    info = extract_features(store_path, out, "tiny_feat", "upper", weights="random", seed=3, batch_size=5,
+                            num_workers=num_workers, device="cpu", progress=False)
+    assert info["frames"] == N - len(INVALID)
+    frames, X, valid, attrs = read_features(out)
+    assert X.dtype == np.float32 and X.shape == (N, 8)
+    np.testing.assert_array_equal(frames, np.arange(101, 101 + N))
+    np.testing.assert_array_equal(valid, [i not in INVALID for i in range(N)])
+    assert np.isnan(X[list(INVALID)]).all()
+    net = create_backbone("tiny_feat", "random", seed=3)
+    idx, ref = _expected(store_path, net, "upper", 32)
+    np.testing.assert_allclose(X[idx], ref.astype(np.float16).astype(np.float32), rtol=0, atol=0)
+    assert attrs["backbone"] == "tiny_feat" and attrs["region"] == "upper" and attrs["subject"] == "SN001"
+    assert attrs["layer"] == "gap after ReLU" and attrs["dim"] == 8 and attrs["input_size"] == 32
+    assert attrs["weights"] == "random" and attrs["weights_sha256"] == "random:seed=3"
+    assert attrs["invalid_rows"] == "nan"
+    with h5py.File(out) as h5:
+        assert h5["features"].dtype == np.float16 and h5["frames"].dtype == np.int32
+
+
+def test_regions_differ_and_weights_file_sha_is_recorded(store_path, tmp_path):
+    net = create_backbone("tiny_feat", "random", seed=1)
+    wpath = tmp_path / "tiny.pth"
+    torch.save(net.state_dict(), wpath)
+    feats = {}
+    for region in ("face", "lower"):
+        out = tmp_path / f"{region}.h5"
+        extract_features(store_path, out, "tiny_feat", region, weights=str(wpath), batch_size=7, num_workers=0,
+                         progress=False)
+        _, X, valid, attrs = read_features(out)
+        assert attrs["weights"] == str(wpath)
+        assert attrs["weights_sha256"] == hashlib.sha256(wpath.read_bytes()).hexdigest()
+        idx, ref = _expected(store_path, net, region, 32)
+        np.testing.assert_allclose(X[idx], ref, rtol=2e-3, atol=1e-3)
+        feats[region] = X[valid]
+    assert not np.allclose(feats["face"], feats["lower"])
+
+
+def test_bad_region_and_non_finite_features_are_clear_errors(store_path, tmp_path):
+    with pytest.raises(FeatureError, match="au_region"):
+        extract_features(store_path, tmp_path / "x.h5", "tiny_feat", "au_region", weights="random", progress=False)
+    net = create_backbone("tiny_feat", "random")
+    net.fc = nn.Sequential(nn.Identity())
+    net.fc.append(_Scale(1e9))
+    with pytest.raises(FeatureError, match=r"subject SN001, frame 102: tiny_feat features are not finite"):
+        extract_features(store_path, tmp_path / "x.h5", net, "face", num_workers=0, progress=False)
+    assert not (tmp_path / "x.h5").exists()
+
+
+class _Scale(nn.Module):
+    def __init__(self, s: float) -> None:
+        super().__init__()
+        self.s = s
+
+    def forward(self, x):
+        return x * self.s + self.s
+
+
+def test_read_features_rejects_other_files(tmp_path):
+    with pytest.raises(FeatureError, match="does not exist"):
+        read_features(tmp_path / "missing.h5")
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as h5:
+        h5["features"] = np.zeros((3, 2), np.float16)
+    with pytest.raises(FeatureError, match=r"other\.h5: not a feature file.*frames"):
+        read_features(other)
+
+
+def test_mean_image_from_training_stores(tmp_path):
+    paths = [_store(tmp_path / "SN001.h5", "SN001", seed=1), _store(tmp_path / "SN002.h5", "SN002", seed=2,
+                                                                     invalid=(3,))]
+    mean = compute_mean_image(paths, "middle", 32, batch_size=4, progress=False)
+    crops = []
+    for p in paths:
+        with FaceStore(p) as st:
+            crops.append(st.crops(np.flatnonzero(st.valid), "middle", 32).astype(np.float64))
+    ref = np.concatenate(crops).mean(axis=0)
+    assert mean.shape == (32, 32, 3) and mean.dtype == np.float32
+    np.testing.assert_allclose(mean, ref, rtol=1e-5)
+    mi_path = tmp_path / "mean.npy"
+    np.save(mi_path, mean)
+    out = tmp_path / "mi.h5"
+    extract_features(paths[0], out, "tiny_feat", "middle", weights="random", mean_image=mi_path, num_workers=0,
+                     progress=False)
+    _, X, valid, attrs = read_features(out)
+    assert attrs["mean_image"] == str(mi_path)
+    assert attrs["mean_image_sha256"] == hashlib.sha256(mi_path.read_bytes()).hexdigest()
+    net = create_backbone("tiny_feat", "random")
+    idx, ref = _expected(paths[0], net, "middle", 32, mean_image=mean)
+    np.testing.assert_allclose(X[idx], ref, rtol=2e-3, atol=1e-3)
+    _, plain = _expected(paths[0], net, "middle", 32)
+    assert not np.allclose(X[idx], plain, rtol=2e-3, atol=1e-3)
+
+
+@pytest.mark.workflow
+@pytest.mark.xdist_group("workflow")
+def test_workflow_writes_feature_files(finished_workflow):
+    """The shared tiny run (tests/config_test.yaml): dlib_resnet features of every region and subject."""
+    import yaml
+    from conftest import TEST_CONFIG
+
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    backbones = cfg["features"]["backbones"]
+    subjects = cfg["data"]["demo"]["subjects"]
+    for b in backbones:
+        for region in ("face", "upper", "middle", "lower"):
+            for s in subjects:
+                path = finished_workflow / "results" / "features" / b / region / f"{s}.h5"
+                frames, X, valid, attrs = read_features(path)
+                with FaceStore(finished_workflow / "results" / "faces" / f"{s}.h5") as st:
+                    np.testing.assert_array_equal(frames, st.frames)
+                    np.testing.assert_array_equal(valid, st.valid)
+                assert attrs["backbone"] == b and attrs["region"] == region and attrs["subject"] == s
+                assert len(attrs["weights_sha256"]) == 64
+                assert valid.any() and np.isfinite(X[valid]).all() and np.isnan(X[~valid]).all()
+                assert X.shape[1] == attrs["dim"]
