@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 BASE_COLUMNS: tuple[str, ...] = ("frame", "timestamp", "success", "confidence")
 MANIFEST = "predictor.json"
 FACE_DEFAULTS: dict[str, Any] = {"size": 160, "margin": 0.15, "detector": "hog", "upsample": 1, "detect_width": 640,
-                                 "min_confidence": 0.0, "aspect": "pad"}
+                                 "min_confidence": 0.0, "aspect": "pad", "region_pad": 0.15, "region_forehead": 0.4,
+                                 "min_image_std": 3.0, "encoding": "raw", "jpeg_quality": 95}
 
 
 class PredictError(ValueError):
@@ -69,7 +70,12 @@ def write_manifest(path: str | os.PathLike[str], *, split: str, aus: Sequence[in
         "upsample": int(faces.get("dlib_upsample", FACE_DEFAULTS["upsample"])),
         "detect_width": int(faces.get("dlib_detect_width", FACE_DEFAULTS["detect_width"])),
         "min_confidence": float(faces.get("min_confidence", FACE_DEFAULTS["min_confidence"])),
-        "aspect": str(faces.get("aspect", FACE_DEFAULTS["aspect"])),
+        "aspect": str(faces.get("crop_aspect", FACE_DEFAULTS["aspect"])),
+        "region_pad": float(faces.get("region_pad", FACE_DEFAULTS["region_pad"])),
+        "region_forehead": float(faces.get("region_forehead", FACE_DEFAULTS["region_forehead"])),
+        "min_image_std": float(faces.get("min_image_std", FACE_DEFAULTS["min_image_std"])),
+        "encoding": str(faces.get("encoding", FACE_DEFAULTS["encoding"])),
+        "jpeg_quality": int(faces.get("jpeg_quality", FACE_DEFAULTS["jpeg_quality"])),
         "plausibility": dict(faces.get("plausibility", {}) or {}),
     }
     manifest = {"split": split, "aus": [int(a) for a in aus], "faces": face,
@@ -364,6 +370,19 @@ class _ConfidenceLandmarker:
         return pts, conf
 
 
+def _as_stored(crop: np.ndarray, face: Mapping[str, Any]) -> np.ndarray:
+    """The aligned crop as the face store holds it: round-tripped through JPEG when the run stored JPEG."""
+    import cv2
+
+    if face.get("encoding") != "jpeg":
+        return crop
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, int(face.get("jpeg_quality", 95))])
+    if not ok:
+        raise PredictError("could not JPEG-encode an aligned face")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
 def _chunks(source: str | os.PathLike[str], size: int) -> Iterator[list[tuple[int, str, np.ndarray]]]:
     from .faces.video import iter_frames
 
@@ -384,6 +403,7 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
 
     from .faces.landmarks import DlibLandmarker, Plausibility
     from .faces.pipeline import detect_and_align
+    from .faces.regions import boxes_array
     from .faces.video import video_info
 
     src = Path(input_path)
@@ -408,12 +428,15 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
         n = len(frames)
         faces, boxes, ok, conf = [], [], np.zeros(n, bool), np.zeros(n)
         for i, (_no, _name, rgb) in enumerate(frames):
-            crop, _pts, bx, valid, _reason = detect_and_align(rgb, size, lm, margin, plaus)
+            crop, pts, _bx, valid, _reason = detect_and_align(rgb, size, lm, margin, plaus)
             conf[i] = lm.last_confidence
             if valid:
+                crop = _as_stored(crop, f)
+                if float(crop.std()) < float(f["min_image_std"]):
+                    continue  # blank crop: the faces stage marks such a frame invalid
                 ok[i] = True
                 faces.append(crop)
-                boxes.append(bx)
+                boxes.append(boxes_array(pts, size, pad=float(f["region_pad"]), forehead=float(f["region_forehead"])))
         table = pd.DataFrame({
             "frame": [fr[0] for fr in frames],
             "timestamp": [(fr[0] - 1) / fps if is_video and np.isfinite(fps) else np.nan for fr in frames],

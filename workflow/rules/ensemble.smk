@@ -42,3 +42,25 @@ register_targets(
     "ensembles",
     lambda: [f"results/models/{split}/ens-{name}/ensemble.json" for split in SPLITS for name in ENSEMBLES],
 )
+
+
+# What `au-transfer predict` needs besides the trained files: the run's face settings (detector, crop size,
+# margin, region boxes, storage encoding), backbone weights and the AU -> region map of Table VI.
+rule predictor_manifest:
+    output:
+        "results/models/{split}/predictor.json",
+    params:
+        aus=AUS,
+        faces=config["faces"],
+        backbones=config["backbones"],
+        au_region=config["regions"]["au_region"],
+        threshold=config["data"]["threshold"],
+    log:
+        "logs/ensembles/{split}/predictor_manifest.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/predictor_manifest.py"
+
+
+register_targets("predictor", lambda: [f"results/models/{split}/predictor.json" for split in SPLITS])
