@@ -19,7 +19,7 @@ from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-from test_lint import load_workflow, workflow_rules
+from test_lint import all_workflow_rules, load_workflow
 
 ENVS = ROOT / "envs"
 ENV_FILES = sorted(ENVS.glob("*.yaml"))
@@ -57,7 +57,7 @@ def test_there_is_an_env_file():
 
 
 def test_every_rule_names_an_existing_env_file():
-    rules = workflow_rules()
+    rules = all_workflow_rules()
     checked = 0
     for name, rule in rules.items():
         if name == "all":

@@ -46,19 +46,24 @@ with SnakemakeApi(OutputSettings(quiet=None)) as api:
 
 
 @functools.cache
-def load_workflow() -> dict:
-    """The workflow loaded with tests/config_test.yaml: ``rules`` (what each declares) and the ``environ`` it set."""
+def load_workflow(configfile: Path = TEST_CONFIG) -> dict:
+    """The workflow loaded with a config file: ``rules`` (what each declares) and the ``environ`` it set."""
     with tempfile.TemporaryDirectory() as tmp:
         dump = Path(tmp) / "rules.json"
-        proc = subprocess.run([sys.executable, "-c", _DUMP_RULES, str(ROOT / "Snakefile"), tmp, str(TEST_CONFIG),
+        proc = subprocess.run([sys.executable, "-c", _DUMP_RULES, str(ROOT / "Snakefile"), tmp, str(configfile),
                                str(dump)], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"could not load the workflow:\n{proc.stderr[-5000:]}"
         return json.loads(dump.read_text())
 
 
-def workflow_rules() -> dict[str, dict]:
+def workflow_rules(configfile: Path = TEST_CONFIG) -> dict[str, dict]:
     """Every rule of the workflow and what it declares (conda, log, resources, gpu, local, params, script)."""
-    return load_workflow()["rules"]
+    return load_workflow(configfile)["rules"]
+
+
+def all_workflow_rules() -> dict[str, dict]:
+    """Rules under the test config and the default config (some rules exist only under a config choice)."""
+    return {**workflow_rules(ROOT / "config.yaml"), **workflow_rules()}
 
 
 def test_snakemake_lint_is_clean(tmp_path):
@@ -72,7 +77,7 @@ def test_snakemake_lint_is_clean(tmp_path):
 
 
 def test_every_rule_has_log_and_conda():
-    rules = workflow_rules()
+    rules = all_workflow_rules()
     assert "all" in rules
     for name, rule in rules.items():
         if name == "all":
@@ -83,5 +88,5 @@ def test_every_rule_has_log_and_conda():
 
 def test_gpu_rules_are_not_local_rules():
     """A rule that asks for a GPU must run as a cluster job, never on the submit host."""
-    bad = [name for name, rule in workflow_rules().items() if rule["gpu"] and rule["local"]]
+    bad = [name for name, rule in all_workflow_rules().items() if rule["gpu"] and rule["local"]]
     assert not bad, f"GPU rules marked localrules: {bad}"

@@ -61,14 +61,6 @@ def au_region_of(au):
     return region_for("au_region", int(au), config["regions"].get("au_region"))
 
 
-# --- cluster: SLURM profile, conda envs, local rules (owner: cluster/infrastructure; docs/cluster.md)
-# envs/au_transfer.yaml installs this project with `pip install -e ${AU_TRANSFER_ROOT}` (Snakemake copies env files
-# into .snakemake/conda/, so a relative path cannot name the project): point it at this checkout.
-import os  # noqa: E402
-
-os.environ["AU_TRANSFER_ROOT"] = str(Path(workflow.basedir).resolve())
-
-
 # --- classifiers (LDA, SVM, LSTM, metrics): model ids and feature inputs; used by classifiers.smk and others
 _EXTRA_MODEL_IDS = []
 
@@ -146,6 +138,37 @@ def split_sets(split):
     sp = SPLITS[split]
     return {"train": list(sp.train), "val": list(sp.val), "test": list(sp.test)}
 
+
+# --- cluster: SLURM profile, conda envs, local rules (owner: cluster/infrastructure; docs/cluster.md)
+# envs/au_transfer.yaml installs this project with `pip install -e ${AU_TRANSFER_ROOT}` (Snakemake copies env files
+# into .snakemake/conda/, so a relative path cannot name the project): point it at this checkout.
+import os  # noqa: E402
+
+os.environ.update(AU_TRANSFER_ROOT=str(Path(workflow.basedir).resolve()))  # set (not read): no envvars:
+
+# Cheap rules (seconds of work) run on the submit host instead of waiting in a SLURM queue; rules that exist only
+# under a config condition are named under the same condition (Snakemake rejects unknown names here).
+localrules:
+    labels,
+    faces_qc,
+    merge_predictions,
+    always_present,
+    metrics,
+    summary,
+    ensemble,
+    paper_report,
+
+
+if config["data"]["demo"]["enabled"]:
+
+    localrules:
+        demo_subject,
+
+
+if config["finetune"]["head"] != "per_au":
+
+    localrules:
+        finetune_unpack,
 
 
 # --- ensembles and report (owner: ensembles/report; helpers of ensemble.smk and report.smk)
