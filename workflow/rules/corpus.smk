@@ -6,6 +6,14 @@ DATA = config["data"]
 DEMO = DATA["demo"]
 
 if DEMO["enabled"]:
+    from au_transfer.config import DISFA_SUBJECTS
+
+    _unknown = [s for s in DEMO["subjects"] if s not in DISFA_SUBJECTS]
+    if _unknown:
+        raise ConfigError(f"config key 'data.demo.subjects': {_unknown} are not DISFA subject ids ({DISFA_SUBJECTS[0]}...)")
+    _missing = [s for s in SUBJECTS if s not in DEMO["subjects"]]
+    if _missing:
+        raise ConfigError(f"config key 'splits' uses subject(s) {_missing} that 'data.demo.subjects' does not generate")
 
     rule demo_subject:
         output:
@@ -20,6 +28,7 @@ if DEMO["enabled"]:
             width=DEMO["width"],
             height=DEMO["height"],
             fps=DEMO["fps"],
+            quality=DEMO["quality"],
             camera=DATA["camera"],
         log:
             "logs/corpus/demo_{subject}.log",
@@ -52,3 +61,5 @@ rule labels:
 
 
 register_targets("labels", lambda: expand("results/labels/{subject}.csv", subject=SUBJECTS))
+if DEMO["enabled"]:
+    register_targets("corpus", lambda: expand(f"{DATA_ROOT}/Demo_Info/{{subject}}.json", subject=DEMO["subjects"]))

@@ -11,4 +11,5 @@ setup_logging(sm.log[0])
 cv2.setNumThreads(int(sm.threads))
 p = sm.params
 generate_subject(p.root, sm.wildcards.subject, n_frames=int(p.n_frames), width=int(p.width),
-                 height=int(p.height), fps=float(p.fps), seed=int(p.seed), camera=p.camera)
+                 height=int(p.height), fps=float(p.fps), seed=int(p.seed), camera=p.camera,
+                 quality=int(p.quality))

@@ -76,7 +76,7 @@ _AU_TABLE: dict[int, dict[int, tuple[float, float]]] = {
     6: {41: (0.0, -0.06), 40: (0.0, -0.05), 36: (0.0, -0.02), 71: (0.0, -0.14), 1: (0.0, -0.04),
         2: (0.0, -0.05), 3: (0.0, -0.03), 48: (0.01, -0.02), 17: (0.0, 0.03), 18: (0.0, 0.02)},
     9: {31: (0.02, -0.08), 32: (0.0, -0.07), 33: (0.0, -0.06), 30: (0.0, -0.04), 29: (0.0, -0.02),
-        50: (0.0, -0.05), 51: (0.0, -0.05), 49: (0.0, -0.03), 61: (0.0, -0.04), 62: (0.0, -0.04),
+        50: (0.0, -0.05), 51: (0.0, -0.05), 49: (0.0, -0.03), 61: (0.0, -0.03), 62: (0.0, -0.03),
         21: (-0.03, 0.06), 20: (0.0, 0.04), 71: (0.0, -0.04)},
     12: {48: (0.10, -0.12), 60: (0.09, -0.10), 49: (0.04, -0.06), 59: (0.05, -0.06), 61: (0.03, -0.04),
          67: (0.03, -0.05), 50: (0.01, -0.02), 58: (0.02, -0.03), 71: (0.02, -0.08), 3: (0.01, -0.02)},
@@ -88,7 +88,7 @@ _AU_TABLE: dict[int, dict[int, tuple[float, float]]] = {
     20: {48: (0.12, 0.02), 60: (0.11, 0.01), 49: (0.06, 0.0), 59: (0.06, 0.0), 61: (0.04, 0.0),
          67: (0.04, 0.0), 50: (0.02, 0.0), 58: (0.02, 0.0), 57: (0.0, -0.02), 51: (0.0, 0.01),
          4: (0.02, 0.0), 5: (0.02, 0.0), 71: (0.03, 0.02)},
-    25: {66: (0.0, 0.12), 67: (0.0, 0.10), 57: (0.0, 0.09), 58: (0.0, 0.08), 59: (0.0, 0.05),
+    25: {66: (0.0, 0.16), 67: (0.0, 0.13), 57: (0.0, 0.12), 58: (0.0, 0.10), 59: (0.0, 0.06),
          62: (0.0, -0.03), 61: (0.0, -0.025), 51: (0.0, -0.02), 50: (0.0, -0.02), 60: (0.0, 0.01),
          8: (0.0, 0.03), 7: (0.0, 0.03)},
     26: {8: (0.0, 0.24), 7: (0.0, 0.22), 6: (0.0, 0.18), 5: (0.0, 0.12), 4: (0.0, 0.07), 3: (0.0, 0.03),
@@ -326,6 +326,7 @@ class Subject:
     ctrl: np.ndarray        # (N_CONTROL, 2) neutral control points in frame pixels
     mesh: MeshWarp
     au_disp: dict[int, np.ndarray]
+    shade: dict[int, np.ndarray]  # per AU: (H, W) float32 relative shading at intensity 5 (wrinkles, folds)
     params: dict
 
 
@@ -374,6 +375,33 @@ def _shape_offsets(ctrl: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarr
     return f.to_image(dx, dy), p
 
 
+#: The source photos' own expression, undone to get a neutral face (intensity per AU; the astronaut smiles).
+_SOURCE_EXPRESSION: dict[str, dict[int, float]] = {"astronaut": {12: 2.0, 6: 1.0}, "grace_hopper": {}}
+
+
+def _neutralise(ctrl: np.ndarray, source: str) -> np.ndarray:
+    """Displacement (pixels) that closes the lips of a source photo and undoes its expression."""
+    f = FaceFrame.of(ctrl[:68])
+    d = np.zeros_like(ctrl)
+    for au, inten in _SOURCE_EXPRESSION.get(source, {}).items():
+        d -= inten / 5.0 * au_displacements(ctrl)[au]
+    p = ctrl + d
+    # close the mouth: the inner lips meet (a hair apart) on their midline; outer lips and chin follow
+    for up, lo, up_out, lo_out in ((61, 67, 50, 58), (62, 66, 51, 57), (63, 65, 52, 56)):
+        mid = 0.5 * (p[up] + p[lo])
+        gap = 0.004 * f.u * f.ey
+        du, dl = mid - gap - p[up], mid + gap - p[lo]
+        d[up] += du
+        d[up_out] += du
+        d[lo] += dl
+        d[lo_out] += dl
+        if lo == 66:
+            d[[7, 8, 9]] += 0.8 * dl
+            d[[49, 53]] += 0.5 * du
+            d[[59, 55]] += 0.5 * dl
+    return d
+
+
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     """A studio-like backdrop: a two-colour gradient with large soft blobs."""
     import cv2
@@ -403,7 +431,7 @@ def _head_mask(ctrl: np.ndarray, width: int, height: int) -> np.ndarray:
     local = (pts - f.mid) @ np.stack([f.ex, f.ey], 1)
     top = local[17:27, 1].min() - 1.05 * u
     bottom = local[8, 1] + 0.12 * u
-    half_w = 0.5 * (local[:, 0].max() - local[:, 0].min()) * 1.18
+    half_w = 0.5 * (local[:, 0].max() - local[:, 0].min()) * 1.08
     centre_local = np.array([0.5 * (local[:, 0].max() + local[:, 0].min()), 0.5 * (top + bottom)])
     centre = f.mid + centre_local[0] * f.ex + centre_local[1] * f.ey
     angle = np.degrees(np.arctan2(f.ex[1], f.ex[0]))
@@ -423,6 +451,73 @@ def _head_mask(ctrl: np.ndarray, width: int, height: int) -> np.ndarray:
     ])
     cv2.fillPoly(mask, [np.round(body).astype(np.int32)], 1.0, cv2.LINE_AA)
     return cv2.GaussianBlur(mask, (0, 0), max(0.5, 0.06 * u))
+
+
+def au_shading(ctrl: np.ndarray, width: int, height: int) -> dict[int, np.ndarray]:
+    """Wrinkles and folds that AUs add, as relative shading maps at intensity 5 on the neutral face.
+
+    AU1/AU2 forehead lines, AU4 vertical furrows between the brows, AU6 crow's feet and a raised cheek, AU9
+    wrinkles across the nose bridge, AU12 nasolabial folds, AU15 folds below the lip corners, AU17 a chin crease
+    and dimpling, AU20 short lines beyond the lip corners. Each frame warps them with the face.
+    """
+    import cv2
+
+    f = FaceFrame.of(ctrl[:68])
+    u, ex, ey = f.u, f.ex, f.ey
+    p = ctrl
+    thick = max(1, int(round(0.03 * u)))
+    out: dict[int, np.ndarray] = {}
+
+    def strokes(lines: list[np.ndarray], value: float, blobs: tuple = (), soft: float = 1.0) -> np.ndarray:
+        m = np.zeros((height, width), np.float32)
+        for line in lines:
+            cv2.polylines(m, [np.round(line * 8).astype(np.int32)], False, 1.0, thick, cv2.LINE_AA, shift=3)
+        m = cv2.GaussianBlur(m, (0, 0), max(0.5, 0.025 * soft * u)) * value
+        for centre, radius, v in blobs:
+            b = np.zeros((height, width), np.float32)
+            cv2.circle(b, (int(centre[0]), int(centre[1])), max(1, int(radius)), 1.0, -1, cv2.LINE_AA)
+            m += cv2.GaussianBlur(b, (0, 0), max(0.5, 0.5 * radius)) * v
+        return m
+
+    def arc(a: np.ndarray, b: np.ndarray, bend: float, n: int = 7) -> np.ndarray:
+        t = np.linspace(0, 1, n)[:, None]
+        return a + (b - a) * t - bend * u * ey * (4 * t * (1 - t))
+
+    brow_top = min(p[19] @ ey, p[24] @ ey)
+    up = lambda q, k: q - ((q @ ey) - brow_top + k * u) * ey  # noqa: E731  (q moved to k*u above the brows)
+    out[1] = strokes([arc(up(p[20], 0.28 + 0.14 * k), up(p[23], 0.28 + 0.14 * k), 0.05) for k in range(3)], -0.2)
+    out[2] = strokes([arc(up(p[18], 0.32 + 0.14 * k), up(p[25], 0.32 + 0.14 * k), 0.08) for k in range(3)], -0.17)
+    c = 0.5 * (p[21] + p[22])
+    half = 0.5 * (p[22] - p[21])
+    out[4] = strokes([np.stack([c + s_ * 0.35 * half - 0.18 * u * ey, c + s_ * 0.3 * half + 0.12 * u * ey])
+                      for s_ in (-1, 1)], -0.22, soft=1.8)
+    feet = []
+    for corner, sgn in ((p[36], -1), (p[45], 1)):
+        for ang in (-25, 0, 25):
+            r = np.radians(ang)
+            d = sgn * (np.cos(r) * ex) + np.sin(r) * ey
+            feet.append(np.stack([corner + 0.12 * u * d, corner + 0.3 * u * d]))
+    lids = [arc(p[41] + 0.1 * u * ey - 0.1 * u * ex, p[40] + 0.1 * u * ey, -0.03),
+            arc(p[47] + 0.1 * u * ey, p[46] + 0.1 * u * ey + 0.1 * u * ex, -0.03)]
+    out[6] = strokes(feet + lids, -0.22, ((p[71], 0.18 * u, 0.1), (p[72], 0.18 * u, 0.1)))
+    bridge = [np.stack([q - 0.16 * u * ex, q + 0.16 * u * ex]) for q in (p[27], 0.5 * (p[27] + p[28]), p[28])]
+    wings = [np.stack([p[31] - 0.05 * u * ex, p[31] - 0.12 * u * ex - 0.12 * u * ey]),
+             np.stack([p[35] + 0.05 * u * ex, p[35] + 0.12 * u * ex - 0.12 * u * ey])]
+    out[9] = strokes(bridge + wings, -0.22, soft=1.5)
+    folds = []
+    for wing, corner, sgn in ((p[31], p[48], -1), (p[35], p[54], 1)):
+        a = wing + sgn * 0.1 * u * ex
+        b = corner + sgn * 0.14 * u * ex + 0.12 * u * ey
+        mid = 0.5 * (a + b) + sgn * 0.08 * u * ex
+        folds.append(np.stack([a, mid, b]))
+    out[12] = strokes(folds, -0.26)
+    out[15] = strokes([np.stack([p[48] + 0.05 * u * ey, p[48] + 0.28 * u * ey - 0.05 * u * ex]),
+                       np.stack([p[54] + 0.05 * u * ey, p[54] + 0.28 * u * ey + 0.05 * u * ex])], -0.18)
+    crease = arc(p[58] + 0.12 * u * ey, p[56] + 0.12 * u * ey, 0.04)
+    out[17] = strokes([crease], -0.25, ((0.5 * (p[57] + p[8]) + 0.05 * u * ey, 0.14 * u, -0.1),))
+    out[20] = strokes([np.stack([p[48] - 0.06 * u * ex, p[48] - 0.2 * u * ex + 0.03 * u * ey]),
+                       np.stack([p[54] + 0.06 * u * ex, p[54] + 0.2 * u * ex + 0.03 * u * ey])], -0.16)
+    return out
 
 
 def make_subject(subject: str, *, width: int, height: int, seed: int) -> Subject:
@@ -464,6 +559,7 @@ def make_subject(subject: str, *, width: int, height: int, seed: int) -> Subject
     # identity: face shape, by warping the placed photo
     ctrl0 = control_points(pts_f)
     shape_disp, shape_p = _shape_offsets(ctrl0, rng)
+    shape_disp = shape_disp + _neutralise(ctrl0, source)
     face = MeshWarp(ctrl0, width, height).warp(face, shape_disp.astype(np.float32))
     ctrl = ctrl0 + shape_disp
     # skin tone and colour
@@ -476,7 +572,8 @@ def make_subject(subject: str, *, width: int, height: int, seed: int) -> Subject
     return Subject(
         name=subject, source=source, mirror=mirror, face=face.astype(np.float32),
         alpha=_head_mask(ctrl, width, height), background=_background(rng, width, height),
-        ctrl=ctrl, mesh=MeshWarp(ctrl, width, height), au_disp=au_displacements(ctrl), params=params)
+        ctrl=ctrl, mesh=MeshWarp(ctrl, width, height), au_disp=au_displacements(ctrl),
+        shade=au_shading(ctrl, width, height), params=params)
 
 
 # ------------------------------------------------------------------------------------------------ the labels
@@ -549,39 +646,54 @@ def _pose_track(n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _paint_mouth(frame: np.ndarray, pts68: np.ndarray, u: float, light: float) -> None:
-    """Paint the mouth interior (dark cavity, upper teeth) between parted inner lips, in place."""
+def _paint_mouth(frame: np.ndarray, pts68: np.ndarray, u: float) -> None:
+    """Paint the mouth interior between parted inner lips, in place: a dark cavity, upper teeth below the upper
+    lip and, when the mouth is wide open, lower teeth above the lower lip; soft edges, fading in with the gap."""
     import cv2
 
-    inner = pts68[60:68]
-    upper = pts68[[60, 61, 62, 63, 64]]
-    lower = pts68[[64, 65, 66, 67, 60]]
+    inner = pts68[60:68].astype(np.float64)
     gap = float(np.linalg.norm(pts68[62] - pts68[66]))
-    strength = np.clip((gap - 1.0) / 2.0, 0.0, 1.0)
+    strength = float(np.clip((gap - 0.03 * u) / (0.04 * u), 0.0, 1.0))
     if strength <= 0:
         return
     h, w = frame.shape[:2]
-    x0, y0 = np.floor(inner.min(0)).astype(int) - 3
-    x1, y1 = np.ceil(inner.max(0)).astype(int) + 4
+    x0, y0 = np.floor(inner.min(0)).astype(int) - 4
+    x1, y1 = np.ceil(inner.max(0)).astype(int) + 5
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if x1 <= x0 or y1 <= y0:
+    if x1 - x0 < 3 or y1 - y0 < 2:
         return
     sub = frame[y0:y1, x0:x1]
-    off = np.array([x0, y0])
-    scale = 4  # sub-pixel accuracy for the anti-aliased polygons
-    poly = np.round((inner - off) * scale).astype(np.int32)
-    mouth = np.zeros(sub.shape[:2], np.float32)
-    cv2.fillPoly(mouth, [poly], 1.0, cv2.LINE_AA, shift=2)
-    teeth_depth = min(0.4 * gap, 0.09 * u)
-    teeth_poly = np.vstack([upper, upper[::-1] + [0, teeth_depth]])
-    teeth = np.zeros_like(mouth)
-    cv2.fillPoly(teeth, [np.round((teeth_poly - off) * scale).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
-    teeth *= mouth
-    yy = (np.arange(sub.shape[0])[:, None] + y0 - lower[:, 1].min()) / max(gap, 1.0)
-    cavity = np.array([60, 22, 28], np.float32) * light * (0.7 + 0.3 * np.clip(yy, 0, 1))[..., None]
-    tooth = np.array([228, 222, 205], np.float32) * light
+    off = np.array([x0, y0], np.float64)
+    ss = 8  # fillPoly sub-pixel bits: 3 -> 1/8 pixel
+
+    def fill(poly: np.ndarray) -> np.ndarray:
+        m = np.zeros(sub.shape[:2], np.float32)
+        cv2.fillPoly(m, [np.round((poly - off) * ss).astype(np.int32)], 1.0, cv2.LINE_AA, shift=3)
+        return m
+
+    # shrink the opening a little towards its centre so that the lips keep their edge
+    centre = inner.mean(0)
+    mouth = fill(centre + (inner - centre) * 0.96)
+    upper = inner[[0, 1, 2, 3, 4]]
+    lower = inner[[4, 5, 6, 7, 0]]
+    ey = FaceFrame.of(pts68).ey
+    t_up = min(0.3 * gap, 0.075 * u)
+    teeth = fill(np.vstack([upper, (upper + t_up * ey)[::-1]])) * mouth
+    if gap > 0.18 * u:
+        t_lo = min(0.25 * (gap - 0.18 * u), 0.06 * u)
+        teeth = np.maximum(teeth, fill(np.vstack([lower, (lower - t_lo * ey)[::-1]])) * mouth)
+    # cavity: dark red-brown, darker towards the middle of the opening
+    yy, xx = np.mgrid[0:sub.shape[0], 0:sub.shape[1]].astype(np.float32)
+    rel = np.hypot((xx + x0 - centre[0]) / max(np.ptp(inner[:, 0]) / 2, 1.0),
+                   (yy + y0 - centre[1]) / max(gap / 2, 1.0))
+    dark = np.clip(0.45 + 0.55 * rel, 0.45, 1.0)[..., None]
+    cavity = np.array([95, 38, 42], np.float32) * dark
+    # teeth: off-white, a little darker towards the corners and at their edge
+    shade = np.clip(1.0 - 0.5 * np.abs(xx + x0 - centre[0]) / max(np.ptp(inner[:, 0]) / 2, 1.0), 0.5, 1.0)
+    tooth = np.array([236, 230, 214], np.float32) * shade[..., None]
+    teeth = cv2.GaussianBlur(teeth, (0, 0), 0.5)
     colour = cavity * (1 - teeth[..., None]) + tooth * teeth[..., None]
-    a = (mouth * strength)[..., None]
+    a = cv2.GaussianBlur(mouth, (0, 0), 0.6)[..., None] * strength
     sub[:] = sub * (1 - a) + colour * a
 
 
@@ -601,9 +713,17 @@ def render_frame(subj: Subject, intensities: np.ndarray, pose: np.ndarray, light
     m[:, 2] += np.array([tx, ty]) * 2.2 * u
     maps = subj.mesh.maps(disp, m)
     face = cv2.remap(subj.face, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    shade = None
+    for k, au in enumerate(DISFA_AUS):
+        if intensities[k] and au in subj.shade:
+            term = (float(intensities[k]) / 5.0) * subj.shade[au]
+            shade = term if shade is None else shade + term
+    if shade is not None:
+        shade = cv2.remap(shade, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        face = face * (1 + shade)[..., None]
     alpha = cv2.remap(subj.alpha, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     pts = (subj.ctrl[:68] + disp[:68]) @ m[:, :2].T + m[:, 2]
-    _paint_mouth(face, pts, u, 1.0)
+    _paint_mouth(face, pts, u)
     frame = subj.background * (1 - alpha[..., None]) + face * alpha[..., None]
     h, w = frame.shape[:2]
     if defect == "occluded":  # a hand-like blob over most of the face
@@ -741,10 +861,17 @@ def generate_corpus(root: str | Path, subjects: Iterable[str], **kwargs) -> dict
 
 
 # --------------------------------------------------------------------------------------------- contact sheet
-def au_contact_sheet(path: str | Path, subjects: Iterable[str] = ("SN001", "SN002", "SN003"), *,
+AU_NAMES: dict[int, str] = {
+    1: "inner brow raiser", 2: "outer brow raiser", 4: "brow lowerer", 5: "upper lid raiser", 6: "cheek raiser",
+    9: "nose wrinkler", 12: "lip corner puller", 15: "lip corner depressor", 17: "chin raiser",
+    20: "lip stretcher", 25: "lips part", 26: "jaw drop",
+}
+
+
+def au_contact_sheet(path: str | Path, subjects: Iterable[str] = ("SN001", "SN002", "SN004"), *,
                      seed: int = 20261128, width: int = 480, height: int = 360, intensity: int = 5,
                      landmarks: bool = False) -> Path:
-    """Save a PNG: per subject, the neutral face and each of the 12 AUs alone at ``intensity``, face crops.
+    """Save a PNG: one row per AU; per subject the neutral face beside the face with that AU at ``intensity``.
 
     It lets a person check that every AU moves the right part of the face the right way. Regenerate the
     project's copy with ``python -m au_transfer.datasets.demo docs/img/demo_aus.png``.
@@ -755,37 +882,37 @@ def au_contact_sheet(path: str | Path, subjects: Iterable[str] = ("SN001", "SN00
     import matplotlib.pyplot as plt
 
     subjects = list(subjects)
-    cols = ["neutral", *[f"AU{a}" for a in DISFA_AUS]]
-    fig, axes = plt.subplots(len(subjects), len(cols), figsize=(1.35 * len(cols), 1.6 * len(subjects) + 0.3),
-                             squeeze=False)
-    for r, s in enumerate(subjects):
+    fig, axes = plt.subplots(len(DISFA_AUS), 2 * len(subjects), squeeze=False,
+                             figsize=(1.75 * 2 * len(subjects) + 1.2, 1.95 * len(DISFA_AUS) + 0.4))
+    for k, s in enumerate(subjects):
         subj = make_subject(s, width=width, height=height, seed=seed)
         rng = np.random.default_rng(0)
         pts0 = subj.ctrl[:68]
         lo, hi = pts0.min(0), pts0.max(0)
-        pad = (hi - lo) * np.array([0.25, 0.35])
+        pad = (hi - lo) * np.array([0.12, 0.2])
         x0, y0 = np.maximum(lo - pad, 0).astype(int)
         x1, y1 = np.minimum(hi + pad, [width, height]).astype(int)
-        for c, name in enumerate(cols):
+        neutral, p0 = render_frame(subj, np.zeros(len(DISFA_AUS)), np.zeros(4), 1.0, rng)
+        for r, au in enumerate(DISFA_AUS):
             inten = np.zeros(len(DISFA_AUS))
-            if name != "neutral":
-                inten[DISFA_AUS.index(int(name[2:]))] = intensity
+            inten[r] = intensity
             img, pts = render_frame(subj, inten, np.zeros(4), 1.0, rng)
-            ax = axes[r, c]
-            ax.imshow(img[y0:y1, x0:x1])
-            if landmarks:
-                ax.plot(pts[:, 0] - x0, pts[:, 1] - y0, ".", ms=1.5, color="lime")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(name, fontsize=9)
-            if c == 0:
-                ax.set_ylabel(s, fontsize=9)
-    fig.suptitle(f"synthetic demo corpus: each AU alone at intensity {intensity}", fontsize=10)
-    fig.tight_layout()
+            for c, (im, pp, title) in enumerate(((neutral, p0, "neutral"), (img, pts, f"AU{au}={intensity}"))):
+                ax = axes[r, 2 * k + c]
+                ax.imshow(im[y0:y1, x0:x1])
+                if landmarks:
+                    ax.plot(pp[:, 0] - x0, pp[:, 1] - y0, ".", ms=1.5, color="lime")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(f"{s} {title}", fontsize=7, pad=2)
+            if k == 0:
+                axes[r, 0].set_ylabel(f"AU{au}\n{AU_NAMES[au]}", fontsize=8)
+    fig.suptitle(f"synthetic demo corpus: each AU alone at intensity {intensity}, beside the neutral face",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.99))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
 
