@@ -299,10 +299,10 @@ def test_detect_and_align_on_a_new_image(clip, landmarker):
     assert not valid and reason == "no_face_detected" and pts is None and crop.max() == 0
 
 
-def test_qc_sheet_and_table(stores, tmp_path):
+def test_qc_sheet_and_table(stores, clip, tmp_path):
     d = stores["dir"]
     counts = write_qc(d / "lm.h5", d / "faces.h5", tmp_path / "qc.png", tmp_path / "qc.csv", n_samples=8,
-                      columns=4, tile=64)
+                      columns=4, tile=64, video=clip["video"])
     import pandas as pd
 
     df = pd.read_csv(tmp_path / "qc.csv")
@@ -312,3 +312,18 @@ def test_qc_sheet_and_table(stores, tmp_path):
     assert counts["n_valid"] == int(df["valid"].sum())
     img = cv2.imread(str(tmp_path / "qc.png"))
     assert img is not None and img.shape[1] == 4 * 64 and img.shape[0] >= 2 * 64
+
+
+def test_qc_sheet_shows_the_video_frame_of_invalid_frames(clip, tmp_path):
+    from au_transfer.faces.qc import contact_sheet
+
+    compute_landmarks(clip["video"], tmp_path / "lm.h5", "SN001", landmark_files=clip["files"],
+                      read_landmark_file=np.load, fallback="none", progress=False)
+    compute_faces(clip["video"], tmp_path / "lm.h5", tmp_path / "f.h5", size=SIZE, progress=False)
+    kw = dict(n_samples=N_FRAMES, columns=N_FRAMES, tile=32)
+    plain = contact_sheet(tmp_path / "f.h5", tmp_path / "lm.h5", **kw)
+    shown = contact_sheet(tmp_path / "f.h5", tmp_path / "lm.h5", video=clip["video"], **kw)
+    x = (NO_FILE - 1) * 32                                   # the invalid frame's tile (a face, but no landmarks)
+    tile_plain, tile_shown = plain[28:60, x + 4:x + 28], shown[28:60, x + 4:x + 28]
+    assert tile_shown.mean() > tile_plain.mean() + 10
+    np.testing.assert_array_equal(plain[:, :32], shown[:, :32])  # valid tiles are unchanged

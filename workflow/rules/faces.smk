@@ -55,6 +55,7 @@ rule faces:
 
 rule faces_qc:
     input:
+        video=lambda wc: video_file(wc.subject),
         landmarks="results/landmarks/{subject}.h5",
         faces="results/faces/{subject}.h5",
     output:

@@ -8,4 +8,4 @@ sm = snakemake  # type: ignore[name-defined]  # noqa: F821  (injected by Snakema
 setup_logging(sm.log[0])
 p = sm.params
 write_qc(sm.input.landmarks, sm.input.faces, sm.output.png, sm.output.csv, n_samples=int(p.samples),
-         columns=int(p.columns), tile=int(p.tile))
+         columns=int(p.columns), tile=int(p.tile), video=sm.input.video)

@@ -63,10 +63,34 @@ def sample_rows(valid: np.ndarray, n: int) -> np.ndarray:
     return rows
 
 
+def _video_frames(video: str | os.PathLike[str], frames: set[int]) -> dict[int, np.ndarray]:
+    from .video import iter_video
+
+    out: dict[int, np.ndarray] = {}
+    last = max(frames) if frames else 0
+    for k, rgb in iter_video(video, retrieve=lambda k: k in frames, expected=0):
+        if rgb is not None:
+            out[k] = rgb
+        if k >= last:
+            break
+    return out
+
+
+def _letterbox(rgb: np.ndarray, tile: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    s = tile / max(h, w)
+    small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    out = np.zeros((tile, tile, 3), np.uint8)
+    oy, ox = (tile - small.shape[0]) // 2, (tile - small.shape[1]) // 2
+    out[oy:oy + small.shape[0], ox:ox + small.shape[1]] = small
+    return out
+
+
 def contact_sheet(faces_path: str | os.PathLike[str], landmarks_path: str | os.PathLike[str] | None = None, *,
-                  n_samples: int = 24, columns: int = 6, tile: int = 160) -> np.ndarray:
+                  n_samples: int = 24, columns: int = 6, tile: int = 160,
+                  video: str | os.PathLike[str] | None = None) -> np.ndarray:
     """Draw a contact sheet (RGB uint8): sampled aligned faces with landmarks and region boxes; invalid frames
-    are shown as a dark tile with a red cross and the reason."""
+    are crossed out in red with their reason, over the (dimmed) whole video frame when ``video`` is given."""
     lm = read_landmarks(landmarks_path) if landmarks_path is not None else None
     with FaceStore(faces_path) as fs:
         rows = sample_rows(fs.valid, n_samples)
@@ -76,6 +100,7 @@ def contact_sheet(faces_path: str | os.PathLike[str], landmarks_path: str | os.P
         reason_names = fs.reason_names or list(REASON_NAMES)
         n_all, n_valid = len(fs), int(fs.valid.sum())
     scale = tile / size
+    raw = _video_frames(video, {int(frames[r]) for r in rows if not valid[r]}) if video is not None else {}
     cols = max(1, min(columns, len(rows)))
     nrows = max(1, int(np.ceil(len(rows) / cols)))
     cap_h, head_h = 16, 28
@@ -96,7 +121,9 @@ def contact_sheet(faces_path: str | os.PathLike[str], landmarks_path: str | os.P
                 cv2.circle(img, (int(round(px * scale)), int(round(py * scale))), 1, colour, -1, cv2.LINE_AA)
             caption, ccol = f"#{frames[r]} {src_name}", (0, 0, 0)
         else:
-            img = (img * 0.3).astype(np.uint8)
+            if int(frames[r]) in raw:
+                img = _letterbox(raw[int(frames[r])], tile)
+            img = (img * 0.45).astype(np.uint8)
             cv2.line(img, (0, 0), (tile - 1, tile - 1), (255, 0, 0), 2)
             cv2.line(img, (0, tile - 1), (tile - 1, 0), (255, 0, 0), 2)
             caption, ccol = f"#{frames[r]} {reason_names[reason[r]]}", (200, 0, 0)
@@ -107,10 +134,12 @@ def contact_sheet(faces_path: str | os.PathLike[str], landmarks_path: str | os.P
 
 def write_qc(landmarks_path: str | os.PathLike[str], faces_path: str | os.PathLike[str],
              out_png: str | os.PathLike[str], out_csv: str | os.PathLike[str], *, n_samples: int = 24,
-             columns: int = 6, tile: int = 160) -> dict:
-    """Write the contact sheet (PNG) and the per-frame status table (CSV), atomically; returns the counts."""
+             columns: int = 6, tile: int = 160, video: str | os.PathLike[str] | None = None) -> dict:
+    """Write the contact sheet (PNG) and the per-frame status table (CSV), atomically; returns the counts.
+
+    With ``video``, invalid frames show the whole video frame (so a person sees why no face was found)."""
     df = status_table(landmarks_path, faces_path)
-    sheet = contact_sheet(faces_path, landmarks_path, n_samples=n_samples, columns=columns, tile=tile)
+    sheet = contact_sheet(faces_path, landmarks_path, n_samples=n_samples, columns=columns, tile=tile, video=video)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError(f"could not encode the QC sheet {out_png}")
