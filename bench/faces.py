@@ -1,6 +1,6 @@
 """Benchmark of the faces stage on a generated demo subject: frames per second and where the time goes.
 
-    python bench/faces.py [--frames 200] [--width 1024] [--height 768] [--size 160] [--dlib-frames 40]
+    python bench/faces.py [--frames 200] [--width 1024] [--height 768] [--size 160] [--dlib-frames 40] [--cnn]
 
 Prints, for the DISFA-landmark path (the default) and the dlib path: frames per second of the landmark job and of
 the faces job, with the share of time in decoding, landmark files / dlib, alignment and writing; then the bytes
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=160)
     ap.add_argument("--dlib-frames", type=int, default=40, help="frames for the (slow) dlib path")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cnn", action="store_true", help="also time dlib's CNN face detector (slow on CPU)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -82,7 +83,8 @@ def main() -> None:
             vw.write(fr)
         vw.release()
         cap.release()
-        for det, upsample, width in (("dlib", 1, 640), ("dlib", 0, 0), ("dlib_cnn", 0, 640)):
+        runs = [("dlib", 1, 640), ("dlib", 0, 0)] + ([("dlib_cnn", 0, 640)] if args.cnn else [])
+        for det, upsample, width in runs:
             c = compute_landmarks(small, out / "lm_dlib.h5", "SN001", source=det, dlib_upsample=upsample,
                                   dlib_detect_width=width or None, progress=False)
             s = c["seconds"]

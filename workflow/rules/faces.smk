@@ -22,6 +22,7 @@ rule landmarks:
         plausibility=FACES["plausibility"],
     log:
         "logs/faces/landmarks_{subject}.log",
+    threads: 1
     conda:
         "../../envs/au_transfer.yaml"
     script:
@@ -47,6 +48,7 @@ rule faces:
         jpeg_quality=FACES["jpeg_quality"],
     log:
         "logs/faces/faces_{subject}.log",
+    threads: 1
     conda:
         "../../envs/au_transfer.yaml"
     script:
@@ -67,6 +69,7 @@ rule faces_qc:
         tile=FACES["qc_tile"],
     log:
         "logs/faces/qc_{subject}.log",
+    threads: 1
     conda:
         "../../envs/au_transfer.yaml"
     script:

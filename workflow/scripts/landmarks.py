@@ -3,6 +3,8 @@
 import logging
 from pathlib import Path
 
+import cv2
+
 from au_transfer.datasets import disfa
 from au_transfer.faces import Plausibility, compute_landmarks
 from au_transfer.io import setup_logging
@@ -10,6 +12,7 @@ from au_transfer.io import setup_logging
 sm = snakemake  # type: ignore[name-defined]  # noqa: F821  (injected by Snakemake)
 
 setup_logging(sm.log[0])
+cv2.setNumThreads(int(sm.threads))
 p = sm.params
 subject = sm.wildcards.subject
 log = logging.getLogger("landmarks")
