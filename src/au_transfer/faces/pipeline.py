@@ -131,7 +131,11 @@ def compute_landmarks(video: str | os.PathLike[str], out: str | os.PathLike[str]
     def retrieve(k: int) -> bool:
         return landmarker is not None and (k > len(need_dlib) or bool(need_dlib[k - 1]))
 
-    for k, rgb in tqdm(iter_video(video, subject, expected=n_header, retrieve=retrieve), total=n_header,
+    # the container's frame count may be estimated (off by a few frames for some codecs): a video that decodes a
+    # little short is logged below; one that stops early (truncated, corrupt) is an error
+    tolerance = max(2, int(0.002 * n_header))
+    for k, rgb in tqdm(iter_video(video, subject, expected=n_header, tolerance=tolerance, retrieve=retrieve),
+                       total=n_header,
                        desc=f"landmarks {subject}", disable=not progress, mininterval=5):
         n_dec = k
         if k > len(src):  # more frames than the header said: grow the arrays
