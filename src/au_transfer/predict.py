@@ -404,13 +404,12 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
     from .faces.landmarks import DlibLandmarker, Plausibility
     from .faces.pipeline import detect_and_align
     from .faces.regions import boxes_array
-    from .faces.video import video_info
+    from .faces.video import IMAGE_EXTENSIONS, video_info
 
     src = Path(input_path)
     if not src.exists():
         raise PredictError(f"input {src} does not exist")
-    is_video = src.is_file() and src.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff",
-                                                            ".webp")
+    is_video = src.is_file() and src.suffix.lower() not in IMAGE_EXTENSIONS
     fps, total = (np.nan, None)
     if is_video:
         info = video_info(src)
