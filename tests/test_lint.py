@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -90,3 +91,13 @@ def test_gpu_rules_are_not_local_rules():
     """A rule that asks for a GPU must run as a cluster job, never on the submit host."""
     bad = [name for name, rule in all_workflow_rules().items() if rule["gpu"] and rule["local"]]
     assert not bad, f"GPU rules marked localrules: {bad}"
+
+
+def test_local_profile_plans_the_workflow(tmp_path):
+    proc = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                           "--configfile", str(TEST_CONFIG), "--workflow-profile", str(ROOT / "profiles" / "local"),
+                           "--dry-run"], capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "workflow specific profile" in out and "profiles/local" in out
+    assert re.search(r"^total\s+\d+", out, re.MULTILINE), out[-3000:]
