@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,105 +12,61 @@ import torch
 from torch import nn
 
 from au_transfer import finetune as ft
+from au_transfer.backbones import Backbone, BackboneSpec, preprocess
+from au_transfer.faces.store import FaceStore, FaceStoreWriter
 
 torch.set_num_threads(1)
 SIZE = 32  # aligned face size in the test stores
 INPUT = 16  # input size of the tiny backbone
-AUS = [1, 9, 12]
+AUS = [1, 2, 9, 12]
 
 
 # ------------------------------------------------------------------------------------------------ stand-ins
-class TinyBackbone(nn.Module):
-    """The Backbone attributes of DESIGN.md on a tiny network: body -> fc (fc6+ReLU) -> tail (.. fc7 .. fc8)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.spec = SimpleNamespace(name="tiny", input_size=INPUT, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
-                                    feature_dim=12)
-        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.ReLU(), nn.Conv2d(4, 4, 3, 2, 1), nn.ReLU(),
-                                  nn.Flatten())
-        self.fc = nn.Sequential(nn.Linear(64, 12), nn.ReLU())
-        self.tail = nn.Sequential(nn.Dropout(0.2), nn.Linear(12, 10), nn.ReLU(), nn.Dropout(0.2),
-                                  nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 7))
-        self.weights_sha256 = "tiny-pretrained"
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.body(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tail(self.features(x))
+def create_tiny(name: str, weights: str = "pretrained") -> Backbone:
+    """A registry-style Backbone on a tiny network: body -> fc (fc6+ReLU) -> tail (drop, fc7, relu, drop, fc7b,
+    relu, fc8). 'pretrained' weights are fixed (seed 123), whatever the global RNG state."""
+    spec = BackboneSpec(name="tiny", family="test", layer="fc6", feature_dim=12, input_size=INPUT,
+                        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123 if weights == "pretrained" else 999)
+        body = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.ReLU(), nn.Conv2d(4, 4, 3, 2, 1), nn.ReLU(), nn.Flatten())
+        fc = nn.Sequential(nn.Linear(64, 12), nn.ReLU())
+        tail = nn.Sequential(nn.Dropout(0.2), nn.Linear(12, 10), nn.ReLU(), nn.Dropout(0.2), nn.Linear(10, 10),
+                             nn.ReLU(), nn.Linear(10, 7))
+    return Backbone(spec, body, fc, tail, weights=weights, weights_sha256=f"tiny-{weights}")
 
 
-def create_tiny(name: str, weights: str = "pretrained") -> TinyBackbone:
-    """'pretrained' weights are fixed (seed 123), whatever the global RNG state."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(123 if weights == "pretrained" else 999)
-    net = TinyBackbone()
-    torch.random.set_rng_state(state)
-    return net
-
-
-def preprocess(spec, images, device) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2).float() / 255.0
-    x = nn.functional.interpolate(x, size=(spec.input_size, spec.input_size), mode="bilinear", align_corners=False)
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
-    return ((x - mean) / std).to(device)
-
-
-BOXES = {"upper": (0, 0, SIZE, SIZE // 2), "middle": (0, SIZE // 4, SIZE, 3 * SIZE // 4),
+# Region boxes of the synthetic aligned faces (x0, y0, x1, y1) in upper, middle, lower order.
+BOXES = {"upper": (0, 0, SIZE, SIZE // 2), "middle": (0, SIZE // 4, SIZE, SIZE // 2),
          "lower": (0, SIZE // 2, SIZE, SIZE)}
 
 
-class StubStore:
-    """Reads a face store written in the DESIGN.md layout; records the regions it was asked for."""
+class SpyStore(FaceStore):
+    """The real FaceStore, recording the regions it is asked to crop."""
 
     calls: list[str] = []
 
-    def __init__(self, path) -> None:
-        self.path = Path(path)
-        self.h5 = h5py.File(self.path, "r")
-        self.frames, self.valid = self.h5["frames"][:], self.h5["valid"][:].astype(bool)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.h5.close()
-
-    def crops(self, idx, region: str, out_size: int) -> np.ndarray:
-        StubStore.calls.append(region)
-        images = self.h5["images"][np.asarray(idx)]
-        if region != "face":
-            k = ["upper", "middle", "lower"].index(region)
-            x0, y0, x1, y1 = self.h5["boxes"][0, k].astype(int)
-            images = images[:, y0:y1, x0:x1]
-        t = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-        t = nn.functional.interpolate(t, size=(out_size, out_size), mode="nearest")
-        return t.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
+    def crops(self, idx, region, out_size):
+        SpyStore.calls.append(region)
+        return super().crops(idx, region, out_size)
 
 
 def write_subject(root: Path, subject: str, n: int, seed: int) -> tuple[Path, Path]:
-    """A face store and label table: AU1 brightens the upper half, AU12 the lower half, AU9 the middle."""
+    """A face store (FaceStoreWriter, DESIGN layout) and label table: AU1 brightens the upper half, AU9 the
+    middle, AU12 the lower half; row 3 is an invalid frame."""
     rng = np.random.default_rng(seed)
     inten = {a: rng.integers(0, 6, n) for a in AUS}
     images = rng.integers(0, 60, (n, SIZE, SIZE, 3)).astype(np.uint8)
-    for a, (x0, y0, x1, y1) in zip(AUS, [BOXES["upper"], BOXES["middle"], BOXES["lower"]], strict=True):
-        present = inten[a] >= 2
-        images[present, y0:y1, x0:x1] += 150
-    valid = np.ones(n, bool)
-    valid[3] = False  # one invalid frame that must never be used
+    for a, region in ((1, "upper"), (9, "middle"), (12, "lower")):
+        x0, y0, x1, y1 = BOXES[region]
+        images[inten[a] >= 2, y0:y1, x0:x1] += 150
+    boxes = np.array([BOXES[r] for r in ("upper", "middle", "lower")], np.float32)
     faces = root / "faces" / f"{subject}.h5"
     faces.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(faces, "w") as h5:
-        h5["images"] = images
-        h5["frames"] = np.arange(1, n + 1, dtype=np.int32)
-        h5["valid"] = valid
-        h5["boxes"] = np.tile(np.array([BOXES[r] for r in ("upper", "middle", "lower")], np.float32), (n, 1, 1))
-        h5.attrs["size"], h5.attrs["subject"] = SIZE, subject
+    with FaceStoreWriter(faces, n, SIZE, subject=subject) as w:
+        for k in range(n):
+            w.put(k, k + 1, images[k], np.zeros((68, 2), np.float32), boxes, np.zeros((2, 3), np.float32),
+                  k != 3, 0 if k != 3 else 1)
     labels = root / "labels" / f"{subject}.csv"
     labels.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"frame": np.arange(1, n + 1), **{f"AU{a}": inten[a] for a in AUS}}).to_csv(labels, index=False)
@@ -128,7 +82,7 @@ def corpus(tmp_path_factory) -> dict:
     return {"faces": faces, "labels": labels, "root": root}
 
 
-CFG = dict(epochs=3, batch_size=16, lr=0.05, patience=10, seed=3, optimizer="sgd", amp="none", head="per_au",
+CFG = dict(epochs=3, batch_size=16, lr=0.01, patience=10, seed=3, optimizer="adam", amp="none", head="per_au",
            augment={"enabled": True, "shift": 0.1, "flip": True})
 
 
@@ -137,8 +91,7 @@ def run(corpus, out: Path, *, aus=(1,), region="face", cfg=None, ckpt=None, **kw
         face_paths=corpus["faces"], label_paths=corpus["labels"], train_subjects=["SN001", "SN002"],
         val_subjects=["SN003"], test_subjects=["SN004"], backbone="tiny", weights="pretrained", region=region,
         aus=list(aus), threshold=2, cfg={**CFG, **(cfg or {})}, out_model=out / "net.pt",
-        out_predictions=out / "pred.csv", ckpt_path=ckpt, device="cpu", split="t", create=create_tiny,
-        preprocess=preprocess, open_store=StubStore, **kw)
+        out_predictions=out / "pred.csv", ckpt_path=ckpt, device="cpu", split="t", create=create_tiny, **kw)
 
 
 # -------------------------------------------------------------------------------------------------- model
@@ -208,13 +161,14 @@ def test_balance_keeps_all_positives_and_as_many_negatives():
     assert b["AU1"].sum() == table["AU1"].sum() == (b["AU1"] == 0).sum()
     assert ft.balance(table, [1], seed=1).equals(b)
     assert not ft.balance(table, [1], seed=2).equals(b)
-    multi = ft.balance(table, [1, 2], seed=1)
-    anypos = (multi[["AU1", "AU2"]].sum(axis=1) > 0)
-    assert anypos.sum() == (~anypos).sum() == (table[["AU1", "AU2"]].sum(axis=1) > 0).sum()
+    multi = ft.balance(table, [1, 2], seed=1)  # union of each AU's balanced subset
+    for a in (1, 2):
+        assert multi[f"AU{a}"].sum() == table[f"AU{a}"].sum() <= (multi[f"AU{a}"] == 0).sum()
+    assert len(multi) <= 2 * (table["AU1"].sum() + table["AU2"].sum()) and not multi["frame"].duplicated().any()
 
 
 def test_frame_table_uses_valid_labelled_frames(corpus):
-    t = ft.frame_table(corpus["faces"], corpus["labels"], ["SN001"], AUS, 2, StubStore)
+    t = ft.frame_table(corpus["faces"], corpus["labels"], ["SN001"], AUS, 2)
     raw = pd.read_csv(corpus["labels"]["SN001"])
     assert 4 not in t["frame"].to_numpy() and len(t) == len(raw) - 1
     merged = t.merge(raw, on="frame", suffixes=("", "_raw"))
@@ -260,8 +214,8 @@ def test_finetune_learns_and_writes_predictions_and_bundle(corpus, tmp_path):
     assert bundle["input_size"] == INPUT and bundle["seed"] == CFG["seed"] and bundle["config"]["lr"] == CFG["lr"]
     assert bundle["model"] == "tiny_ft-au_region-softmax" and len(bundle["history"]) >= 1
     # the predictor API reproduces the written scores
-    clf = ft.FinetunedClassifier(tmp_path / "net.pt", preprocess=preprocess, create=create_tiny)
-    with StubStore(corpus["faces"]["SN004"]) as store:
+    clf = ft.FinetunedClassifier(tmp_path / "net.pt", create=create_tiny)
+    with FaceStore(corpus["faces"]["SN004"]) as store:
         rows = np.flatnonzero(store.valid)
         images = store.crops(rows, "lower", INPUT)
     scores = clf.decision_function(images)
@@ -271,13 +225,13 @@ def test_finetune_learns_and_writes_predictions_and_bundle(corpus, tmp_path):
 
 @pytest.mark.parametrize("au,crop", [(1, "upper"), (9, "middle"), (12, "lower")])
 def test_au_region_crop_matches_table_vi(corpus, tmp_path, au, crop):
-    StubStore.calls = []
-    run(corpus, tmp_path, aus=(au,), region="au_region", cfg={"epochs": 1})
-    assert set(StubStore.calls) == {crop}
+    SpyStore.calls = []
+    run(corpus, tmp_path, aus=(au,), region="au_region", cfg={"epochs": 1}, open_store=SpyStore)
+    assert set(SpyStore.calls) == {crop}
     assert ft.load_bundle(tmp_path / "net.pt")["crop_region"] == crop
-    StubStore.calls = []
-    run(corpus, tmp_path, aus=(au,), region="face", cfg={"epochs": 1})
-    assert set(StubStore.calls) == {"face"}
+    SpyStore.calls = []
+    run(corpus, tmp_path, aus=(au,), region="face", cfg={"epochs": 1}, open_store=SpyStore)
+    assert set(SpyStore.calls) == {"face"}
 
 
 def test_crop_groups_follow_table_vi_and_config_override():
@@ -321,7 +275,7 @@ def test_checkpoint_of_other_settings_is_ignored(corpus, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run(corpus, tmp_path, ckpt=ckpt, on_epoch_end=kill)
-    res = run(corpus, tmp_path, ckpt=ckpt, cfg={"lr": 0.01})
+    res = run(corpus, tmp_path, ckpt=ckpt, cfg={"lr": 0.02})
     assert res.start_epoch == 0
 
 
@@ -344,3 +298,32 @@ def test_multilabel_head_and_unpack(corpus, tmp_path):
         ft.unpack_au(tmp_path / "net.pt", tmp_path / "pred.csv", 4, tmp_path / "AU4.pt", tmp_path / "AU4.csv")
     with pytest.raises(ft.FinetuneError, match="different crops"):
         run(corpus, tmp_path, aus=(1, 12), region="au_region", cfg={"head": "multilabel", "epochs": 1})
+
+
+def test_finetuned_features_use_the_feature_store_layout(corpus, tmp_path):
+    from au_transfer.features import read_features
+
+    run(corpus, tmp_path, aus=(1, 2), region="au_region", cfg={"head": "multilabel", "epochs": 2})
+    subjects = ["SN003", "SN004"]
+    outs = [tmp_path / f"AU{a}" / f"{s}.h5" for a in (1, 2) for s in subjects]
+    ft.extract_ft_features_many(tmp_path / "net.pt", corpus["faces"], outs, subjects=subjects, aus=[1, 2],
+                                batch_size=8, num_workers=0, device="cpu", create=create_tiny)
+    bundle = ft.load_bundle(tmp_path / "net.pt")
+    net, _ = ft.load_finetuned(tmp_path / "net.pt", create=create_tiny)
+    pretrained = create_tiny("tiny")
+    for i, s in enumerate(subjects):
+        frames, X, valid, attrs = read_features(outs[i])
+        assert attrs["backbone"] == "tiny_ft" and attrs["region"] == "upper" and X.shape[1] == 12
+        assert attrs["weights_sha256"] == bundle["weights_sha256"] == ft.state_sha256(bundle["state_dict"])
+        with FaceStore(corpus["faces"][s]) as store:
+            rows = np.flatnonzero(store.valid)
+            x = preprocess(net.backbone.spec, store.crops(rows, "upper", INPUT), "cpu")
+        with torch.no_grad():
+            expect, before = net.features(x).numpy(), pretrained.features(x).numpy()
+        np.testing.assert_allclose(X[valid], expect, rtol=1e-2, atol=1e-2)
+        assert np.abs(expect - before).max() > 0.05  # fine-tuning changed the fc6 features
+        frames2, X2, _, _ = read_features(outs[len(subjects) + i])  # the second AU's copy
+        assert np.array_equal(X2, X, equal_nan=True) and np.array_equal(frames2, frames)
+    with pytest.raises(ft.FinetuneError, match="output files"):
+        ft.extract_ft_features_many(tmp_path / "net.pt", corpus["faces"], outs[:3], subjects=subjects, aus=[1, 2],
+                                    create=create_tiny)

@@ -283,22 +283,21 @@ def frame_table(face_paths: Mapping[str, str | os.PathLike[str]], label_paths: M
 
 
 def balance(table: pd.DataFrame, aus: Sequence[int], seed: int) -> pd.DataFrame:
-    """Paper IV-A: keep every positive frame and as many randomly chosen negatives (seeded).
+    """Paper IV-A: keep every positive frame of an AU and as many randomly chosen negatives (seeded).
 
-    For several AUs (multilabel head) a frame is positive when any of them is present. If negatives are the
-    minority, as many positives are kept as there are negatives.
+    If negatives are the minority, as many positives are kept as there are negatives. For several AUs
+    (multilabel head) the result is the union of each AU's balanced subset, so that no AU loses positives (the
+    loss then weights each AU's classes by their frequency in this union).
     """
-    cols = [f"AU{a}" for a in aus]
-    pos = table[cols].to_numpy().any(axis=1)
     rng = np.random.default_rng(seed)
-    ipos, ineg = np.flatnonzero(pos), np.flatnonzero(~pos)
-    n = min(len(ipos), len(ineg))
-    if len(ipos) > n:
-        ipos = np.sort(rng.choice(ipos, n, replace=False))
-    if len(ineg) > n:
-        ineg = np.sort(rng.choice(ineg, n, replace=False))
-    keep = np.sort(np.concatenate([ipos, ineg]))
-    return table.iloc[keep].reset_index(drop=True)
+    keep: set[int] = set()
+    for a in aus:
+        pos = table[f"AU{a}"].to_numpy().astype(bool)
+        ipos, ineg = np.flatnonzero(pos), np.flatnonzero(~pos)
+        n = min(len(ipos), len(ineg))
+        keep.update(rng.choice(ipos, n, replace=False).tolist() if len(ipos) > n else ipos.tolist())
+        keep.update(rng.choice(ineg, n, replace=False).tolist() if len(ineg) > n else ineg.tolist())
+    return table.iloc[sorted(keep)].reset_index(drop=True)
 
 
 class FaceCropDataset(torch.utils.data.Dataset):
@@ -612,11 +611,13 @@ def train(net: FinetuneNet, train_ds: FaceCropDataset, val_ds: FaceCropDataset |
 
 
 # ---------------------------------------------------------------------------------------------------- bundles
-def file_sha256(path: str | os.PathLike[str]) -> str:
+def state_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names, shapes, dtypes and values (the fingerprint of fine-tuned weights)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    for k in sorted(state_dict):
+        t = state_dict[k].detach().cpu().contiguous()
+        h.update(f"{k}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -632,7 +633,8 @@ def _spec_dict(spec: Any) -> dict[str, Any]:
 
 def save_bundle(path: str | os.PathLike[str], net: FinetuneNet, **meta: Any) -> None:
     """Save a fine-tuned network with everything a predictor needs (atomically)."""
-    bundle = {"format": BUNDLE_FORMAT, "state_dict": _state_dict_cpu(net), "n_aus": net.n_aus,
+    state = _state_dict_cpu(net)
+    bundle = {"format": BUNDLE_FORMAT, "state_dict": state, "weights_sha256": state_sha256(state), "n_aus": net.n_aus,
               "spec": _spec_dict(getattr(net.backbone, "spec", None)), "torch": torch.__version__, **meta}
     with atomic_path(path) as tmp:
         torch.save(bundle, tmp)
@@ -665,7 +667,8 @@ def load_finetuned(path: str | os.PathLike[str], device: str | torch.device = "c
         net.load_state_dict(bundle["state_dict"])
     except RuntimeError as err:
         raise FinetuneError(f"{path}: weights do not fit backbone {bundle['backbone']!r}: {err}") from err
-    net.backbone.weights_sha256 = file_sha256(path)
+    net.backbone.weights = str(path)
+    net.backbone.weights_sha256 = bundle.get("weights_sha256") or state_sha256(bundle["state_dict"])
     net.to(device).eval()
     return net, bundle
 
@@ -842,8 +845,6 @@ def _ft_backbone(model_path: str | os.PathLike[str], create: Callable[..., nn.Mo
     spec = getattr(backbone, "spec", None)
     if spec is not None and is_dataclass(spec):
         backbone.spec = replace(spec, name=name)
-    backbone.weights = str(model_path)
-    backbone.weights_sha256 = file_sha256(model_path)
     return backbone, bundle
 
 
@@ -851,13 +852,13 @@ def extract_ft_features_many(model_path: str | os.PathLike[str], face_paths: Map
                              out_paths: Sequence[str | os.PathLike[str]], *, subjects: Sequence[str],
                              aus: Sequence[int] | None = None, batch_size: int = 64, num_workers: int = 0,
                              device: str = "auto", create: Callable[..., nn.Module] = _create_backbone,
-                             extract: Callable[..., None] | None = None, open_store: Callable[[Any], Any] = _open_store) -> None:
+                             amp: str = "auto", extract: Callable[..., Any] | None = None) -> None:
     """Extract the feature layer (fc6) of one fine-tuned network for ``subjects`` into the feature-store layout
     with the feature stage's :func:`au_transfer.features.extract_features`.
 
     ``out_paths`` lists one file per subject (in order), or, with ``aus`` (a multilabel network serving several
     AUs), one per (AU, subject) AU-major: the features are computed once and copied for the other AUs. The
-    backbone is named ``{backbone}_ft`` and ``weights_sha256`` is the sha256 of the fine-tuned bundle.
+    backbone is named ``{backbone}_ft`` and ``weights_sha256`` is the sha256 of the fine-tuned weights.
     """
     import shutil
 
@@ -867,11 +868,9 @@ def extract_ft_features_many(model_path: str | os.PathLike[str], face_paths: Map
     backbone, bundle = _ft_backbone(model_path, create)
     if extract is None:
         from .features import extract_features as extract
-    dev = resolve_device(device)
-    for i, subject in enumerate(tqdm(subjects, desc="ft features", disable=None)):
-        with open_store(face_paths[subject]) as store:
-            extract(store, out_paths[i], backbone, bundle["crop_region"], batch_size=batch_size,
-                    num_workers=num_workers, device=dev)
+    for i, subject in enumerate(subjects):
+        extract(face_paths[subject], out_paths[i], backbone, bundle["crop_region"], batch_size=batch_size,
+                num_workers=num_workers, device=device, amp={"none": "off"}.get(amp, amp))
         for k in range(1, n_units):
             target = Path(out_paths[k * len(subjects) + i])
             with atomic_path(target) as tmp:

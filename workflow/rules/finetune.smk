@@ -165,6 +165,7 @@ for _split, _sp in SPLITS.items():
                 batch_size=FT["feature_batch_size"],
                 num_workers=FT["num_workers"],
                 device=FT["device"],
+                amp=FT["amp"],
             log:
                 _logname,
             threads: FT["threads"]

@@ -13,4 +13,5 @@ p = sm.params
 extract_ft_features_many(
     sm.input.model, dict(zip(p.subjects, sm.input.faces, strict=True)), list(sm.output), subjects=list(p.subjects),
     aus=p.aus, batch_size=int(p.batch_size), num_workers=int(p.num_workers), device=p.device,
+    amp=p.amp,
 )
