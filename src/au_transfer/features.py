@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .backbones import Backbone, create_backbone, preprocess
+from .backbones import Backbone, BackboneSpec, create_backbone, preprocess
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -74,15 +74,18 @@ def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | Non
 
 # ----------------------------------------------------------------------------------------------- data path
 class _CropBatches(Dataset):
-    """Batches of face crops read from one face store; each item is ``(batch number, uint8 (B, S, S, 3))``.
+    """Batches of face crops read from one face store; each item is ``(batch number, tensor)``.
 
     The store is opened lazily in each worker process (HDF5 handles do not survive fork), one whole batch is read
-    per call (no per-frame HDF5 reads) and the crop is resized to the network's input in the worker.
+    per call (no per-frame HDF5 reads) and the crop is resized to the network's input in the worker. With
+    ``spec`` the worker also normalises (CPU extraction: the main process only runs the network); without it the
+    batch stays uint8 (CUDA extraction: 4x less to copy to the GPU, which normalises).
     """
 
     def __init__(self, store_path: str, batches: Sequence[np.ndarray], region: str, size: int,
-                 opener: StoreOpener) -> None:
+                 opener: StoreOpener, spec: BackboneSpec | None = None, mean_image: np.ndarray | None = None) -> None:
         self.store_path, self.batches, self.region, self.size, self.opener = store_path, batches, region, size, opener
+        self.spec, self.mean_image = spec, mean_image
         self._store: Any = None
 
     def __len__(self) -> int:
@@ -96,7 +99,10 @@ class _CropBatches(Dataset):
         if crops.dtype != np.uint8 or crops.shape != (len(self.batches[i]), self.size, self.size, 3):
             raise FeatureError(f"{self.store_path}: crops({self.region!r}) returned {crops.dtype} {crops.shape}, "
                                f"expected uint8 ({len(self.batches[i])}, {self.size}, {self.size}, 3)")
-        return i, torch.from_numpy(crops)
+        x = torch.from_numpy(crops)
+        if self.spec is not None:
+            x = preprocess(self.spec, x, "cpu", mean_image=self.mean_image)
+        return i, x
 
 
 def _worker_init(_: int) -> None:
@@ -108,11 +114,15 @@ def _worker_init(_: int) -> None:
 
 
 def iter_crop_batches(store_path: str, indices: np.ndarray, region: str, size: int, *, batch_size: int,
-                      num_workers: int, opener: StoreOpener, pin_memory: bool = False,
-                      prefetch: int = 4) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """Yield ``(row indices, uint8 crops)`` for ``indices`` of a face store, in order, read by ``num_workers``."""
+                      num_workers: int, opener: StoreOpener, pin_memory: bool = False, prefetch: int = 4,
+                      spec: BackboneSpec | None = None,
+                      mean_image: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Yield ``(row indices, batch)`` for ``indices`` of a face store, in order, read by ``num_workers``.
+
+    The batch is uint8 (B, S, S, 3), or with ``spec`` the network's normalised input (B, 3, S, S).
+    """
     batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
-    ds = _CropBatches(store_path, batches, region, size, opener)
+    ds = _CropBatches(store_path, batches, region, size, opener, spec, mean_image)
     loader = DataLoader(ds, batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin_memory,
                         worker_init_fn=_worker_init if num_workers else None,
                         prefetch_factor=prefetch if num_workers else None)
@@ -168,27 +178,35 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
 
         mi = np.load(mean_image).astype(np.float32)
         mi_sha = file_sha256(mean_image)
-    cl = dev.type == "cuda"
+    gpu = dev.type == "cuda"
     net = net.to(dev).eval()
-    if cl:
+    if gpu:
         net = net.to(memory_format=torch.channels_last)
     ac = autocast_dtype(dev, amp)
     valid_idx = np.flatnonzero(meta["valid"])
-    out = np.full((n, spec.feature_dim), np.nan, dtype=np.float16)
-    mi_t = torch.as_tensor(mi, device=dev) if mi is not None else None
+    # CPU: workers crop and normalise, the main process only runs the network. CUDA: workers crop, uint8 batches
+    # go to the GPU (pinned, asynchronous), are normalised there, and features stay on the GPU until the end, so
+    # that the host never waits for a batch to finish.
     batches = iter_crop_batches(store_path, valid_idx, region, spec.input_size, batch_size=batch_size,
-                                num_workers=num_workers, opener=opener, pin_memory=dev.type == "cuda")
+                                num_workers=num_workers, opener=opener, pin_memory=gpu,
+                                spec=None if gpu else spec, mean_image=None if gpu else mi)
+    mi_t = torch.as_tensor(mi, device=dev) if (mi is not None and gpu) else None
+    feats = torch.empty((len(valid_idx), spec.feature_dim), dtype=torch.float16, device=dev)
     bar = tqdm(total=len(valid_idx), desc=f"{spec.name}/{region}/{subject}", unit="frame", disable=not progress,
                mininterval=2.0)
+    done = 0
     with torch.inference_mode(), (torch.autocast(dev.type, dtype=ac) if ac else contextlib.nullcontext()):
-        for idx, crops in batches:
-            x = preprocess(spec, crops, dev, mean_image=mi_t, channels_last=cl)
+        for idx, batch in batches:
+            x = preprocess(spec, batch, dev, mean_image=mi_t, channels_last=True) if gpu else batch
             f = net.features(x)
             if f.ndim != 2 or f.shape[1] != spec.feature_dim:
                 raise FeatureError(f"{spec.name}: features of shape {tuple(f.shape)}, spec says dim {spec.feature_dim}")
-            out[idx] = f.to(torch.float16).cpu().numpy()
+            feats[done:done + len(idx)] = f
+            done += len(idx)
             bar.update(len(idx))
     bar.close()
+    out = np.full((n, spec.feature_dim), np.nan, dtype=np.float16)
+    out[valid_idx] = feats.cpu().numpy()
     bad = ~np.isfinite(out[valid_idx]).all(axis=1)
     if bad.any():
         row = int(valid_idx[np.flatnonzero(bad)[0]])
@@ -241,7 +259,8 @@ def read_features(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray,
             X = h5["features"][...].astype(np.float32)
             frames = h5["frames"][...].astype(np.int32)
             valid = h5["valid"][...].astype(bool)
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v)
+                     for k, v in h5.attrs.items()}
     except OSError as exc:
         raise FeatureError(f"{p}: cannot read feature file: {exc}") from exc
     if X.ndim != 2 or len(X) != len(frames) or len(valid) != len(frames):

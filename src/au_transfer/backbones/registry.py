@@ -248,7 +248,8 @@ def preprocess(spec: BackboneSpec, images: np.ndarray | Tensor, device: str | to
         raise ValueError(f"preprocess expects a (B, H, W, 3) RGB batch, got shape {tuple(x.shape)}")
     if x.dtype != torch.uint8:
         raise ValueError(f"preprocess expects uint8 images, got {x.dtype}")
-    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype)
+    # NHWC uint8 -> NCHW (cheap on bytes), then one float conversion and in-place affine normalisation
+    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous().to(dtype)
     size = spec.input_size
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
@@ -257,9 +258,9 @@ def preprocess(spec: BackboneSpec, images: np.ndarray | Tensor, device: str | to
         mi = torch.as_tensor(mean_image, device=device, dtype=dtype)
         if tuple(mi.shape) != (size, size, 3):
             raise ValueError(f"mean image of shape {tuple(mi.shape)} does not fit {spec.name} input ({size}, {size}, 3)")
-        x = (x - mi.permute(2, 0, 1).unsqueeze(0)) / (std * 255.0)
+        x.sub_(mi.permute(2, 0, 1).unsqueeze(0)).mul_(1.0 / (std * 255.0))
     else:
-        x = (x * (1.0 / 255.0) - mean) / std
+        x.mul_(1.0 / (std * 255.0)).sub_(mean / std)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
