@@ -182,6 +182,7 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     net = net.to(dev).eval()
     if gpu:
         net = net.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
     ac = autocast_dtype(dev, amp)
     valid_idx = np.flatnonzero(meta["valid"])
     # CPU: workers crop and normalise, the main process only runs the network. CUDA: workers crop, uint8 batches

@@ -16,6 +16,7 @@ imported lazily on first use).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -227,10 +228,17 @@ def create_backbone(name: str, weights: str | os.PathLike[str] = "pretrained", *
 
 
 # ----------------------------------------------------------------------------------------------- preprocessing
+@functools.lru_cache(maxsize=64)
+def _mean_std_cached(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
+                     dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    # cached: building small tensors on a GPU from Python lists is a blocking copy on every batch otherwise
+    with torch.inference_mode(False):  # normal tensors, usable later with autograd too
+        return (torch.tensor(mean, device=device, dtype=dtype).view(1, 3, 1, 1),
+                torch.tensor(std, device=device, dtype=dtype).view(1, 3, 1, 1))
+
+
 def _mean_std_tensors(spec: BackboneSpec, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    mean = torch.tensor(spec.mean, device=device, dtype=dtype).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=device, dtype=dtype).view(1, 3, 1, 1)
-    return mean, std
+    return _mean_std_cached(tuple(spec.mean), tuple(spec.std), device, dtype)
 
 
 def preprocess(spec: BackboneSpec, images: np.ndarray | Tensor, device: str | torch.device = "cpu", *,
