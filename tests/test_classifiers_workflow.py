@@ -1,0 +1,100 @@
+"""The classifier rules in Snakemake: on synthetic feature files (isolated from the other stages with
+--allowed-rules), and on the shared finished tiny workflow run."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import run_snakemake
+
+from au_transfer.classifiers import load_frames, load_model
+from au_transfer.classifiers.data import write_synthetic_subject
+
+pytestmark = pytest.mark.workflow
+
+SUBJECTS = ["SN001", "SN002", "SN003", "SN004"]
+AUS = [12]  # one AU keeps the job count low; au_region -> lower (Table VI)
+RULES = ["fit_lda", "fit_svm", "fit_lstm", "merge_predictions", "always_present", "metrics", "summary"]
+MODELS = ["synthetic-face-lda", "synthetic-face-svm", "synthetic-au_region-lda", "synthetic-au_region-svm",
+          "synthetic-face-lstm"]
+
+
+def _config(path, svm_c=(0.01, 1.0)):
+    cfg = {
+        "data_root": "no_corpus_needed",
+        "data": {"aus": AUS},
+        "splits": {"s": {"train": SUBJECTS[:2], "val": SUBJECTS[2:3], "test": SUBJECTS[3:]}},
+        "classifiers": {
+            "backbones": ["synthetic"],
+            "svm": {"C_grid": list(svm_c)},
+            "lstm": {"hidden": 8, "lr": 0.2, "weight_noise_std": 0.01, "inactive_min": 15, "inactive_max": 25,
+                     "epochs": 5, "patience": 0, "batch_size": 4, "device": "cpu"},
+        },
+        "finetune": {"enabled": False},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def synth_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("clf_wf")
+    for i, s in enumerate(SUBJECTS):
+        for region in ("face", "lower"):
+            write_synthetic_subject(wd / f"results/features/synthetic/{region}/{s}.h5", wd / f"results/labels/{s}.csv",
+                                    s, aus=AUS, n_frames=90, dim=8, n_labelled=85, invalid=[4], seed=i,
+                                    region=region)
+    cfg = _config(wd / "config.yaml")
+    run_snakemake(wd, "--allowed-rules", *RULES, "--printshellcmds", "results/metrics/summary.csv", configfile=cfg)
+    return wd, cfg
+
+
+def test_summary_has_every_model_and_the_baseline(synth_run):
+    wd, _ = synth_run
+    summary = pd.read_csv(wd / "results/metrics/summary.csv", dtype={"au": str})
+    assert list(summary.columns) == ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg"]
+    assert set(summary["model"]) == set(MODELS) | {"always_present"}
+    for model in MODELS + ["always_present"]:
+        rows = summary[summary["model"] == model]
+        assert set(rows["au"]) == {"12", "mean12", "mean8"}, model
+    means = summary[summary["au"] == "mean12"].set_index("model")["f1"]
+    assert means["synthetic-face-svm"] > means["always_present"]
+
+
+def test_predictions_cover_every_valid_labelled_frame_and_bundles_predict(synth_run):
+    wd, _ = synth_run
+    pred = pd.read_csv(wd / "results/predictions/s/synthetic-au_region-svm.csv")
+    fp = {s: wd / f"results/features/synthetic/lower/{s}.h5" for s in SUBJECTS}
+    lp = {s: wd / f"results/labels/{s}.csv" for s in SUBJECTS}
+    te = load_frames(fp, lp, 12, 2, SUBJECTS[3:])
+    t = pred[(pred["set"] == "test") & (pred["au"] == 12)]
+    np.testing.assert_array_equal(t["frame"].to_numpy(), te.frame)
+    bundle = load_model(wd / "results/models/s/synthetic-au_region-svm/AU12.joblib")
+    assert bundle["crop_region"] == "lower" and bundle["region"] == "au_region"
+    assert bundle["feature_attrs"]["region"] == "lower"
+    from au_transfer.classifiers import predict_bundle
+
+    score, _ = predict_bundle(bundle, te.X)
+    np.testing.assert_allclose(score, t["score"].to_numpy(), rtol=1e-6, atol=1e-9)
+
+
+def test_changing_an_svm_parameter_reruns_only_svm_jobs(synth_run, tmp_path):
+    wd, _ = synth_run
+    cfg = _config(tmp_path / "changed.yaml", svm_c=(0.1, 1.0))
+    proc = run_snakemake(wd, "--allowed-rules", *RULES, "-n", "results/metrics/summary.csv", configfile=cfg)
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert jobs.get("fit_svm") == str(2 * len(AUS)), proc.stdout[-3000:]
+    assert "fit_lda" not in jobs and "fit_lstm" not in jobs
+
+
+@pytest.mark.xdist_group("workflow")
+def test_tiny_workflow_metrics(finished_workflow):
+    summary = pd.read_csv(finished_workflow / "results/metrics/summary.csv", dtype={"au": str})
+    assert "always_present" in set(summary["model"])
+    fitted = [m for m in summary["model"].unique() if m.endswith(("-lda", "-svm", "-lstm"))]
+    assert fitted, "no classifier models in the tiny run's summary"
+    assert summary["f1"].between(0, 1).all() and summary["accuracy"].between(0, 1).all()
