@@ -9,7 +9,7 @@ import torch
 
 from au_transfer.classifiers import load_frames, load_model
 from au_transfer.classifiers.data import write_synthetic_subject
-from au_transfer.classifiers.lstm import LSTMClassifier, _Net, cut_sequences, run_lstm_job
+from au_transfer.classifiers.lstm import LSTMClassifier, LSTMStream, _Net, cut_sequences, run_lstm_job
 
 torch.set_num_threads(1)
 SUBJECTS = ["SN001", "SN002", "SN003", "SN004", "SN005"]
@@ -134,3 +134,16 @@ def test_run_lstm_job_predicts_full_test_sequences(tmp_path):
     # same seed -> same predictions
     run_lstm_job(model_out=tmp_path / "m2.joblib", pred_out=tmp_path / "p2.csv", **kw)
     pd.testing.assert_frame_equal(pred, pd.read_csv(tmp_path / "p2.csv"))
+
+
+def test_stream_in_chunks_equals_whole_sequence():
+    X, Y = _toy(n=4)
+    est = LSTMClassifier(hidden=8, lr=0.1, weight_noise_std=0.0, epochs=3, batch_size=2, patience=0, seed=2,
+                         device="cpu").fit(X, Y)
+    seq = np.concatenate(X)
+    whole = est.predict_proba_sequence(seq)
+    stream = LSTMStream(est, device="cpu")
+    parts = [stream(seq[i:i + 7]) for i in range(0, len(seq), 7)]
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-5, atol=1e-7)
+    stream.reset()
+    np.testing.assert_allclose(stream(seq[:10]), whole[:10], rtol=1e-5, atol=1e-7)

@@ -244,6 +244,31 @@ class LSTMClassifier:
         return [(lg > 0).astype(np.int8) for lg in self.decision_function(X)]
 
 
+class LSTMStream:
+    """Runs a fitted :class:`LSTMClassifier` on a long sequence chunk by chunk, carrying the hidden state, so
+    that memory stays flat on long videos; the probabilities equal those of the whole sequence at once."""
+
+    def __init__(self, est: LSTMClassifier, device: str = "auto"):
+        self.est = est
+        self.device = _device(device)
+        self.net = est._net(self.device)
+        self.state: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def reset(self) -> None:
+        """Start a new sequence."""
+        self.state = None
+
+    @torch.inference_mode()
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        """Probability of "present" for the next frames (T, D) of the sequence."""
+        if len(X) == 0:
+            return np.zeros(0)
+        x = torch.from_numpy(self.est._scale([X])[0][None]).to(self.device)
+        h, self.state = self.net.lstm(x, self.state)
+        logits = self.net.out(h).squeeze(-1)[0].double().cpu().numpy()
+        return 1.0 / (1.0 + np.exp(-logits))
+
+
 def _cut(data: FrameData, cfg: Mapping[str, Any], rng: np.random.Generator) -> tuple[list, list]:
     xs, ys = [], []
     for rows in data.sequences():
