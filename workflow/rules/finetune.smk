@@ -7,58 +7,6 @@
 # A running job keeps an untracked checkpoint beside its output (results/finetune/.../*.ckpt, not a declared
 # output, so Snakemake leaves it when the job fails); a rerun resumes from its last finished epoch.
 
-FT = config["finetune"]
-FT_OPTIONS = {
-    k: v
-    for k, v in FT.items()
-    if k not in ("enabled", "backbones", "regions", "weights", "device", "threads", "extract_features",
-                 "feature_batch_size")
-}
-
-
-def ft_weights(backbone):
-    """Weights a fine-tuning starts from (finetune.weights, else "pretrained")."""
-    return FT["weights"].get(backbone, "pretrained")
-
-
-def ft_groups(region):
-    """Crop region -> AUs that see it, for one model region (multilabel head: one network per crop region)."""
-    groups = {}
-    for au in AUS:
-        groups.setdefault(crop_region_of(region, au), []).append(au)
-    return groups
-
-
-def ft_train_inputs(wildcards):
-    """Face stores and label tables of every subject of the split."""
-    subjects = SPLITS[wildcards.split].all
-    return {
-        "faces": [f"results/faces/{s}.h5" for s in subjects],
-        "labels": [f"results/labels/{s}.csv" for s in subjects],
-    }
-
-
-def ft_model_ids(split):
-    """The fine-tuned softmax models of a split (registered with the classifiers' model list)."""
-    if not FT["enabled"]:
-        return []
-    return [model_id(f"{b}_ft", r, "softmax") for b in FT["backbones"] for r in FT["regions"]]
-
-
-def ft_feature_targets():
-    """Fine-tuned feature files of every split, backbone, region, AU and subject of the split."""
-    if not (FT["enabled"] and FT["extract_features"]):
-        return []
-    return [
-        f"results/ft_features/{split}/{b}_ft/{r}/AU{au}/{s}.h5"
-        for split, sp in SPLITS.items()
-        for b in FT["backbones"]
-        for r in FT["regions"]
-        for au in AUS
-        for s in sp.all
-    ]
-
-
 _FT_PARAMS = dict(
     sets=lambda wc: split_sets(wc.split),
     weights=lambda wc: ft_weights(wc.backbone),
