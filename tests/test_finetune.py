@@ -327,3 +327,18 @@ def test_finetuned_features_use_the_feature_store_layout(corpus, tmp_path):
     with pytest.raises(ft.FinetuneError, match="output files"):
         ft.extract_ft_features_many(tmp_path / "net.pt", corpus["faces"], outs[:3], subjects=subjects, aus=[1, 2],
                                     create=create_tiny)
+
+
+def test_dataloader_workers_give_the_same_batches(corpus):
+    """Face stores opened lazily in DataLoader worker processes read the same crops as in-process reads."""
+    table = ft.frame_table(corpus["faces"], corpus["labels"], ["SN001", "SN002"], [1], 2)
+    ds = ft.FaceCropDataset(table, corpus["faces"], "upper", INPUT, [1])
+    order = np.random.default_rng(0).permutation(len(ds)).tolist()
+    inproc = list(ft._loader(ds, 7, order, num_workers=0))
+    workers = list(ft._loader(ds, 7, order, num_workers=2))
+    assert len(inproc) == len(workers) == -(-len(ds) // 7)
+    for (xa, ya), (xb, yb) in zip(inproc, workers, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    first = order[:7]
+    assert torch.equal(inproc[0][1][:, 0], torch.as_tensor(table["AU1"].to_numpy()[first]))
+    ds.close()

@@ -791,7 +791,8 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
     files = [face_paths[s] for s in (*train_subjects, *val_subjects)] + [label_paths[s] for s in (*train_subjects, *val_subjects)]
     fingerprint = fingerprint_of({"cfg": cfg.to_dict(), "backbone": backbone, "weights": weights, "base": base_sha,
                                   "region": region, "crop": crop_region, "aus": aus, "threshold": threshold,
-                                  "train": list(train_subjects), "val": list(val_subjects)}, files)
+                                  "train": list(train_subjects), "val": list(val_subjects),
+                                  "device": dev.type, "amp": str(_amp_dtype(cfg.amp, dev))}, files)
     result = train(net, train_ds, val_ds, cfg, device=dev, ckpt_path=ckpt_path, fingerprint=fingerprint,
                    preprocess=preprocess, frozen=frozen, class_weight=class_weight, on_epoch_end=on_epoch_end)
 
