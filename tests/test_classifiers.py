@@ -163,3 +163,27 @@ def test_svm_without_usable_validation_uses_fallback_C(synth, tmp_path):
                         params={"C_grid": [0.01, 1.0], "C_fallback": 0.05})
     assert bundle["selection"] == "fallback" and bundle["chosen"]["C"] == 0.05
     assert set(pred["set"]) == {"test"}
+
+
+def test_fast_reader_agrees_with_the_feature_stage(tmp_path):
+    """The classifiers read feature files with h5py alone (no torch import per job): same result as the feature
+    stage's own writer/reader, including NaN rows of invalid frames and the attributes."""
+    features = pytest.importorskip("au_transfer.features")
+    from au_transfer.classifiers.data import read_feature_file
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 5)).astype(np.float32)
+    valid = np.ones(12, bool)
+    valid[[3, 7]] = False
+    X[~valid] = np.nan
+    attrs = {"backbone": "dlib_resnet", "layer": "fc", "weights": "pretrained", "weights_sha256": "ab" * 32,
+             "region": "lower", "input_size": 150, "subject": "SN001", "dim": 5}
+    features.write_features(tmp_path / "f.h5", X, np.arange(1, 13), valid, attrs)
+    theirs = features.read_features(tmp_path / "f.h5")
+    ours = read_feature_file(tmp_path / "f.h5")
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    np.testing.assert_array_equal(ours[1], theirs[1])
+    np.testing.assert_array_equal(ours[2], theirs[2])
+    assert ours[3] == theirs[3]
+    with pytest.raises(ClassifierDataError, match="does not exist"):
+        read_feature_file(tmp_path / "missing.h5")

@@ -23,30 +23,34 @@ class ClassifierDataError(ValueError):
 
 
 def _read_features_h5(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Read the feature-store layout of docs/DESIGN.md (fallback when ``au_transfer.features`` is absent)."""
+    """Read the feature-store layout of docs/DESIGN.md with h5py alone (no torch import)."""
     import h5py
 
-    with h5py.File(path, "r") as fh:
-        for key in ("features", "frames"):
-            if key not in fh:
-                raise ClassifierDataError(f"{path}: feature file has no dataset {key!r}")
-        X = fh["features"][()].astype(np.float32)
-        frames = fh["frames"][()].astype(np.int64)
-        valid = fh["valid"][()].astype(bool) if "valid" in fh else np.ones(len(frames), bool)
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in fh.attrs.items()}
+    p = Path(path)
+    if not p.is_file():
+        raise ClassifierDataError(f"feature file {p} does not exist")
+    try:
+        with h5py.File(p, "r") as fh:
+            missing = [k for k in ("features", "frames", "valid") if k not in fh]
+            if missing:
+                raise ClassifierDataError(f"{p}: not a feature file, dataset(s) {missing} missing")
+            X = fh["features"][()].astype(np.float32)
+            frames = fh["frames"][()].astype(np.int64)
+            valid = fh["valid"][()].astype(bool)
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in fh.attrs.items()}
+    except OSError as exc:
+        raise ClassifierDataError(f"{p}: cannot read feature file: {exc}") from exc
     return frames, X, valid, attrs
 
 
 def read_feature_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """``(frames, X float32, valid, attrs)`` of one feature file, checked for consistent shapes."""
-    try:
-        from au_transfer.features import read_features
-    except ImportError:  # the feature stage is not installed: read the documented layout directly
-        read_features = _read_features_h5
-    frames, X, valid, attrs = read_features(path)
-    frames = np.asarray(frames).astype(np.int64)
-    X = np.asarray(X, dtype=np.float32)
-    valid = np.asarray(valid).astype(bool)
+    """``(frames, X float32, valid, attrs)`` of one feature file, checked for consistent shapes.
+
+    Reads the documented layout with h5py directly instead of ``au_transfer.features.read_features``: that module
+    imports torch and the backbones, which would add seconds to each of the hundreds of small LDA/SVM jobs. A
+    test (tests/test_classifiers.py) checks that both readers agree on a file written by the feature stage.
+    """
+    frames, X, valid, attrs = _read_features_h5(path)
     if X.ndim != 2 or len(X) != len(frames) or len(valid) != len(frames):
         raise ClassifierDataError(
             f"{path}: inconsistent feature file: features {X.shape}, frames {frames.shape}, valid {valid.shape}")
