@@ -6,19 +6,6 @@ MODEL_ID_RE = r"[A-Za-z0-9_.]+-(face|upper|middle|lower|au_region)-[a-z0-9_]+"
 CLF = config["classifiers"]
 
 
-def _fit_params(classifier):
-    """Params shared by the frame fits, plus the options of one classifier only."""
-    return dict(
-        sets=lambda wc: split_sets(wc.split),
-        crop_region=lambda wc: crop_region_of(wc.region, wc.au),
-        threshold=config["data"]["threshold"],
-        seed=CLF["seed"],
-        balance=CLF["balance"],
-        classifier=classifier,
-        options=CLF[classifier],
-    )
-
-
 rule fit_lda:
     input:
         unpack(classifier_inputs),
@@ -26,7 +13,7 @@ rule fit_lda:
         model="results/models/{split}/{backbone}-{region}-lda/AU{au}.joblib",
         pred="results/predictions/{split}/{backbone}-{region}-lda/AU{au}.csv",
     params:
-        **_fit_params("lda"),
+        **classifier_fit_params("lda"),
     log:
         "logs/classifiers/{split}/{backbone}-{region}-lda/AU{au}.log",
     threads: 1
@@ -43,7 +30,7 @@ rule fit_svm:
         model="results/models/{split}/{backbone}-{region}-svm/AU{au}.joblib",
         pred="results/predictions/{split}/{backbone}-{region}-svm/AU{au}.csv",
     params:
-        **_fit_params("svm"),
+        **classifier_fit_params("svm"),
     log:
         "logs/classifiers/{split}/{backbone}-{region}-svm/AU{au}.log",
     threads: 1
@@ -123,17 +110,6 @@ rule metrics:
         "../../envs/au_transfer.yaml"
     script:
         "../scripts/metrics.py"
-
-
-def metrics_files():
-    """Per-model metrics of every split, the always-present baseline first."""
-    out = []
-    for split in SPLITS:
-        ids = model_ids(split)
-        if ids:
-            out.append(f"results/metrics/{split}/always_present.csv")
-        out += [f"results/metrics/{split}/{m}.csv" for m in ids]
-    return out
 
 
 rule summary:

@@ -139,6 +139,32 @@ def split_sets(split):
     return {"train": list(sp.train), "val": list(sp.val), "test": list(sp.test)}
 
 
+def classifier_fit_params(classifier):
+    """Params of a frame-classifier rule: those shared by the fits plus the options of that classifier only
+    (so that changing an SVM key reruns SVM fits only)."""
+    clf = config["classifiers"]
+    return dict(
+        sets=lambda wc: split_sets(wc.split),
+        crop_region=lambda wc: crop_region_of(wc.region, wc.au),
+        threshold=config["data"]["threshold"],
+        seed=clf["seed"],
+        balance=clf["balance"],
+        classifier=classifier,
+        options=clf[classifier],
+    )
+
+
+def metrics_files():
+    """Per-model metrics of every split, the always-present baseline first."""
+    out = []
+    for split in SPLITS:
+        ids = model_ids(split)
+        if ids:
+            out.append(f"results/metrics/{split}/always_present.csv")
+        out += [f"results/metrics/{split}/{m}.csv" for m in ids]
+    return out
+
+
 # --- cluster: SLURM profile, conda envs, local rules (owner: cluster/infrastructure; docs/cluster.md)
 # envs/au_transfer.yaml installs this project with `pip install -e ${AU_TRANSFER_ROOT}` (Snakemake copies env files
 # into .snakemake/conda/, so a relative path cannot name the project): point it at this checkout.
