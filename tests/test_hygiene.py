@@ -102,3 +102,15 @@ def test_same_seed_same_metrics_different_seed_different_subsets(synth):
     assert len(i3["train_index"]) == len(i4["train_index"]) == 2 * tr.y.sum()
     assert not np.array_equal(i3["train_index"], i4["train_index"])
     assert b1["seed"] == 3
+
+
+def test_lstm_scaler_sees_training_sequences_only():
+    from au_transfer.classifiers.lstm import LSTMClassifier
+
+    rng = np.random.default_rng(0)
+    X = [rng.standard_normal((20, 4)).astype(np.float32) for _ in range(3)]
+    Y = [(rng.random(20) < 0.3).astype(np.float32) for _ in range(3)]
+    Xv = [rng.standard_normal((20, 4)).astype(np.float32) + 1000.0]
+    est = LSTMClassifier(hidden=4, lr=0.01, epochs=1, batch_size=2, patience=0, seed=0, device="cpu")
+    est.fit(X, Y, Xv, [Y[0]])
+    np.testing.assert_allclose(est.scaler_.mean_, np.concatenate(X).mean(axis=0), rtol=1e-5, atol=1e-6)
