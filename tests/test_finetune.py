@@ -22,18 +22,19 @@ AUS = [1, 2, 9, 12]
 
 
 # ------------------------------------------------------------------------------------------------ stand-ins
-def create_tiny(name: str, weights: str = "pretrained") -> Backbone:
+def create_tiny(name: str, weights: str = "pretrained", seed: int = 0, key_map=None) -> Backbone:
     """A registry-style Backbone on a tiny network: body -> fc (fc6+ReLU) -> tail (drop, fc7, relu, drop, fc7b,
     relu, fc8). 'pretrained' weights are fixed (seed 123), whatever the global RNG state."""
     spec = BackboneSpec(name="tiny", family="test", layer="fc6", feature_dim=12, input_size=INPUT,
                         mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(123 if weights == "pretrained" else 999)
+        torch.manual_seed(123 if weights == "pretrained" else 999 + seed)
         body = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.ReLU(), nn.Conv2d(4, 4, 3, 2, 1), nn.ReLU(), nn.Flatten())
         fc = nn.Sequential(nn.Linear(64, 12), nn.ReLU())
         tail = nn.Sequential(nn.Dropout(0.2), nn.Linear(12, 10), nn.ReLU(), nn.Dropout(0.2), nn.Linear(10, 10),
                              nn.ReLU(), nn.Linear(10, 7))
-    return Backbone(spec, body, fc, tail, weights=weights, weights_sha256=f"tiny-{weights}")
+    sha = f"tiny-{weights}" if weights == "pretrained" else f"random:seed={seed}"
+    return Backbone(spec, body, fc, tail, weights=weights, weights_sha256=sha)
 
 
 # Region boxes of the synthetic aligned faces (x0, y0, x1, y1) in upper, middle, lower order.
@@ -86,10 +87,11 @@ CFG = dict(epochs=3, batch_size=16, lr=0.01, patience=10, seed=3, optimizer="ada
            augment={"enabled": True, "shift": 0.1, "flip": True})
 
 
-def run(corpus, out: Path, *, aus=(1,), region="face", cfg=None, ckpt=None, **kw) -> ft.TrainResult:
+def run(corpus, out: Path, *, aus=(1,), region="face", cfg=None, ckpt=None, weights="pretrained",
+        **kw) -> ft.TrainResult:
     return ft.run_finetune(
         face_paths=corpus["faces"], label_paths=corpus["labels"], train_subjects=["SN001", "SN002"],
-        val_subjects=["SN003"], test_subjects=["SN004"], backbone="tiny", weights="pretrained", region=region,
+        val_subjects=["SN003"], test_subjects=["SN004"], backbone="tiny", weights=weights, region=region,
         aus=list(aus), threshold=2, cfg={**CFG, **(cfg or {})}, out_model=out / "net.pt",
         out_predictions=out / "pred.csv", ckpt_path=ckpt, device="cpu", split="t", create=create_tiny, **kw)
 
@@ -232,6 +234,13 @@ def test_au_region_crop_matches_table_vi(corpus, tmp_path, au, crop):
     SpyStore.calls = []
     run(corpus, tmp_path, aus=(au,), region="face", cfg={"epochs": 1}, open_store=SpyStore)
     assert set(SpyStore.calls) == {"face"}
+
+
+def test_backbone_options_reach_the_registry(corpus, tmp_path):
+    run(corpus, tmp_path, cfg={"epochs": 1}, weights="random", backbone_kwargs={"seed": 5, "key_map": None})
+    b = ft.load_bundle(tmp_path / "net.pt")
+    assert b["weights"] == "random" and b["backbone_options"] == {"seed": 5}
+    assert b["base_weights_sha256"] == "random:seed=5"
 
 
 def test_crop_groups_follow_table_vi_and_config_override():

@@ -651,10 +651,10 @@ def load_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
     return bundle
 
 
-def _create_backbone(name: str, weights: str = "pretrained"):
+def _create_backbone(name: str, weights: str = "pretrained", **kwargs: Any):
     from .backbones import create_backbone
 
-    return create_backbone(name, weights=weights)
+    return create_backbone(name, weights=weights, **kwargs)
 
 
 def load_finetuned(path: str | os.PathLike[str], device: str | torch.device = "cpu",
@@ -735,6 +735,7 @@ def predictions_frame(table: pd.DataFrame, probs: np.ndarray, aus: Sequence[int]
 def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_paths: Mapping[str, str | os.PathLike[str]],
                  train_subjects: Sequence[str], val_subjects: Sequence[str], test_subjects: Sequence[str],
                  backbone: str, weights: str, region: str, aus: Sequence[int], threshold: int,
+                 backbone_kwargs: Mapping[str, Any] | None = None,
                  cfg: FinetuneConfig | Mapping[str, Any], out_model: str | os.PathLike[str],
                  out_predictions: str | os.PathLike[str], ckpt_path: str | os.PathLike[str] | None = None,
                  au_region: Mapping[int | str, str] | None = None, device: str = "auto", split: str = "",
@@ -760,7 +761,8 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
         raise FinetuneError(f"split {split!r}: subject(s) {sorted(overlap)} in more than one set")
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
-    net_backbone = create(backbone, weights=weights)
+    kwargs = {k: v for k, v in (backbone_kwargs or {}).items() if v is not None}
+    net_backbone = create(backbone, weights=weights, **kwargs)
     base_sha = getattr(net_backbone, "weights_sha256", None)
     net = FinetuneNet(net_backbone, len(aus))
     reinit_names = reinit_layers(net, cfg.reinit, cfg.seed)
@@ -790,6 +792,7 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
         log.warning("split %s has no validation frames: no early stopping, the last epoch is kept", split)
     files = [face_paths[s] for s in (*train_subjects, *val_subjects)] + [label_paths[s] for s in (*train_subjects, *val_subjects)]
     fingerprint = fingerprint_of({"cfg": cfg.to_dict(), "backbone": backbone, "weights": weights, "base": base_sha,
+                                  "backbone_kwargs": kwargs,
                                   "region": region, "crop": crop_region, "aus": aus, "threshold": threshold,
                                   "train": list(train_subjects), "val": list(val_subjects),
                                   "device": dev.type, "amp": str(_amp_dtype(cfg.amp, dev))}, files)
@@ -810,7 +813,8 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
     if val_ds is not None:
         val_ds.close()
     net.cpu()
-    save_bundle(out_model, net, backbone=backbone, weights=weights, base_weights_sha256=base_sha, region=region,
+    save_bundle(out_model, net, backbone=backbone, weights=weights, backbone_options=kwargs,
+                base_weights_sha256=base_sha, region=region,
                 crop_region=crop_region, aus=aus, au=aus[0], au_index=0, input_size=size, head=cfg.head,
                 config=cfg.to_dict(), seed=cfg.seed, split=split, threshold=threshold,
                 subjects={"train": list(train_subjects), "val": list(val_subjects), "test": list(test_subjects)},

@@ -331,14 +331,16 @@ FT = config["finetune"]
 FT_OPTIONS = {
     k: v
     for k, v in FT.items()
-    if k not in ("enabled", "backbones", "regions", "weights", "device", "threads", "extract_features",
+    if k not in ("enabled", "backbones", "regions", "device", "threads", "extract_features",
                  "feature_batch_size")
 }
 
 
-def ft_weights(backbone):
-    """Weights a fine-tuning starts from (finetune.weights, else "pretrained")."""
-    return FT["weights"].get(backbone, "pretrained")
+def ft_backbone_options(backbone):
+    """Weights, key map and seed a fine-tuning starts from: the backbones.<name> entry (mean_image is not used:
+    fine-tuning normalises with the network's per-channel mean)."""
+    opts = backbone_options(backbone)
+    return {"weights": opts["weights"], "key_map": opts["key_map"], "seed": opts["seed"]}
 
 
 def ft_groups(region):
@@ -350,12 +352,16 @@ def ft_groups(region):
 
 
 def ft_train_inputs(wildcards):
-    """Face stores and label tables of every subject of the split."""
+    """Face stores and label tables of every subject of the split, plus a local weights file (replacing it reruns)."""
     subjects = SPLITS[wildcards.split].all
-    return {
+    out = {
         "faces": [f"results/faces/{s}.h5" for s in subjects],
         "labels": [f"results/labels/{s}.csv" for s in subjects],
     }
+    weights = backbone_options(wildcards.backbone)["weights"]
+    if weights not in ("pretrained", "random"):
+        out["weights"] = os.path.expanduser(weights)
+    return out
 
 
 def ft_model_ids(split):

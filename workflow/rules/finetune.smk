@@ -9,7 +9,7 @@
 
 _FT_PARAMS = dict(
     sets=lambda wc: split_sets(wc.split),
-    weights=lambda wc: ft_weights(wc.backbone),
+    backbone_options=lambda wc: ft_backbone_options(wc.backbone),
     au_region=config["regions"].get("au_region"),
     threshold=config["data"]["threshold"],
     options=FT_OPTIONS,

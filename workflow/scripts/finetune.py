@@ -22,7 +22,9 @@ else:
         face_paths=dict(zip(subjects, sm.input.faces, strict=True)),
         label_paths=dict(zip(subjects, sm.input.labels, strict=True)),
         train_subjects=sets["train"], val_subjects=sets["val"], test_subjects=sets["test"],
-        backbone=sm.wildcards.backbone, weights=p.weights, region=sm.wildcards.region, aus=list(p.aus),
+        backbone=sm.wildcards.backbone, weights=p.backbone_options["weights"],
+        backbone_kwargs={k: p.backbone_options[k] for k in ("key_map", "seed")}, region=sm.wildcards.region,
+        aus=list(p.aus),
         au_region=p.au_region, threshold=int(p.threshold), cfg=dict(p.options), out_model=sm.output.model,
         out_predictions=sm.output.pred, ckpt_path=p.ckpt, device=p.device, split=sm.wildcards.split,
     )
