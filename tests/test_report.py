@@ -144,7 +144,53 @@ def test_summary_text(metrics_files, tmp_path):
     first = next(i for i, line in enumerate(lines) if "ens-paper3_stacked" in line)
     last = next(i for i, line in enumerate(lines) if "cnn_f-face-svm" in line)
     assert first < last
-    build_report(metrics_files, tmp_path / "report", corpus="synthetic demo corpus")
+    build_report(metrics_files, tmp_path / "report", corpus="synthetic demo corpus", formats=("png",))
     assert f"Report: {tmp_path / 'report' / 'report.html'}" in summary_text(tmp_path)
     with pytest.raises(ReportError, match="no metrics found"):
         summary_text(tmp_path / "empty")
+
+
+# ------------------------------------------------------------------------------------------ in the workflow
+@pytest.mark.workflow
+@pytest.mark.xdist_group("workflow")
+def test_workflow_ensembles_are_scored_like_models_and_reported(finished_workflow):
+    import json
+
+    import yaml
+    from conftest import ROOT, TEST_CONFIG
+
+    from au_transfer.config import validate_config
+    from au_transfer.evaluation import au_metrics
+
+    wd = finished_workflow / "results"
+    cfg = validate_config(yaml.safe_load(TEST_CONFIG.read_text()), str(ROOT / "workflow" / "schemas"))
+    (split,) = cfg["splits"]
+    keys = ["subject", "frame", "au", "set"]
+    summary = pd.read_csv(wd / "metrics" / "summary.csv", dtype={"au": str})
+    for name, spec in cfg["ensembles"].items():
+        eid = f"ens-{name}"
+        ens = pd.read_csv(wd / "predictions" / split / f"{eid}.csv", dtype={"subject": str})
+        member = pd.read_csv(wd / "predictions" / split / f"{spec['members'][0]}.csv", dtype={"subject": str})
+        # the same frames as its members, the same labels
+        merged = ens.merge(member, on=keys, suffixes=("", "_m"), validate="one_to_one")
+        assert len(merged) == len(ens) == len(member)
+        assert (merged["label"] == merged["label_m"]).all()
+        params = json.loads((wd / "models" / split / eid / "ensemble.json").read_text())
+        assert params["members"] == spec["members"] and params["method"] == spec["method"]
+        # scored exactly like a model: the metrics file is au_metrics of the predictions
+        metrics = pd.read_csv(wd / "metrics" / split / f"{eid}.csv", dtype={"au": str})
+        expected = au_metrics(ens, model=eid, split=split, aus=cfg["data"]["aus"])
+        np.testing.assert_allclose(metrics["f1"].to_numpy(), expected["f1"].to_numpy())
+        assert eid in set(summary["model"])
+    # the report lists every model and ensemble of the summary, and the paper's numbers beside ours
+    head = pd.read_csv(wd / "report" / "headline.csv")
+    assert set(head["model"]) == set(summary.loc[summary["split"] == split, "model"])
+    html = (wd / "report" / "report.html").read_text()
+    for model in head["model"]:
+        assert model in html
+    comp = pd.read_csv(wd / "report" / "paper_comparison.csv").set_index("key")
+    assert comp.loc["ens_fe", "our_model"] == "ens-fe"
+    assert comp.loc["ens_fe", "our_f1"] == pytest.approx(head.set_index("model").loc["ens-fe", "f1_mean12"])
+    assert comp.loc["ens_fe", "our_corpus"] == "synthetic demo corpus"
+    for name in FIGURES:
+        assert (wd / "report" / f"{name}.png").stat().st_size > 1000
