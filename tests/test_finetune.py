@@ -70,7 +70,9 @@ def write_subject(root: Path, subject: str, n: int, seed: int) -> tuple[Path, Pa
                   k != 3, 0 if k != 3 else 1)
     labels = root / "labels" / f"{subject}.csv"
     labels.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"frame": np.arange(1, n + 1), **{f"AU{a}": inten[a] for a in AUS}}).to_csv(labels, index=False)
+    au4 = rng.integers(0, 6, n) if subject == "SN004" else np.zeros(n, int)  # AU4: present in test only
+    pd.DataFrame({"frame": np.arange(1, n + 1), **{f"AU{a}": inten[a] for a in AUS}, "AU4": au4}).to_csv(
+        labels, index=False)
     return faces, labels
 
 
@@ -351,3 +353,22 @@ def test_dataloader_workers_give_the_same_batches(corpus):
     first = order[:7]
     assert torch.equal(inproc[0][1][:, 0], torch.as_tensor(table["AU1"].to_numpy()[first]))
     ds.close()
+
+
+def test_au_without_training_positives_is_skipped(corpus, tmp_path):
+    run(corpus, tmp_path, aus=(4,), cfg={"epochs": 1})
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert pred["score"].isna().all() and (pred["pred"] == 0).all() and pred["label"].sum() > 0
+    b = ft.load_bundle(tmp_path / "net.pt")
+    assert b["status"] == "skipped" and "0 positive" in b["reason"] and b["history"] == []
+    clf = ft.FinetunedClassifier(tmp_path / "net.pt", create=create_tiny)
+    images = np.zeros((3, INPUT, INPUT, 3), np.uint8)
+    assert np.isnan(clf.decision_function(images)).all() and (clf.predict(images) == 0).all()
+    # multilabel: the other AU of the network trains, the skipped one keeps empty scores
+    run(corpus, tmp_path, aus=(1, 4), cfg={"epochs": 1, "head": "multilabel"})
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert pred.loc[pred["au"] == 4, "score"].isna().all() and pred.loc[pred["au"] == 1, "score"].notna().all()
+    ft.unpack_au(tmp_path / "net.pt", tmp_path / "pred.csv", 4, tmp_path / "AU4.pt", tmp_path / "AU4.csv")
+    ft.unpack_au(tmp_path / "net.pt", tmp_path / "pred.csv", 1, tmp_path / "AU1.pt", tmp_path / "AU1.csv")
+    assert ft.load_bundle(tmp_path / "AU4.pt")["status"] == "skipped"
+    assert ft.load_bundle(tmp_path / "AU1.pt")["status"] == "ok"

@@ -457,15 +457,16 @@ def predict_proba(net: FinetuneNet, ds: FaceCropDataset, *, batch_size: int, dev
     return np.concatenate(out) if out else np.zeros((0, net.n_aus), np.float32)
 
 
-def _evaluate(net, ds, cfg, device, preprocess, loss_fn) -> tuple[float, float]:
-    """Validation loss and mean F1 over AUs (threshold 0.5 on the probability of "present")."""
+def _evaluate(net, ds, cfg, device, preprocess, loss_fn, active: Sequence[int] | None = None) -> tuple[float, float]:
+    """Validation loss and mean F1 over the ``active`` AU columns (threshold 0.5 on the probability of present)."""
     probs = predict_proba(net, ds, batch_size=cfg.batch_size, device=device, preprocess=preprocess, amp=cfg.amp,
                           num_workers=cfg.num_workers, desc="validate")
     y = ds.labels
     p = torch.from_numpy(np.clip(probs, 1e-7, 1 - 1e-7))
     logits = torch.stack([torch.log1p(-p), torch.log(p)], dim=-1)  # log-probabilities are valid logits
     loss = float(loss_fn(logits.reshape(-1, 2), torch.from_numpy(y).reshape(-1)))
-    f1 = float(np.mean([f1_binary(y[:, j], (probs[:, j] >= 0.5).astype(int)) for j in range(y.shape[1])]))
+    cols = list(range(y.shape[1])) if active is None else list(active)
+    f1 = float(np.mean([f1_binary(y[:, j], (probs[:, j] >= 0.5).astype(int)) for j in cols])) if cols else 0.0
     return loss, f1
 
 
@@ -514,14 +515,15 @@ class TrainResult:
 def train(net: FinetuneNet, train_ds: FaceCropDataset, val_ds: FaceCropDataset | None, cfg: FinetuneConfig, *,
           device: torch.device, ckpt_path: str | os.PathLike[str] | None = None, fingerprint: str = "",
           preprocess: Callable = _default_preprocess, frozen: Sequence[nn.Module] = (),
-          class_weight: torch.Tensor | None = None,
+          class_weight: torch.Tensor | None = None, active: Sequence[int] | None = None,
           on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Fine-tune ``net`` in place; on return it holds the weights of the best validation epoch.
 
     After every epoch a checkpoint (model, optimizer, scaler, epoch, best-so-far, history, RNG states) is written
     atomically to ``ckpt_path``; a later call with the same ``fingerprint`` resumes after its last epoch (a
     checkpoint with another fingerprint, i.e. other data or settings, is ignored). ``on_epoch_end(epoch, stats)``
-    runs after the checkpoint is written. Early stopping: ``cfg.select`` (val F1 or loss), ``cfg.patience``.
+    runs after the checkpoint is written. Early stopping: ``cfg.select`` (val F1 or loss), ``cfg.patience``;
+    ``active`` are the AU columns that count in the validation F1 (AUs with training positives and negatives).
     """
     if len(train_ds) == 0:
         raise FinetuneError("the balanced training set is empty: no positive or no negative training frame")
@@ -532,7 +534,7 @@ def train(net: FinetuneNet, train_ds: FaceCropDataset, val_ds: FaceCropDataset |
     loss_fn = nn.CrossEntropyLoss(weight=None)
     weight = class_weight.to(device) if class_weight is not None else None
     history: list[dict[str, float]] = []
-    best = {"score": -math.inf, "epoch": -1, "state": None}
+    best: dict[str, Any] = {"score": (-math.inf,), "epoch": -1, "state": None}
     bad_epochs, start = 0, 0
     ckpt = Path(ckpt_path) if ckpt_path else None
     if ckpt is not None and ckpt.exists():
@@ -582,10 +584,11 @@ def train(net: FinetuneNet, train_ds: FaceCropDataset, val_ds: FaceCropDataset |
             bar.set_postfix(loss=f"{total / seen:.4f}")
         stats = {"epoch": epoch, "train_loss": total / max(seen, 1)}
         if val_ds is not None and len(val_ds) > 0:
-            stats["val_loss"], stats["val_f1"] = _evaluate(net, val_ds, cfg, device, preprocess, loss_fn)
-            score = stats["val_f1"] if cfg.select == "f1" else -stats["val_loss"]
+            stats["val_loss"], stats["val_f1"] = _evaluate(net, val_ds, cfg, device, preprocess, loss_fn, active)
+            # F1 ties (frequent on small validation sets) go to the lower loss
+            score = (stats["val_f1"], -stats["val_loss"]) if cfg.select == "f1" else (-stats["val_loss"],)
         else:
-            score = float(epoch)  # no validation subjects: keep the last epoch
+            score = (float(epoch),)  # no validation subjects: keep the last epoch
         if score > best["score"]:
             best = {"score": score, "epoch": epoch, "state": _state_dict_cpu(net)}
             bad_epochs = 0
@@ -607,7 +610,7 @@ def train(net: FinetuneNet, train_ds: FaceCropDataset, val_ds: FaceCropDataset |
             log.info("early stopping after epoch %d (no improvement for %d epochs)", epoch + 1, cfg.patience)
     if best["state"] is not None:
         net.load_state_dict(best["state"])
-    return TrainResult(history, start, int(best["epoch"]), float(best["score"]), stopped)
+    return TrainResult(history, start, int(best["epoch"]), float(best["score"][0]), stopped)
 
 
 # ---------------------------------------------------------------------------------------------------- bundles
@@ -676,7 +679,8 @@ def load_finetuned(path: str | os.PathLike[str], device: str | torch.device = "c
 class FinetunedClassifier:
     """A fine-tuned network for one AU with the scikit-learn style API on uint8 RGB crops (B, S, S, 3).
 
-    ``decision_function`` gives the softmax probability of "present", ``predict`` thresholds it at 0.5.
+    ``decision_function`` gives the softmax probability of "present" (NaN for an AU that was skipped because its
+    training set had no positive or no negative frame), ``predict`` thresholds it at 0.5 (skipped: 0).
     """
 
     def __init__(self, path: str | os.PathLike[str], device: str = "cpu", batch_size: int = 64,
@@ -690,6 +694,8 @@ class FinetunedClassifier:
 
     @torch.no_grad()
     def decision_function(self, images: np.ndarray) -> np.ndarray:
+        if self.bundle.get("status") == "skipped":  # no training positives (or negatives): no opinion
+            return np.full(len(images), np.nan)
         out = []
         for i in range(0, len(images), self.batch_size):
             x = self.preprocess(self.net.backbone.spec, images[i:i + self.batch_size], self.device)
@@ -697,7 +703,7 @@ class FinetunedClassifier:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        return (self.decision_function(images) >= 0.5).astype(int)
+        return (np.nan_to_num(self.decision_function(images), nan=0.0) >= 0.5).astype(int)
 
 
 # -------------------------------------------------------------------------------------------------- the job
@@ -726,7 +732,8 @@ def predictions_frame(table: pd.DataFrame, probs: np.ndarray, aus: Sequence[int]
     for j, au in enumerate(aus):
         parts.append(pd.DataFrame({"subject": table["subject"].to_numpy(), "frame": table["frame"].to_numpy(),
                                    "au": au, "set": which, "score": probs[:, j].astype(float),
-                                   "pred": (probs[:, j] >= 0.5).astype(int), "label": table[f"AU{au}"].to_numpy()}))
+                                   "pred": (np.nan_to_num(probs[:, j], nan=0.0) >= 0.5).astype(int),
+                                   "label": table[f"AU{au}"].to_numpy()}))
     if not parts:
         return pd.DataFrame(columns=PRED_COLUMNS)
     return pd.concat(parts, ignore_index=True)[PRED_COLUMNS]
@@ -771,8 +778,17 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
 
     tables = {w: frame_table(face_paths, label_paths, s, aus, threshold, open_store)
               for w, s in (("train", train_subjects), ("val", val_subjects), ("test", test_subjects))}
-    train_tab = balance(tables["train"], aus, cfg.seed)
-    val_tab = balance(tables["val"], aus, cfg.seed + 1) if cfg.balance_val else tables["val"]
+    n_pos = {a: int(tables["train"][f"AU{a}"].sum()) for a in aus}
+    n_all = len(tables["train"])
+    skipped = {a: f"training set has {n_pos[a]} positive and {n_all - n_pos[a]} negative frames"
+               for a in aus if n_pos[a] == 0 or n_pos[a] == n_all}
+    for a, why in skipped.items():
+        log.warning("AU%d skipped for %s_ft-%s-softmax on split %s: %s; its predictions have empty scores and "
+                    "pred = 0", a, backbone, region, split, why)
+    active = [j for j, a in enumerate(aus) if a not in skipped]
+    train_tab = balance(tables["train"], [a for a in aus if a not in skipped], cfg.seed)
+    val_tab = balance(tables["val"], [a for a in aus if a not in skipped], cfg.seed + 1) if cfg.balance_val \
+        else tables["val"]
     rng = np.random.default_rng(cfg.seed + 2)
     if cfg.max_val_frames and len(val_tab) > cfg.max_val_frames:
         val_tab = val_tab.iloc[np.sort(rng.choice(len(val_tab), cfg.max_val_frames, replace=False))].reset_index(drop=True)
@@ -796,8 +812,12 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
                                   "region": region, "crop": crop_region, "aus": aus, "threshold": threshold,
                                   "train": list(train_subjects), "val": list(val_subjects),
                                   "device": dev.type, "amp": str(_amp_dtype(cfg.amp, dev))}, files)
-    result = train(net, train_ds, val_ds, cfg, device=dev, ckpt_path=ckpt_path, fingerprint=fingerprint,
-                   preprocess=preprocess, frozen=frozen, class_weight=class_weight, on_epoch_end=on_epoch_end)
+    if active:
+        result = train(net, train_ds, val_ds, cfg, device=dev, ckpt_path=ckpt_path, fingerprint=fingerprint,
+                       preprocess=preprocess, frozen=frozen, class_weight=class_weight, active=active,
+                       on_epoch_end=on_epoch_end)
+    else:  # nothing to learn: keep the re-initialised network (its features stay extractable)
+        result = TrainResult([], 0, -1, math.nan, False)
 
     preds = []
     for which in ("val", "test"):
@@ -807,6 +827,7 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
             probs = predict_proba(net, ds, batch_size=cfg.batch_size, device=dev, preprocess=preprocess,
                                   amp=cfg.amp, num_workers=cfg.num_workers, desc=f"predict {which}")
             ds.close()
+            probs[:, [j for j, a in enumerate(aus) if a in skipped]] = np.nan
             preds.append(predictions_frame(t, probs, aus, which))
     pred = pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(columns=PRED_COLUMNS)
     train_ds.close()
@@ -819,7 +840,8 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
                 config=cfg.to_dict(), seed=cfg.seed, split=split, threshold=threshold,
                 subjects={"train": list(train_subjects), "val": list(val_subjects), "test": list(test_subjects)},
                 reinitialised=reinit_names, counts=counts, history=result.history, best_epoch=result.best_epoch,
-                model=f"{backbone}_ft-{region}-softmax")
+                model=f"{backbone}_ft-{region}-softmax", skipped=skipped,
+                status="skipped" if aus[0] in skipped else "ok", reason=skipped.get(aus[0], ""))
     write_csv_atomic(pred, out_predictions)
     if ckpt_path and not keep_checkpoint:
         Path(ckpt_path).unlink(missing_ok=True)
@@ -833,7 +855,9 @@ def unpack_au(group_model: str | os.PathLike[str], group_predictions: str | os.P
     au = int(au)
     if au not in bundle["aus"]:
         raise FinetuneError(f"{group_model}: AU{au} is not among the network's AUs {bundle['aus']}")
-    bundle = dict(bundle, au=au, au_index=bundle["aus"].index(au))
+    skipped = bundle.get("skipped", {})
+    bundle = dict(bundle, au=au, au_index=bundle["aus"].index(au), status="skipped" if au in skipped else "ok",
+                  reason=skipped.get(au, ""))
     with atomic_path(out_model) as tmp:
         torch.save(bundle, tmp)
     pred = pd.read_csv(group_predictions)
