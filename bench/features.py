@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--backbones", nargs="+", default=["resnet50", "dlib_resnet"])
     ap.add_argument("--frames", type=int, default=None, help="frames in the store (default 192 CPU, 2048 CUDA)")
     ap.add_argument("--batch-size", type=int, default=None, help="default 32 on CPU, 128 on CUDA")
-    ap.add_argument("--num-workers", type=int, default=None, help="default 1 on CPU, 6 on CUDA")
+    ap.add_argument("--num-workers", type=int, default=None, help="default 0 on CPU (as features.num_workers: auto), 6 on CUDA")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--amp", default="auto")
@@ -115,7 +115,7 @@ def main() -> None:
     gpu = device.type == "cuda"
     frames = args.frames or (2048 if gpu else 192)
     batch_size = args.batch_size or (128 if gpu else 32)
-    workers = args.num_workers if args.num_workers is not None else (6 if gpu else 1)
+    workers = args.num_workers if args.num_workers is not None else (6 if gpu else 0)
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     if gpu:

@@ -197,3 +197,14 @@ def test_workflow_writes_feature_files(finished_workflow):
                 assert len(attrs["weights_sha256"]) == 64
                 assert valid.any() and np.isfinite(X[valid]).all() and np.isnan(X[~valid]).all()
                 assert X.shape[1] == attrs["dim"]
+
+
+def test_num_workers_auto():
+    from au_transfer.features import resolve_num_workers
+
+    assert resolve_num_workers("auto", torch.device("cpu"), 4) == 0
+    assert resolve_num_workers("auto", torch.device("cuda"), 8) == 7
+    assert resolve_num_workers("auto", torch.device("cuda"), 1) == 2
+    assert resolve_num_workers(3, torch.device("cpu"), 1) == 3
+    with pytest.raises(FeatureError, match="num_workers"):
+        resolve_num_workers(-1, torch.device("cpu"))
