@@ -207,7 +207,7 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     feats = torch.empty((len(valid_idx), spec.feature_dim), dtype=torch.float16, device=dev)
     bar = tqdm(total=len(valid_idx), desc=f"{spec.name}/{region}/{subject}", unit="frame", disable=not progress,
                mininterval=2.0)
-    done = 0
+    done = underflow = 0
     with torch.inference_mode(), (torch.autocast(dev.type, dtype=ac) if ac else contextlib.nullcontext()):
         for idx, batch in batches:
             x = preprocess(spec, batch, dev, mean_image=mi_t, channels_last=gpu)
@@ -215,9 +215,13 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
             if f.ndim != 2 or f.shape[1] != spec.feature_dim:
                 raise FeatureError(f"{spec.name}: features of shape {tuple(f.shape)}, spec says dim {spec.feature_dim}")
             feats[done:done + len(idx)] = f
+            underflow += int(((f != 0) & (f.abs() < 6e-8)).sum())  # would round to 0 in float16
             done += len(idx)
             bar.update(len(idx))
     bar.close()
+    if underflow > 0.01 * max(1, len(valid_idx) * spec.feature_dim):
+        log.warning("%s %s %s: %d feature values are below float16's range and stored as 0 (weights %s); "
+                    "check the weights and input scale", spec.name, region, subject, underflow, net.weights)
     out = np.full((n, spec.feature_dim), np.nan, dtype=np.float16)
     out[valid_idx] = feats.cpu().numpy()
     bad = ~np.isfinite(out[valid_idx]).all(axis=1)
