@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
 from conftest import ROOT, SNAKEMAKE, TEST_CONFIG
 
 # Run inside a subprocess: the Snakemake API changes the working directory and keeps global state.
@@ -26,8 +27,9 @@ from snakemake.api import SnakemakeApi
 from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
 
 snakefile, workdir, configfile, dump = (Path(a) for a in sys.argv[1:5])
+overrides = json.loads(sys.argv[5])
 with SnakemakeApi(OutputSettings(quiet=None)) as api:
-    wf = api.workflow(ResourceSettings(), ConfigSettings(configfiles=[configfile]),
+    wf = api.workflow(ResourceSettings(), ConfigSettings(configfiles=[configfile], config=overrides),
                       snakefile=snakefile, workdir=workdir)._workflow
     out = {}
     for r in wf.rules:
@@ -47,24 +49,29 @@ with SnakemakeApi(OutputSettings(quiet=None)) as api:
 
 
 @functools.cache
-def load_workflow(configfile: Path = TEST_CONFIG) -> dict:
-    """The workflow loaded with a config file: ``rules`` (what each declares) and the ``environ`` it set."""
+def load_workflow(configfile: Path = TEST_CONFIG, overrides: str = "{}") -> dict:
+    """The workflow loaded with a config file (and JSON ``overrides`` of top-level config keys): ``rules``
+    (what each declares) and the ``environ`` it set."""
     with tempfile.TemporaryDirectory() as tmp:
         dump = Path(tmp) / "rules.json"
         proc = subprocess.run([sys.executable, "-c", _DUMP_RULES, str(ROOT / "Snakefile"), tmp, str(configfile),
-                               str(dump)], capture_output=True, text=True, timeout=300)
+                               str(dump), overrides], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"could not load the workflow:\n{proc.stderr[-5000:]}"
         return json.loads(dump.read_text())
 
 
-def workflow_rules(configfile: Path = TEST_CONFIG) -> dict[str, dict]:
+def workflow_rules(configfile: Path = TEST_CONFIG, overrides: str = "{}") -> dict[str, dict]:
     """Every rule of the workflow and what it declares (conda, log, resources, gpu, local, params, script)."""
-    return load_workflow(configfile)["rules"]
+    return load_workflow(configfile, overrides)["rules"]
 
 
 def all_workflow_rules() -> dict[str, dict]:
-    """Rules under the test config and the default config (some rules exist only under a config choice)."""
-    return {**workflow_rules(ROOT / "config.yaml"), **workflow_rules()}
+    """Rules under the test config with either fine-tuning head (some rules exist only under a config choice)."""
+    finetune = yaml.safe_load(TEST_CONFIG.read_text()).get("finetune") or {}
+    rules = {}
+    for head in ("per_au", "multilabel"):
+        rules.update(workflow_rules(TEST_CONFIG, json.dumps({"finetune": {**finetune, "head": head}})))
+    return rules
 
 
 def test_snakemake_lint_is_clean(tmp_path):

@@ -35,7 +35,7 @@ FEATURES = f"results/features/{BACKBONE}/face/SN001.h5"
 def start_snakemake(workdir: Path, *targets: str) -> subprocess.Popen:
     """Snakemake in the background, in its own process group (so that the whole run can be killed at once)."""
     cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(TEST_CONFIG),
-           "--cores", "1", "--resources", "gpu=1", *targets]
+           "--resources", "gpu=1", "--cores", "1", *targets]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
@@ -68,7 +68,7 @@ def read_h5(path: Path) -> dict:
 
 
 def assert_same_h5(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
+    assert a.keys() == b.keys(), f"datasets/attributes differ: {sorted(a.keys() ^ b.keys())}"
     for k in a:
         x, y = np.asarray(a[k]), np.asarray(b[k])
         nan = np.issubdtype(x.dtype, np.floating)          # invalid frames keep NaN rows
@@ -82,7 +82,7 @@ def test_killed_feature_job_leaves_no_output_and_rerun_is_identical(finished_wor
     out.unlink()
     proc = start_snakemake(wd, FEATURES)
     job = wait_for_job(proc, "features.py")
-    time.sleep(1.0)                                       # well inside torch import / model load / extraction
+    time.sleep(0.5)                                       # inside imports, model load or extraction
     job.send_signal(signal.SIGKILL)
     log, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0, f"snakemake did not notice the killed job:\n{log[-3000:]}"
@@ -100,7 +100,7 @@ def test_crash_of_snakemake_and_job_is_recovered(finished_workflow, tmp_path):
     out.unlink()
     proc = start_snakemake(wd, FEATURES)
     wait_for_job(proc, "features.py")
-    time.sleep(1.0)
+    time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     assert not leftovers(out), f"a crashed run left {leftovers(out)}"
