@@ -116,6 +116,8 @@ def test_reinit_changes_exactly_the_chosen_layers(reinit):
     for k in ("body.0.weight", "body.2.weight", "body.2.bias"):  # convolutional weights are kept
         assert torch.equal(pre[k], post[k])
     assert net.classifier.out_features == 2 and net(torch.zeros(2, 3, INPUT, INPUT)).shape == (2, 1, 2)
+    probs = torch.softmax(net.eval()(torch.randn(4, 3, INPUT, INPUT)), -1)  # a zero classifier: p = 0.5 at start
+    assert torch.allclose(probs, torch.full_like(probs, 0.5))
     # seeded: the same seed gives the same re-initialisation
     again = ft.FinetuneNet(create_tiny("tiny"), n_aus=1)
     ft.reinit_layers(again, reinit, seed=5)
@@ -198,8 +200,9 @@ def test_augment_is_seeded_and_shape_preserving():
 
 
 # -------------------------------------------------------------------------------------------------- training
-def test_finetune_learns_and_writes_predictions_and_bundle(corpus, tmp_path):
-    res = run(corpus, tmp_path, aus=(12,), region="au_region", cfg={"epochs": 6})
+@pytest.mark.parametrize("norm", ["none", "batchnorm"])
+def test_finetune_learns_and_writes_predictions_and_bundle(corpus, tmp_path, norm):
+    res = run(corpus, tmp_path, aus=(12,), region="au_region", cfg={"epochs": 6, "classifier_norm": norm})
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert list(pred.columns) == ft.PRED_COLUMNS
     assert set(pred["set"]) == {"val", "test"}
@@ -217,6 +220,9 @@ def test_finetune_learns_and_writes_predictions_and_bundle(corpus, tmp_path):
     assert bundle["backbone"] == "tiny" and bundle["region"] == "au_region" and bundle["crop_region"] == "lower"
     assert bundle["input_size"] == INPUT and bundle["seed"] == CFG["seed"] and bundle["config"]["lr"] == CFG["lr"]
     assert bundle["model"] == "tiny_ft-au_region-softmax" and len(bundle["history"]) >= 1
+    assert bundle["classifier_norm"] == norm
+    assert any(isinstance(m, nn.BatchNorm1d) for m in ft.load_finetuned(tmp_path / "net.pt", create=create_tiny)[0]
+               .backbone.tail) == (norm == "batchnorm")
     # the predictor API reproduces the written scores
     clf = ft.FinetunedClassifier(tmp_path / "net.pt", create=create_tiny)
     with FaceStore(corpus["faces"]["SN004"]) as store:

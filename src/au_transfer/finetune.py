@@ -40,6 +40,7 @@ HEADS = ("per_au", "multilabel")
 REINIT = ("all", "fc6_fc7", "none")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 AMP = ("none", "fp16", "bf16")
+NORMS = ("none", "batchnorm")
 BUNDLE_FORMAT = "au_transfer.finetune/1"
 PRED_COLUMNS = ["subject", "frame", "au", "set", "score", "pred", "label"]
 
@@ -64,6 +65,7 @@ class FinetuneConfig:
 
     head: str = "per_au"
     reinit: str = "all"
+    classifier_norm: str = "none"
     freeze: str | int = "none"
     lr: float = 1e-3
     body_lr_mult: float = 0.1
@@ -86,7 +88,8 @@ class FinetuneConfig:
         if isinstance(self.augment, Mapping):
             self.augment = AugmentConfig(**self.augment)
         checks = [("head", self.head, HEADS), ("reinit", self.reinit, REINIT),
-                  ("optimizer", self.optimizer, OPTIMIZERS), ("amp", self.amp, AMP), ("select", self.select, ("f1", "loss"))]
+                  ("optimizer", self.optimizer, OPTIMIZERS), ("amp", self.amp, AMP), ("select", self.select, ("f1", "loss")),
+                  ("classifier_norm", self.classifier_norm, NORMS)]
         for key, value, allowed in checks:
             if value not in allowed:
                 raise FinetuneError(f"config key 'finetune.{key}': {value!r} is not one of {list(allowed)}")
@@ -130,21 +133,25 @@ class FinetuneNet(nn.Module):
 
     ``backbone.tail`` keeps its layers up to the last linear layer (e.g. dropout, fc7, relu, dropout for CNN-F),
     which is replaced by a new ``Linear(in, 2 * n_aus)``; a backbone without a linear layer in its tail (ResNet,
-    dlib's ResNet) gets the new layer appended after its feature layer.
+    dlib's ResNet) gets the new layer appended after its feature layer. ``norm="batchnorm"`` puts a
+    ``BatchNorm1d`` before the new layer (standardises its input, like the scaler before an SVM; it helps features
+    whose frame-to-frame variation is small beside their mean, e.g. dlib's face descriptor).
     """
 
-    def __init__(self, backbone: nn.Module, n_aus: int) -> None:
+    def __init__(self, backbone: nn.Module, n_aus: int, norm: str = "none") -> None:
         super().__init__()
         if n_aus < 1:
             raise FinetuneError("a fine-tuned network needs at least one AU")
         self.n_aus = int(n_aus)
         tail = list(getattr(backbone, "tail", nn.Sequential()))
         last = max((i for i, m in enumerate(tail) if isinstance(m, nn.Linear)), default=None)
-        if last is None:
-            layers = [*tail, nn.Linear(_feature_dim(backbone), 2 * self.n_aus)]
-        else:
-            layers = [*tail[:last], nn.Linear(tail[last].in_features, 2 * self.n_aus)]
-        backbone.tail = nn.Sequential(*layers)
+        if norm not in NORMS:
+            raise FinetuneError(f"config key 'finetune.classifier_norm': {norm!r} is not one of {list(NORMS)}")
+        self.norm = norm
+        keep = list(tail) if last is None else list(tail[:last])
+        in_dim = _feature_dim(backbone) if last is None else tail[last].in_features
+        head = [nn.BatchNorm1d(in_dim)] if norm == "batchnorm" else []
+        backbone.tail = nn.Sequential(*keep, *head, nn.Linear(in_dim, 2 * self.n_aus))
         self.backbone = backbone
 
     @property
@@ -169,7 +176,7 @@ def hidden_linears(net: FinetuneNet) -> list[tuple[str, nn.Linear]]:
 def reinit_layers(net: FinetuneNet, reinit: str, seed: int) -> list[str]:
     """Re-initialise fully connected layers (seeded): ``all`` of them, ``fc6_fc7`` (the first two) or ``none``.
 
-    The new classifier is always freshly initialised (seeded). Returns the names of re-initialised layers.
+    The new classifier always starts at zero (p = 0.5 for every AU). Returns the names of re-initialised layers.
     """
     if reinit not in REINIT:
         raise FinetuneError(f"config key 'finetune.reinit': {reinit!r} is not one of {list(REINIT)}")
@@ -180,9 +187,13 @@ def reinit_layers(net: FinetuneNet, reinit: str, seed: int) -> list[str]:
     try:
         for _, m in chosen:
             m.reset_parameters()
-        net.classifier.reset_parameters()
     finally:
         torch.random.set_rng_state(gen_state)
+    # the new classifier starts at zero: every AU starts at p(present) = 0.5 and a loss of ln 2, whatever the scale
+    # of the features below it (random logits from large pooled features would start training saturated)
+    nn.init.zeros_(net.classifier.weight)
+    if net.classifier.bias is not None:
+        nn.init.zeros_(net.classifier.bias)
     names = [n for n, _ in chosen]
     log.info("re-initialised fully connected layers: %s (+ new classifier); kept: %s", names or "none",
              [n for n, _ in layers if n not in names] or "none")
@@ -638,6 +649,7 @@ def save_bundle(path: str | os.PathLike[str], net: FinetuneNet, **meta: Any) -> 
     """Save a fine-tuned network with everything a predictor needs (atomically)."""
     state = _state_dict_cpu(net)
     bundle = {"format": BUNDLE_FORMAT, "state_dict": state, "weights_sha256": state_sha256(state), "n_aus": net.n_aus,
+              "classifier_norm": net.norm,
               "spec": _spec_dict(getattr(net.backbone, "spec", None)), "torch": torch.__version__, **meta}
     with atomic_path(path) as tmp:
         torch.save(bundle, tmp)
@@ -665,7 +677,7 @@ def load_finetuned(path: str | os.PathLike[str], device: str | torch.device = "c
     """Rebuild a fine-tuned network from its bundle (the backbone architecture comes from the registry)."""
     bundle = load_bundle(path)
     backbone = create(bundle["backbone"], weights="random")
-    net = FinetuneNet(backbone, int(bundle["n_aus"]))
+    net = FinetuneNet(backbone, int(bundle["n_aus"]), bundle.get("classifier_norm", "none"))
     try:
         net.load_state_dict(bundle["state_dict"])
     except RuntimeError as err:
@@ -771,7 +783,7 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
     kwargs = {k: v for k, v in (backbone_kwargs or {}).items() if v is not None}
     net_backbone = create(backbone, weights=weights, **kwargs)
     base_sha = getattr(net_backbone, "weights_sha256", None)
-    net = FinetuneNet(net_backbone, len(aus))
+    net = FinetuneNet(net_backbone, len(aus), cfg.classifier_norm)
     reinit_names = reinit_layers(net, cfg.reinit, cfg.seed)
     frozen = freeze_layers(net, cfg.freeze)
     size = int(net.backbone.spec.input_size)
