@@ -3,12 +3,18 @@
 #   snakemake --cores 8 --configfile config/disfa_paper.yaml --config data_root=/data/DISFA
 # The rules live in workflow/rules/*.smk, one file per stage; the logic lives in the au_transfer package.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the demo. A config given with --configfile is complete on its own (schema defaults fill the rest):
+# it is NOT merged onto config.yaml, so no demo setting leaks into a DISFA run.
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "workflow/rules/common.smk"
