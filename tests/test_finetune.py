@@ -200,7 +200,7 @@ def test_augment_is_seeded_and_shape_preserving():
 
 
 # -------------------------------------------------------------------------------------------------- training
-@pytest.mark.parametrize("norm", ["none", "batchnorm"])
+@pytest.mark.parametrize("norm", ["none", "standardize"])
 def test_finetune_learns_and_writes_predictions_and_bundle(corpus, tmp_path, norm):
     res = run(corpus, tmp_path, aus=(12,), region="au_region", cfg={"epochs": 6, "classifier_norm": norm})
     pred = pd.read_csv(tmp_path / "pred.csv")
@@ -221,8 +221,11 @@ def test_finetune_learns_and_writes_predictions_and_bundle(corpus, tmp_path, nor
     assert bundle["input_size"] == INPUT and bundle["seed"] == CFG["seed"] and bundle["config"]["lr"] == CFG["lr"]
     assert bundle["model"] == "tiny_ft-au_region-softmax" and len(bundle["history"]) >= 1
     assert bundle["classifier_norm"] == norm
-    assert any(isinstance(m, nn.BatchNorm1d) for m in ft.load_finetuned(tmp_path / "net.pt", create=create_tiny)[0]
-               .backbone.tail) == (norm == "batchnorm")
+    loaded = ft.load_finetuned(tmp_path / "net.pt", create=create_tiny)[0].backbone.tail
+    assert any(isinstance(m, ft.Standardize) for m in loaded) == (norm == "standardize")
+    if norm == "standardize":  # statistics fitted on the training frames and saved with the network
+        assert not torch.equal(loaded[-2].std, torch.ones_like(loaded[-2].std))
+        assert torch.equal(loaded[-2].mean, bundle["state_dict"][f"backbone.tail.{len(loaded) - 2}.mean"])
     # the predictor API reproduces the written scores
     clf = ft.FinetunedClassifier(tmp_path / "net.pt", create=create_tiny)
     with FaceStore(corpus["faces"]["SN004"]) as store:

@@ -40,7 +40,7 @@ HEADS = ("per_au", "multilabel")
 REINIT = ("all", "fc6_fc7", "none")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 AMP = ("none", "fp16", "bf16")
-NORMS = ("none", "batchnorm")
+NORMS = ("none", "standardize")
 BUNDLE_FORMAT = "au_transfer.finetune/1"
 PRED_COLUMNS = ["subject", "frame", "au", "set", "score", "pred", "label"]
 
@@ -128,14 +128,28 @@ def _feature_dim(backbone: nn.Module) -> int:
     return int(out.shape[1])
 
 
+class Standardize(nn.Module):
+    """``(x - mean) / std`` with fixed statistics (buffers, saved with the network): the same in training and
+    evaluation, unlike batch norm."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 class FinetuneNet(nn.Module):
     """A backbone whose classifier is replaced by ``n_aus`` softmax pairs; ``forward`` gives (B, n_aus, 2) logits.
 
     ``backbone.tail`` keeps its layers up to the last linear layer (e.g. dropout, fc7, relu, dropout for CNN-F),
     which is replaced by a new ``Linear(in, 2 * n_aus)``; a backbone without a linear layer in its tail (ResNet,
     dlib's ResNet) gets the new layer appended after its feature layer. ``norm="batchnorm"`` puts a
-    ``BatchNorm1d`` before the new layer (standardises its input, like the scaler before an SVM; it helps features
-    whose frame-to-frame variation is small beside their mean, e.g. dlib's face descriptor).
+    :class:`Standardize` before the new layer (its input standardised with the training frames' mean and std,
+    like the scaler before an SVM; it helps features whose frame-to-frame variation is small beside their mean,
+    e.g. dlib's face descriptor). Set its statistics with :func:`fit_standardize`.
     """
 
     def __init__(self, backbone: nn.Module, n_aus: int, norm: str = "none") -> None:
@@ -150,7 +164,7 @@ class FinetuneNet(nn.Module):
         self.norm = norm
         keep = list(tail) if last is None else list(tail[:last])
         in_dim = _feature_dim(backbone) if last is None else tail[last].in_features
-        head = [nn.BatchNorm1d(in_dim)] if norm == "batchnorm" else []
+        head = [Standardize(in_dim)] if norm == "standardize" else []
         backbone.tail = nn.Sequential(*keep, *head, nn.Linear(in_dim, 2 * self.n_aus))
         self.backbone = backbone
 
@@ -164,6 +178,27 @@ class FinetuneNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.tail(self.backbone.features(x)).view(x.shape[0], self.n_aus, 2)
+
+
+@torch.no_grad()
+def fit_standardize(net: FinetuneNet, ds: FaceCropDataset, *, batch_size: int, device: torch.device,
+                    preprocess: Callable, max_frames: int = 1024, seed: int = 0, num_workers: int = 0) -> None:
+    """Set the :class:`Standardize` statistics to the mean and std of the classifier's input over (a seeded
+    subset of at most ``max_frames``) training frames, with the starting network in eval mode."""
+    norm = next((m for m in net.backbone.tail if isinstance(m, Standardize)), None)
+    if norm is None or len(ds) == 0:
+        return
+    before = nn.Sequential(*list(net.backbone.tail)[:-2])
+    idx = np.random.default_rng(seed).permutation(len(ds))[:max_frames]
+    net.to(device).eval()
+    feats = []
+    for images, _ in _loader(ds, batch_size, sorted(idx.tolist()), num_workers):
+        feats.append(before(net.backbone.features(preprocess(net.backbone.spec, images, device))).float().cpu())
+    f = torch.cat(feats)
+    norm.mean.copy_(f.mean(0))
+    norm.std.copy_(f.std(0, unbiased=False).clamp_min(1e-6))
+    log.info("classifier input standardised on %d training frames (mean |x| %.4f, mean std %.4f)", len(f),
+             float(f.abs().mean()), float(norm.std.mean()))
 
 
 def hidden_linears(net: FinetuneNet) -> list[tuple[str, nn.Linear]]:
@@ -825,6 +860,8 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
                                   "train": list(train_subjects), "val": list(val_subjects),
                                   "device": dev.type, "amp": str(_amp_dtype(cfg.amp, dev))}, files)
     if active:
+        fit_standardize(net, train_ds, batch_size=cfg.batch_size, device=dev, preprocess=preprocess, seed=cfg.seed,
+                        num_workers=cfg.num_workers)
         result = train(net, train_ds, val_ds, cfg, device=dev, ckpt_path=ckpt_path, fingerprint=fingerprint,
                        preprocess=preprocess, frozen=frozen, class_weight=class_weight, active=active,
                        on_epoch_end=on_epoch_end)
