@@ -146,7 +146,7 @@ class FinetuneNet(nn.Module):
 
     ``backbone.tail`` keeps its layers up to the last linear layer (e.g. dropout, fc7, relu, dropout for CNN-F),
     which is replaced by a new ``Linear(in, 2 * n_aus)``; a backbone without a linear layer in its tail (ResNet,
-    dlib's ResNet) gets the new layer appended after its feature layer. ``norm="batchnorm"`` puts a
+    dlib's ResNet) gets the new layer appended after its feature layer. ``norm="standardize"`` puts a
     :class:`Standardize` before the new layer (its input standardised with the training frames' mean and std,
     like the scaler before an SVM; it helps features whose frame-to-frame variation is small beside their mean,
     e.g. dlib's face descriptor). Set its statistics with :func:`fit_standardize`.
