@@ -94,10 +94,8 @@ def test_profile_gpu_rules_ask_for_a_gpu_on_the_gpu_partition(monkeypatch):
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
     """A running single-node SLURM cluster with accounting; yields the environment to reach it."""
-    if os.geteuid() != 0 and shutil.which("sinfo") is None:
-        pytest.skip("SLURM test needs root (to install and start a local cluster)")
     if os.geteuid() != 0:
-        pytest.skip("SLURM test needs root to start slurmctld/slurmd/slurmdbd")
+        pytest.skip("SLURM test needs root to install packages and start slurmctld/slurmd/slurmdbd")
     if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
         pytest.skip("SLURM test needs Debian's apt-get (or an installed SLURM) to build a local cluster")
     base = tmp_path_factory.mktemp("slurm")
