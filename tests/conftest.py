@@ -27,14 +27,24 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path = TEST_CONFIG, che
 
 
 @pytest.fixture(scope="session")
-def finished_workflow(tmp_path_factory) -> Path:
+def finished_workflow(tmp_path_factory, worker_id) -> Path:
     """A working directory in which the whole workflow has run once on tests/config_test.yaml.
 
-    Tests that use it must not modify it (copy it first: see ``copy_workflow``). Mark them
-    ``@pytest.mark.xdist_group("workflow")`` so that they share one run under ``pytest -n 2 --dist loadgroup``.
+    Shared by all pytest-xdist workers (one run, guarded by a file lock in the session's common temporary folder).
+    Tests that use it must not modify it (copy it first: see ``copy_workflow``); mark them
+    ``@pytest.mark.xdist_group("workflow")`` so that they also run in one worker under ``--dist loadgroup``.
     """
-    wd = tmp_path_factory.mktemp("workflow")
-    run_snakemake(wd)
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        base = base.parent  # the folder that every worker's basetemp lives in
+    wd = base / "finished_workflow"
+    with FileLock(str(base / "finished_workflow.lock")):
+        if not (base / "finished_workflow.ok").exists():
+            wd.mkdir(exist_ok=True)
+            run_snakemake(wd)
+            (base / "finished_workflow.ok").touch()
     return wd
 
 
