@@ -88,7 +88,7 @@ def test_killed_feature_job_leaves_no_output_and_rerun_is_identical(finished_wor
     assert proc.returncode != 0, f"snakemake did not notice the killed job:\n{log[-3000:]}"
     assert "Error in rule features" in log, log[-3000:]
     assert not leftovers(out), f"a killed job left {leftovers(out)}"
-    run_snakemake(wd, FEATURES)
+    run_snakemake(wd, "--rerun-incomplete", FEATURES)
     assert_same_h5(read_h5(out), reference)
 
 
@@ -107,7 +107,7 @@ def test_crash_of_snakemake_and_job_is_recovered(finished_workflow, tmp_path):
     plan = run_snakemake(wd, "--dry-run", FEATURES)
     assert "rule features:" in plan.stdout, plan.stdout[-3000:]
     run_snakemake(wd, "--unlock")
-    run_snakemake(wd, FEATURES)
+    run_snakemake(wd, "--rerun-incomplete", FEATURES)
     assert_same_h5(read_h5(out), reference)
 
 
@@ -134,7 +134,7 @@ def test_killed_finetune_job_resumes_and_matches_uninterrupted_run(finished_work
     for p in outputs:
         assert not leftovers(p), f"a killed fine-tuning left {leftovers(p)}"
     assert ckpt.exists(), "the checkpoint of the finished epoch should survive the kill"
-    run_snakemake(wd, target)
+    run_snakemake(wd, "--rerun-incomplete", target)
     logs = list(wd.glob("logs/finetune/**/*.log"))
     assert any("resuming from checkpoint" in p.read_text() for p in logs), "the rerun did not resume"
     pd.testing.assert_frame_equal(pd.read_csv(outputs[1]), ref_pred)
