@@ -35,3 +35,17 @@ def test_atomic_output_follows_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o644
+
+
+def test_uncaught_exception_reaches_the_log_file(tmp_path):
+    import subprocess
+    import sys
+
+    log = tmp_path / "job.log"
+    code = ("from au_transfer.io import setup_logging\n"
+            f"setup_logging({str(log)!r})\n"
+            "raise ValueError('video SN002.avi is truncated at frame 17')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0
+    text = log.read_text()
+    assert "video SN002.avi is truncated at frame 17" in text and "ValueError" in text

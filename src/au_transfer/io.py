@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,3 +60,15 @@ def setup_logging(log_file: str | os.PathLike[str] | None = None, level: int = l
         handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=handlers, force=True)
+    if log_file:
+        # An uncaught exception must reach the rule's log too, not only Snakemake's (or SLURM's) stderr.
+        previous = sys.excepthook
+
+        def _log_uncaught(exc_type, exc, tb):
+            logging.getLogger("au_transfer").critical("job failed: %s", exc, exc_info=(exc_type, exc, tb))
+            for h in logging.getLogger().handlers:
+                h.flush()
+            if previous is not sys.__excepthook__:
+                previous(exc_type, exc, tb)
+
+        sys.excepthook = _log_uncaught
