@@ -18,7 +18,7 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path = TEST_CONFIG, che
                   timeout: int = 1800) -> subprocess.CompletedProcess:
     """Run the project's Snakefile with ``workdir`` as working directory; returns the completed process."""
     cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(configfile),
-           "--cores", "2", "--resources", "gpu=1", *args]
+           "--resources", "gpu=1", "--cores", "2", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and proc.returncode != 0:
