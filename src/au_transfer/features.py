@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .backbones import Backbone, BackboneSpec, create_backbone, preprocess
+from .feature_store import FeatureError, read_features  # noqa: F401  (re-exported)
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,6 @@ log = logging.getLogger(__name__)
 CROP_REGIONS = ("face", "upper", "middle", "lower")
 #: Opens a face store by path; the default is :class:`au_transfer.faces.store.FaceStore`.
 StoreOpener = Callable[[str], Any]
-
-
-class FeatureError(ValueError):
-    """A feature file or its input is wrong; the message names the file, subject and frame."""
 
 
 def open_face_store(path: str | os.PathLike[str]) -> Any:
@@ -259,31 +256,6 @@ def write_features(path: str | os.PathLike[str], features: np.ndarray, frames: n
         h5.create_dataset("valid", data=np.asarray(valid, dtype=bool))
         for key, val in attrs.items():
             h5.attrs[key] = f"{val}" if isinstance(val, str) else val  # plain str (not TorchVersion / np.str_)
-
-
-def read_features(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Read a feature file: ``(frames int32 (N,), X float32 (N, D), valid bool (N,), attrs)``.
-
-    Invalid rows hold NaN; select rows with ``valid`` before using ``X``.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FeatureError(f"feature file {p} does not exist")
-    try:
-        with h5py.File(p, "r") as h5:
-            missing = [k for k in ("features", "frames", "valid") if k not in h5]
-            if missing:
-                raise FeatureError(f"{p}: not a feature file, dataset(s) {missing} missing")
-            X = h5["features"][...].astype(np.float32)
-            frames = h5["frames"][...].astype(np.int32)
-            valid = h5["valid"][...].astype(bool)
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v)
-                     for k, v in h5.attrs.items()}
-    except OSError as exc:
-        raise FeatureError(f"{p}: cannot read feature file: {exc}") from exc
-    if X.ndim != 2 or len(X) != len(frames) or len(valid) != len(frames):
-        raise FeatureError(f"{p}: features {X.shape}, frames {frames.shape} and valid {valid.shape} do not line up")
-    return frames, X, valid, attrs
 
 
 # ------------------------------------------------------------------------------------------------ mean image

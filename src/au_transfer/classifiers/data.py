@@ -22,39 +22,18 @@ class ClassifierDataError(ValueError):
     """Bad input to a classifier: the message names the file, subject, frame and what is wrong."""
 
 
-def _read_features_h5(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Read the feature-store layout of docs/DESIGN.md with h5py alone (no torch import)."""
-    import h5py
-
-    p = Path(path)
-    if not p.is_file():
-        raise ClassifierDataError(f"feature file {p} does not exist")
-    try:
-        with h5py.File(p, "r") as fh:
-            missing = [k for k in ("features", "frames", "valid") if k not in fh]
-            if missing:
-                raise ClassifierDataError(f"{p}: not a feature file, dataset(s) {missing} missing")
-            X = fh["features"][()].astype(np.float32)
-            frames = fh["frames"][()].astype(np.int64)
-            valid = fh["valid"][()].astype(bool)
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in fh.attrs.items()}
-    except OSError as exc:
-        raise ClassifierDataError(f"{p}: cannot read feature file: {exc}") from exc
-    return frames, X, valid, attrs
-
-
 def read_feature_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """``(frames, X float32, valid, attrs)`` of one feature file, checked for consistent shapes.
+    """``(frames int64, X float32, valid, attrs)`` of one feature file, checked for consistent shapes.
 
-    Reads the documented layout with h5py directly instead of ``au_transfer.features.read_features``: that module
-    imports torch and the backbones, which would add seconds to each of the hundreds of small LDA/SVM jobs. A
-    test (tests/test_classifiers.py) checks that both readers agree on a file written by the feature stage.
+    Uses :func:`au_transfer.feature_store.read_features`, which needs h5py alone (no torch import per LDA/SVM job).
     """
-    frames, X, valid, attrs = _read_features_h5(path)
-    if X.ndim != 2 or len(X) != len(frames) or len(valid) != len(frames):
-        raise ClassifierDataError(
-            f"{path}: inconsistent feature file: features {X.shape}, frames {frames.shape}, valid {valid.shape}")
-    return frames, X, valid, dict(attrs)
+    from ..feature_store import FeatureError, read_features
+
+    try:
+        frames, X, valid, attrs = read_features(path)
+    except FeatureError as exc:
+        raise ClassifierDataError(str(exc)) from exc
+    return frames.astype(np.int64), X, valid, dict(attrs)
 
 
 def read_label_file(path: str | Path, au: int, threshold: int, subject: str = "?") -> pd.Series:
