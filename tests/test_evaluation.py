@@ -1,4 +1,4 @@
-"""Evaluation protocol: per-AU F1 / classification rate on test rows, mean12 / mean8, k-fold means, baseline."""
+"""Evaluation protocol: per-AU F1 / classification rate on test rows, mean rows, k-fold means, baseline."""
 
 from __future__ import annotations
 
@@ -47,10 +47,39 @@ def test_per_au_metrics_and_means_on_test_rows_only():
         assert per.loc[str(au), "f1"] == pytest.approx(f1)
         assert per.loc[str(au), "accuracy"] == pytest.approx(acc)
         assert per.loc[str(au), "n_pos"] == npos and per.loc[str(au), "n_neg"] == 50 - npos
-    assert per.loc["mean12", "f1"] == pytest.approx(np.mean([v[0] for v in truth.values()]))
-    # mean8 only over the standard AUs present (1 and 12)
-    assert per.loc["mean8", "f1"] == pytest.approx(np.mean([truth[1][0], truth[12][0]]))
-    assert per.loc["mean8", "n_pos"] == truth[1][2] + truth[12][2]
+    assert per.loc["mean", "f1"] == pytest.approx(np.mean([v[0] for v in truth.values()]))
+    assert per.loc["mean", "n_pos"] == sum(v[2] for v in truth.values())
+    # 4 AUs: neither DISFA's 12 nor the standard 8 are all evaluated, so no mean row claims to average them
+    assert "mean12" not in per.index and "mean8" not in per.index
+
+
+def _all_aus(aus, seed=0):
+    rng = np.random.default_rng(seed)
+    parts, f1 = [], {}
+    for au in aus:
+        y = rng.integers(0, 2, 40)
+        p = np.where(rng.random(40) < 0.7, y, 1 - y)
+        parts.append(_pred(au, y, p))
+        f1[au] = _manual_f1(y, p)
+    return pd.concat(parts), f1
+
+
+def test_mean_rows_name_what_they_average():
+    """mean = every evaluated AU; mean12 / mean8 only when all of DISFA's 12 / the standard 8 are evaluated."""
+    from au_transfer import DISFA_AUS, STANDARD_AUS
+
+    pred, f1 = _all_aus(STANDARD_AUS)  # the 3-fold protocol's 8 AUs
+    per = au_metrics(pred).set_index("au")
+    assert per.loc["mean", "f1"] == pytest.approx(np.mean(list(f1.values())))
+    assert per.loc["mean8", "f1"] == pytest.approx(per.loc["mean", "f1"])
+    assert "mean12" not in per.index, "an 8-AU mean labelled mean12"
+    pred, f1 = _all_aus(DISFA_AUS)
+    per = au_metrics(pred).set_index("au")
+    assert per.loc["mean12", "f1"] == pytest.approx(np.mean(list(f1.values())))
+    assert per.loc["mean12", "f1"] == pytest.approx(per.loc["mean", "f1"])
+    assert per.loc["mean8", "f1"] == pytest.approx(np.mean([f1[a] for a in STANDARD_AUS]))
+    pred, _ = _all_aus([a for a in DISFA_AUS if a != 26])  # 11 of the 12
+    assert "mean12" not in set(au_metrics(pred)["au"])
 
 
 def test_requested_au_without_rows_and_bad_values_are_errors():

@@ -2,9 +2,10 @@
 
 - Metrics use the ``set == "test"`` rows of a predictions table only (valid, labelled frames: the predictions files
   hold nothing else). Validation rows are never scored here.
-- ``mean12``: the mean over the AUs evaluated among DISFA's 12 (all configured AUs); ``mean8``: the mean over the
-  AUs evaluated among the 8 of the standard protocol (1, 2, 4, 6, 9, 12, 25, 26). Mean rows carry the summed
-  ``n_pos`` and ``n_neg``.
+- Mean rows say what they average (:data:`MEAN_SETS`): ``mean`` is the mean over every evaluated AU (the
+  configured ones); ``mean12`` the mean over DISFA's 12 AUs and ``mean8`` over the 8 of the standard protocol
+  (1, 2, 4, 6, 9, 12, 25, 26), each written only when all of its AUs are evaluated (an 8-AU run has ``mean`` and
+  ``mean8``, never a ``mean12``). Mean rows carry the summed ``n_pos`` and ``n_neg``.
 - k-fold protocol: splits named ``<prefix>fold<k>`` (``fold1``, ``fold2``, ``fold3``) with the same prefix form a
   group; :func:`fold_means` adds ``split = "<prefix><K>fold_mean"`` rows (e.g. ``3fold_mean``) holding, per model
   and AU, the mean F1 and accuracy over the folds (the model must exist in every fold) and the summed counts.
@@ -24,6 +25,9 @@ from . import DISFA_AUS, STANDARD_AUS
 METRIC_COLUMNS: list[str] = ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg"]
 PRED_COLUMNS: list[str] = ["subject", "frame", "au", "set", "score", "pred", "label"]
 BASELINE = "always_present"
+#: The named AU sets that get a mean row when every one of their AUs is evaluated (``mean``: all evaluated AUs).
+MEAN_SETS: dict[str, tuple[int, ...]] = {"mean12": tuple(DISFA_AUS), "mean8": tuple(STANDARD_AUS)}
+MEAN_ROWS: tuple[str, ...] = ("mean", *MEAN_SETS)
 FOLD_RE = re.compile(r"^(?P<prefix>.*?)fold(?P<k>\d+)$")
 
 
@@ -52,7 +56,8 @@ def check_predictions(pred: pd.DataFrame, name: str = "predictions") -> pd.DataF
 
 def au_metrics(pred: pd.DataFrame, model: str = "", split: str = "", aus: Sequence[int] | None = None,
                name: str = "predictions") -> pd.DataFrame:
-    """Per-AU F1 and accuracy on the test rows, plus ``mean12`` and ``mean8`` rows (columns ``METRIC_COLUMNS``).
+    """Per-AU F1 and accuracy on the test rows, plus the mean rows (``mean``, and ``mean12`` / ``mean8`` when all of
+    their AUs are evaluated; columns ``METRIC_COLUMNS``).
 
     ``aus`` fixes the AUs to report (an AU absent from the test rows is an error); by default every AU present.
     """
@@ -79,7 +84,8 @@ def au_metrics(pred: pd.DataFrame, model: str = "", split: str = "", aus: Sequen
 def _mean_rows(per_au: pd.DataFrame, model: str, split: str) -> pd.DataFrame:
     rows = []
     aus = per_au["au"].astype(int)
-    for label, group in (("mean12", DISFA_AUS), ("mean8", STANDARD_AUS)):
+    groups = {"mean": tuple(aus)} | {k: v for k, v in MEAN_SETS.items() if set(v) <= set(aus)}
+    for label, group in groups.items():
         sel = per_au[aus.isin(group)]
         if sel.empty:
             continue
@@ -147,8 +153,8 @@ def summarize(metric_tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat([df, fold_means(df)], ignore_index=True)
 
 
-def headline(summary: pd.DataFrame, au: str = "mean12") -> pd.DataFrame:
-    """Model x split table of one row kind (default mean F1 over the AUs), best F1 first."""
+def headline(summary: pd.DataFrame, au: str = "mean") -> pd.DataFrame:
+    """Model x split table of one row kind (default: the mean F1 over the evaluated AUs), best F1 first."""
     sel = summary[summary["au"].astype(str) == au]
     return sel.sort_values(["split", "f1"], ascending=[True, False])[["model", "split", "f1", "accuracy"]]
 

@@ -2,7 +2,8 @@
 paper's published numbers beside ours, and the headline table that ``au-transfer summary`` prints.
 
 Input: metrics tables (``results/metrics/{split}/{model}.csv`` or ``results/metrics/summary.csv``) with columns
-``model, split, au, f1, accuracy, n_pos, n_neg``; ``au`` is an AU number or ``mean12`` / ``mean8``. F1 and
+``model, split, au, f1, accuracy, n_pos, n_neg``; ``au`` is an AU number or a mean row (``mean`` over the evaluated
+AUs; ``mean12`` / ``mean8`` when all of those AUs are evaluated: :data:`au_transfer.evaluation.MEAN_SETS`). F1 and
 accuracy are fractions in [0, 1]; the report shows percentages, like the paper.
 
 Output, in one folder (``results/report/``), always the same file names so that a workflow can declare them:
@@ -28,12 +29,12 @@ import pandas as pd
 
 from . import DISFA_AUS
 from .config import MODEL_RE
+from .evaluation import MEAN_ROWS, MEAN_SETS
 from .io import atomic_path, write_csv_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 METRIC_COLUMNS: tuple[str, ...] = ("model", "split", "au", "f1", "accuracy", "n_pos", "n_neg")
-MEAN_ROWS: tuple[str, ...] = ("mean12", "mean8")
 PAPER_CORPUS = "Lim et al., DISFA, 12 AUs, 12/6/9 split"
 #: Figure names (file stems) and what they show; paper figure numbers in the names.
 FIGURES: dict[str, str] = {
@@ -122,7 +123,7 @@ def _au_label(au: str) -> str:
 
 
 def per_au_table(metrics: pd.DataFrame, value: str = "f1") -> pd.DataFrame:
-    """Per-AU table in percent: one row per (split, model), columns AU1 … AU26, mean12, mean8."""
+    """Per-AU table in percent: one row per (split, model), columns AU1 … AU26, then the mean rows present."""
     if metrics.empty:
         return pd.DataFrame(columns=["split", "model"])
     wide = metrics.pivot_table(index=["split", "model"], columns="au", values=value, aggfunc="first") * 100.0
@@ -131,52 +132,77 @@ def per_au_table(metrics: pd.DataFrame, value: str = "f1") -> pd.DataFrame:
     cols = aus + others + [c for c in MEAN_ROWS if c in wide.columns]
     wide = wide[cols].round(1)
     wide.columns = [_au_label(c) for c in cols]
-    sort_col = "mean12" if "mean12" in wide.columns else wide.columns[-1]
+    sort_col = "mean" if "mean" in wide.columns else wide.columns[-1]
     wide = wide.reset_index().sort_values(["split", sort_col], ascending=[True, False], na_position="last")
     return wide.reset_index(drop=True)
 
 
+HEADLINE_COLUMNS: tuple[str, ...] = ("rank", "model", "kind", "split", "n_aus", "f1_mean", "rate_mean", "f1_mean12",
+                                     "f1_mean8")
+
+
 def headline(metrics: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
-    """Mean F1 and classification rate (percent, over the 12 AUs, and over the 8 standard ones) per model and
-    ensemble of one split, best first."""
+    """Mean F1 and classification rate (percent) over the evaluated AUs (``n_aus`` of them) per model and ensemble
+    of one split, best first; beside them the means over DISFA's 12 and the 8 standard AUs where all of those AUs
+    are evaluated (empty otherwise)."""
     if metrics.empty:
-        return pd.DataFrame(columns=["rank", "model", "kind", "split", "f1_mean12", "rate_mean12", "f1_mean8"])
+        return pd.DataFrame(columns=list(HEADLINE_COLUMNS))
     split = choose_split(metrics, split)
     m = metrics[metrics["split"] == split]
     rows = []
     for model, g in m.groupby("model", sort=False):
         by_au = g.set_index("au")
-        f1 = by_au["f1"].get("mean12", np.nan)
-        rate = by_au["accuracy"].get("mean12", np.nan)
+        aus = by_au.loc[[a for a in by_au.index if str(a).isdigit()]]
+        f1 = by_au["f1"].get("mean", np.nan)
+        rate = by_au["accuracy"].get("mean", np.nan)
         if pd.isna(f1):  # a table without mean rows: average the AU rows
-            aus = by_au.loc[[a for a in by_au.index if str(a).isdigit()]]
             f1, rate = aus["f1"].mean(), aus["accuracy"].mean()
-        rows.append({"model": model, "kind": parse_id(model)["kind"], "split": split,
-                     "f1_mean12": round(100 * f1, 1), "rate_mean12": round(100 * rate, 1),
-                     "f1_mean8": round(100 * by_au["f1"].get("mean8", np.nan), 1)})
-    out = pd.DataFrame(rows).sort_values(["f1_mean12", "rate_mean12"], ascending=False, na_position="last")
+        rows.append({"model": model, "kind": parse_id(model)["kind"], "split": split, "n_aus": len(aus),
+                     "f1_mean": round(100 * f1, 1), "rate_mean": round(100 * rate, 1),
+                     **{f"f1_{k}": round(100 * by_au["f1"].get(k, np.nan), 1) for k in MEAN_SETS}})
+    out = pd.DataFrame(rows).sort_values(["f1_mean", "rate_mean"], ascending=False, na_position="last")
     out.insert(0, "rank", np.arange(1, len(out) + 1))
-    return out.reset_index(drop=True)
+    return out.reset_index(drop=True)[list(HEADLINE_COLUMNS)]
+
+
+def _paper_aus(row: Any) -> tuple[int, ...]:
+    return tuple(int(a) for a in str(row.aus).split())
 
 
 def paper_comparison(metrics: pd.DataFrame, paper_models: Mapping[str, str] | None, corpus: str,
                      split: str | None = None) -> pd.DataFrame:
     """The paper's published numbers beside ours: one row per paper result, our model (from ``paper_models``:
-    paper key -> our model id) and its mean F1 on ``split``, each labelled with the corpus it comes from."""
+    paper key -> our model id) and its mean F1 on ``split``, each labelled with the corpus it comes from.
+
+    Our number stands beside a published one only when it averages the same AUs (the paper's are means over
+    DISFA's 12): a model evaluated on other AUs gets no number, and the note says why."""
     paper = paper_results()
     paper_models = dict(paper_models or {})
     unknown = sorted(set(paper_models) - set(paper["key"]))
     if unknown:
         raise ReportError(f"report.paper_models: unknown paper result key(s) {unknown}; "
                           f"choose from {paper['key'].tolist()}")
-    head = headline(metrics, split).set_index("model") if not metrics.empty else pd.DataFrame()
+    split = choose_split(metrics, split) if not metrics.empty else split
+    m = metrics[metrics["split"] == split] if not metrics.empty else metrics
     rows = []
     for r in paper.itertuples(index=False):
-        ours = paper_models.get(r.key, "")
-        f1 = head["f1_mean12"].get(ours, np.nan) if ours and not head.empty else np.nan
+        ours, f1, note = paper_models.get(r.key, ""), np.nan, r.note or ""
+        want = _paper_aus(r)
+        if ours and not m.empty:
+            g = m[m["model"] == ours]
+            have = tuple(sorted(int(a) for a in g["au"] if str(a).isdigit()))
+            label = next((k for k, v in MEAN_SETS.items() if tuple(sorted(v)) == tuple(sorted(want))), None)
+            if g.empty:
+                note = f"{ours} has no metrics on split {split}"
+            elif label is None or not set(want) <= set(have):
+                missing = sorted(set(want) - set(have))
+                note = (f"not compared: the paper averages AUs {list(want)}; {ours} is evaluated on "
+                        f"{len(have)} AUs {list(have)} (missing {missing})")
+            else:
+                f1 = round(100 * float(g.set_index("au")["f1"][label]), 1)
         rows.append({"key": r.key, "result": r.description, "figure": r.figure, "paper_f1": r.f1,
-                     "paper_corpus": r.source, "our_model": ours, "our_f1": f1,
-                     "our_corpus": corpus if ours else "", "note": r.note or ""})
+                     "paper_corpus": r.source, "paper_aus": len(want), "our_model": ours, "our_f1": f1,
+                     "our_corpus": corpus if ours else "", "note": note})
     return pd.DataFrame(rows)
 
 
@@ -208,7 +234,7 @@ class FigureData:
 
 def _mean_f1(metrics: pd.DataFrame, split: str) -> dict[str, float]:
     h = headline(metrics, split)
-    return dict(zip(h["model"], h["f1_mean12"], strict=True))
+    return dict(zip(h["model"], h["f1_mean"], strict=True))
 
 
 def _ids(f1: Mapping[str, float]) -> pd.DataFrame:
@@ -282,7 +308,7 @@ def figure_data(metrics: pd.DataFrame, split: str, ensembles: Mapping[str, Mappi
             continue
         d = pd.DataFrame({"group": "mean F1 (12 AUs)", "series": series, "value": [f1[s] for s in series]})
         per_au = per_au_table(metrics[(metrics["split"] == split) & metrics["model"].isin(series)])
-        per_au = per_au.set_index("model").drop(columns=["split", "mean12", "mean8"], errors="ignore").reindex(series)
+        per_au = per_au.set_index("model").drop(columns=["split", *MEAN_ROWS], errors="ignore").reindex(series)
         out.append(FigureData(fig, f"{FIGURES[fig]} ({eid})", data=d, per_au=per_au, series_order=series))
 
     # Every ensemble beside its best member
@@ -440,7 +466,8 @@ _TABLE_TITLES = {
 def _index_md(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus: str, split: str) -> str:
     lines = [f"# AU recognition report ({corpus})", "",
              f"Figures and the headline show split `{split}`; the per-AU tables show every split. "
-             "F1 and classification rate in percent; `mean12` / `mean8` average the 12 AUs / the 8 standard ones.",
+             "F1 and classification rate in percent; `mean` averages the evaluated AUs, `mean12` / `mean8` the "
+             "12 DISFA AUs / the 8 standard ones (only where all of them are evaluated).",
              ""]
     if corpus.lower().startswith("synthetic"):
         lines += ["**The corpus is synthetic**: these numbers show that the chain runs; they say nothing about "
@@ -509,7 +536,7 @@ def summary_text(results_dir: str | os.PathLike[str], split: str | None = None, 
         lines.append(f"No report yet under {report}; headline computed from {results / 'metrics'}")
     s = str(head["split"].iloc[0]) if len(head) else "?"
     lines.append(f"Headline (split {s}; mean over AUs, percent; best first):")
-    show = head[["rank", "model", "kind", "f1_mean12", "rate_mean12"]].rename(
-        columns={"f1_mean12": "F1", "rate_mean12": "rate"})
+    show = head[["rank", "model", "kind", "f1_mean", "rate_mean"]].rename(
+        columns={"f1_mean": "F1", "rate_mean": "rate"})
     lines.append(show.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     return "\n".join(lines)
