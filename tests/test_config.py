@@ -20,7 +20,7 @@ from au_transfer.config import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS = ROOT / "workflow" / "schemas"
+SCHEMAS = ROOT / "src" / "au_transfer" / "schemas"
 CONFIGS = [ROOT / "config.yaml", ROOT / "config" / "disfa_paper.yaml", ROOT / "config" / "disfa_3fold.yaml",
            ROOT / "tests" / "config_test.yaml"]
 

@@ -19,10 +19,6 @@ log = logging.getLogger("au_transfer.cli")
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError, RuntimeError, OSError)
 
 
-def _default_schemas() -> Path:
-    return Path(__file__).resolve().parents[2] / "workflow" / "schemas"
-
-
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict_to_csv
@@ -78,15 +74,15 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
 def cmd_validate_config(args: argparse.Namespace) -> int:
     import yaml
 
-    from .config import check_splits, validate_config
+    from .config import SCHEMA_DIR, check_splits, validate_config
 
     path = Path(args.config)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     cfg = yaml.safe_load(path.read_text()) or {}
-    schemas = Path(args.schemas) if args.schemas else _default_schemas()
+    schemas = Path(args.schemas) if args.schemas else SCHEMA_DIR
     if not schemas.is_dir():
-        raise FileNotFoundError(f"schema folder {schemas} does not exist; pass --schemas workflow/schemas")
+        raise FileNotFoundError(f"schema folder {schemas} does not exist")
     validate_config(cfg, str(schemas))
     splits = check_splits(cfg["splits"])
     print(f"{path}: valid ({len(splits)} split(s): {', '.join(splits)}; {len(cfg['data']['aus'])} AUs; "
@@ -144,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     vc = sub.add_parser("validate-config", help="validate a workflow config against the schemas (fills defaults)")
     vc.add_argument("config", help="a config YAML file (e.g. config.yaml)")
-    vc.add_argument("--schemas", help="schema folder (default: the checkout's workflow/schemas)")
+    vc.add_argument("--schemas", help="schema folder (default: the package's au_transfer/schemas)")
     vc.add_argument("--show", action="store_true", help="print the config with its defaults filled in")
     vc.set_defaults(func=cmd_validate_config)
     return p

@@ -1,14 +1,17 @@
 """Configuration helpers that do not need Snakemake: splits, subjects, AU lists and model ids.
 
 Schema validation (with defaults) happens in the Snakefile through ``snakemake.utils.validate`` and the schema
-files in ``workflow/schemas/``; :func:`check_splits` adds the checks a JSON schema cannot express.
+files in ``au_transfer/schemas/`` (:data:`SCHEMA_DIR`, the one source of defaults for the workflow and the
+library); :func:`check_splits` adds the checks a JSON schema cannot express.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import AU_REGION, CROP_REGIONS, DISFA_AUS
 
@@ -180,10 +183,16 @@ SECTIONS: tuple[str, ...] = (
 )
 
 
-def validate_config(cfg: dict, schema_dir: str) -> dict:
-    """Validate a whole config (top level, then each section's schema file in ``schema_dir``), filling defaults."""
-    from pathlib import Path
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
+
+def schema_defaults(section: str) -> dict:
+    """The defaults of one config section, as its schema states them (what an empty section validates to)."""
+    return validate_section({}, str(SCHEMA_DIR / f"{section}.schema.yaml"), section)
+
+
+def validate_config(cfg: dict, schema_dir: str | os.PathLike[str] = SCHEMA_DIR) -> dict:
+    """Validate a whole config (top level, then each section's schema file in ``schema_dir``), filling defaults."""
     validate_section(cfg, str(Path(schema_dir) / "config.schema.yaml"))
     for section in SECTIONS:
         cfg.setdefault(section, {})

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .config import schema_defaults
 from .io import atomic_path, write_csv_atomic
 
 log = logging.getLogger(__name__)
@@ -50,38 +51,43 @@ class FinetuneError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------------- config
+#: The defaults of the ``finetune`` config section, read from its schema (au_transfer/schemas/finetune.schema.yaml):
+#: the workflow and this library use the same values.
+DEFAULTS: dict[str, Any] = schema_defaults("finetune")
+
+
 @dataclass
 class AugmentConfig:
     """Small random shifts (a crop of the reflect-padded image) and horizontal flips, training set only."""
 
-    enabled: bool = True
-    shift: float = 0.05
-    flip: bool = True
+    enabled: bool = DEFAULTS["augment"]["enabled"]
+    shift: float = DEFAULTS["augment"]["shift"]
+    flip: bool = DEFAULTS["augment"]["flip"]
 
 
 @dataclass
 class FinetuneConfig:
-    """Training settings; the ``finetune`` config section (see workflow/schemas/finetune.schema.yaml)."""
+    """Training settings: the ``finetune`` config section; every default is the schema's (:data:`DEFAULTS`)."""
 
-    head: str = "per_au"
-    reinit: str = "all"
-    classifier_norm: str = "none"
-    freeze: str | int = "none"
-    lr: float = 1e-3
-    body_lr_mult: float = 0.1
-    epochs: int = 10
-    batch_size: int = 64
-    patience: int = 3
-    select: str = "f1"
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    seed: int = 0
-    amp: str = "bf16"
-    num_workers: int = 0
-    balance_val: bool = True
-    max_train_frames: int | None = None
-    max_val_frames: int | None = None
+    head: str = DEFAULTS["head"]
+    reinit: str = DEFAULTS["reinit"]
+    classifier_norm: str = DEFAULTS["classifier_norm"]
+    freeze: str | int = DEFAULTS["freeze"]
+    lr: float = DEFAULTS["lr"]
+    body_lr_mult: float = DEFAULTS["body_lr_mult"]
+    epochs: int = DEFAULTS["epochs"]
+    batch_size: int = DEFAULTS["batch_size"]
+    patience: int = DEFAULTS["patience"]
+    select: str = DEFAULTS["select"]
+    optimizer: str = DEFAULTS["optimizer"]
+    momentum: float = DEFAULTS["momentum"]
+    weight_decay: float = DEFAULTS["weight_decay"]
+    seed: int = DEFAULTS["seed"]
+    amp: str = DEFAULTS["amp"]
+    num_workers: int = DEFAULTS["num_workers"]
+    balance_val: bool = DEFAULTS["balance_val"]
+    max_train_frames: int | None = DEFAULTS["max_train_frames"]
+    max_val_frames: int | None = DEFAULTS["max_val_frames"]
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:

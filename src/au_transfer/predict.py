@@ -32,9 +32,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .backbones.weights import file_sha256
 from .config import parse_model_id, region_for
 from .ensemble import ENSEMBLE_PREFIX, apply_au, load_params
 from .io import atomic_path
+from .layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -246,12 +248,24 @@ class _Loader:
         weights = str(opts.get("weights", "pretrained"))
         seed = int(opts.get("seed", 0))
         mean_image = None
+        trained = bundle.get("feature_attrs") or {}
         if opts.get("mean_image"):
-            mi = self.results_dir / "mean_image" / self.split / backbone / f"{crop}.npy"
+            mi = Path(Layout.of(self.results_dir).mean_image(self.split, backbone, crop))
             if not mi.is_file():
                 raise PredictError(f"model {model}: backbone {backbone} subtracts the training mean image, but {mi} "
                                    "does not exist")
+            want_mi = str(trained.get("mean_image_sha256") or "")
+            if not want_mi:
+                raise PredictError(f"model {model} AU{au} was trained on {backbone} features without the mean image, "
+                                   f"but predictor.json says backbones.{backbone}.mean_image is set; rerun the "
+                                   "workflow so that the model and the manifest agree")
+            if want_mi != file_sha256(mi):
+                raise PredictError(f"model {model} AU{au} was trained with another mean image than {mi}; rerun the "
+                                   "workflow")
             mean_image = np.load(mi).astype(np.float32)
+        elif trained.get("mean_image_sha256"):
+            raise PredictError(f"model {model} AU{au} was trained on {backbone} features with the split's mean image "
+                               f"subtracted, but predictor.json does not set backbones.{backbone}.mean_image")
         key = ("frozen", backbone, weights, seed, crop if mean_image is not None else "")
         if key not in self._nets:
             from .backbones import create_backbone

@@ -19,11 +19,13 @@ from au_transfer.config import (  # noqa: E402
     split_subjects,
 )
 
-SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+from au_transfer.layout import Layout  # noqa: E402
 
-# Validate the top level and every section against its schema (workflow/schemas/<section>.schema.yaml), filling
+LAYOUT = Layout()  # every results path (au_transfer.layout)
+
+# Validate the top level and every section against its schema (src/au_transfer/schemas/<section>.schema.yaml), filling
 # defaults; a wrong key or value stops the run before any job, with a message that names the key.
-validate_config(config, str(SCHEMAS))
+validate_config(config)
 SPLITS = check_splits(config["splits"])
 AUS = list(check_aus(config["data"]["aus"]))
 SUBJECTS = split_subjects(SPLITS)
@@ -113,15 +115,12 @@ def crop_region_of(region, au):
     return au_region_of(au) if region == "au_region" else region
 
 
-def feature_file(backbone, region, subject, split=None, au=None):
-    """Feature file of one subject: frozen features by crop region, or fine-tuned (`*_ft`) ones per split and AU
-    (results/ft_features/{split}/{backbone}_ft/{region}/AU{au}/, region as in the model id)."""
-    if backbone.endswith("_ft"):
-        if split is None or au is None:
-            raise ConfigError(f"fine-tuned backbone {backbone}: features are per split and AU")
-        return f"results/ft_features/{split}/{backbone}/{region}/AU{au}/{subject}.h5"
-    crop = crop_region_of(region, int(au)) if region == "au_region" else region
-    return f"results/features/{backbone}/{crop}/{subject}.h5"
+def feature_file(backbone, region, subject, split, au):
+    """Feature file that model {backbone}-{region}-... reads for one subject and AU: frozen features by crop region
+    (the split's mean-image features for a mean-image backbone), or a fine-tuned network's (`*_ft`, per split and
+    AU). The one path function of every feature consumer (au_transfer.layout.Layout.model_features)."""
+    return LAYOUT.model_features(backbone, region, subject, split=split, au=au, crop_region=crop_region_of,
+                                 mean_image=uses_mean_image)
 
 
 def classifier_inputs(wildcards):
@@ -297,11 +296,7 @@ def features_inputs(wildcards):
 
 def frozen_feature_file(backbone, crop_region, subject, split=None):
     """Frozen-feature file of one subject and crop region (split-specific for mean-image backbones)."""
-    if uses_mean_image(backbone):
-        if split is None:
-            raise ConfigError(f"backbones.{backbone}.mean_image is set: its features are per split")
-        return f"results/split_features/{split}/{backbone}/{crop_region}/{subject}.h5"
-    return f"results/features/{backbone}/{crop_region}/{subject}.h5"
+    return LAYOUT.frozen_features(backbone, crop_region, subject, split=split, mean_image=uses_mean_image(backbone))
 
 
 def feature_targets():

@@ -163,7 +163,8 @@ def prediction_frame(data: FrameData, au: int, which: str, score: np.ndarray, pr
 
 def feature_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The feature-file attributes a predictor needs to rebuild the features (plain Python types)."""
-    keep = ("backbone", "layer", "weights", "weights_sha256", "input_size", "region", "dim")
+    keep = ("backbone", "layer", "weights", "weights_sha256", "input_size", "region", "dim", "mean_image",
+            "mean_image_sha256")
     out = {}
     for k in keep:
         if k in attrs:

@@ -1,0 +1,146 @@
+"""Every path of a workflow's results folder, in one place (the file table of docs/DESIGN.md).
+
+The workflow's rules (through ``workflow/rules/common.smk``), the predictor and the package's stages all build
+results paths here and nowhere else. Every argument may be a Snakemake wildcard pattern such as ``"{subject}"``:
+the functions only format strings, so ``Layout().features("{backbone}", "{crop_region}", "{subject}")`` is the
+output pattern of the features rule.
+
+Frozen features depend on the split only for backbones that subtract the training set's mean image (paper IV-A,
+VGG-Face): :meth:`Layout.frozen_features` is the one function that picks ``features/`` or ``split_features/``,
+and :meth:`Layout.model_features` the one that every consumer of a model's features (frame classifiers, LSTM,
+ensembles through their members, the predictor) calls.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+FT_SUFFIX = "_ft"
+
+
+class LayoutError(ValueError):
+    """A path cannot be named: e.g. split-dependent features asked for without a split."""
+
+
+def _join(*parts: object) -> str:
+    return "/".join(str(p) for p in parts)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The results folder of one run (``results`` relative to the working directory by default)."""
+
+    root: str = "results"
+
+    @classmethod
+    def of(cls, root: str | os.PathLike[str]) -> Layout:
+        return cls(str(root).rstrip("/") or ".")
+
+    # --------------------------------------------------------------------------------------- corpus and faces
+    def labels(self, subject: str) -> str:
+        return _join(self.root, "labels", f"{subject}.csv")
+
+    def labels_report(self, subject: str) -> str:
+        return _join(self.root, "labels", f"{subject}.json")
+
+    def landmarks(self, subject: str) -> str:
+        return _join(self.root, "landmarks", f"{subject}.h5")
+
+    def faces(self, subject: str) -> str:
+        return _join(self.root, "faces", f"{subject}.h5")
+
+    def qc(self, subject: str, ext: str) -> str:
+        return _join(self.root, "qc", f"{subject}.{ext}")
+
+    def demo_corpus(self) -> str:
+        return _join(self.root, "demo_corpus")
+
+    # ----------------------------------------------------------------------------------------------- features
+    def features(self, backbone: str, crop_region: str, subject: str) -> str:
+        """Split-independent frozen features of one subject and crop region."""
+        return _join(self.root, "features", backbone, crop_region, f"{subject}.h5")
+
+    def mean_image(self, split: str, backbone: str, crop_region: str) -> str:
+        """The training subjects' mean image of a mean-image backbone (paper IV-A)."""
+        return _join(self.root, "mean_image", split, backbone, f"{crop_region}.npy")
+
+    def split_features(self, split: str, backbone: str, crop_region: str, subject: str) -> str:
+        """Frozen features of a mean-image backbone: they depend on the split's training mean image."""
+        return _join(self.root, "split_features", split, backbone, crop_region, f"{subject}.h5")
+
+    def frozen_features(self, backbone: str, crop_region: str, subject: str, *, split: str | None = None,
+                        mean_image: bool = False) -> str:
+        """The frozen-feature file a consumer reads: the split's mean-image features for a mean-image backbone."""
+        if mean_image:
+            if split is None:
+                raise LayoutError(f"backbones.{backbone}.mean_image is set: its features are per split; name one")
+            return self.split_features(split, backbone, crop_region, subject)
+        return self.features(backbone, crop_region, subject)
+
+    def ft_features(self, split: str, backbone: str, region: str, au: int | str, subject: str) -> str:
+        """Features of a fine-tuned network (``backbone`` without the ``_ft`` suffix; ``region`` as in its id)."""
+        return _join(self.root, "ft_features", split, f"{backbone}{FT_SUFFIX}", region, f"AU{au}", f"{subject}.h5")
+
+    def model_features(self, backbone: str, region: str, subject: str, *, split: str, au: int | str,
+                       crop_region: Callable[[str, int | str], str], mean_image: Callable[[str], bool]) -> str:
+        """The feature file that a model ``{backbone}-{region}-…`` reads for one subject and AU.
+
+        ``backbone`` may name a fine-tuned network (``cnn_f_ft``: its split- and AU-specific features);
+        ``crop_region(region, au)`` maps a model region (``au_region``) to a crop, ``mean_image(backbone)`` tells
+        whether a backbone's frozen features are per split.
+        """
+        if backbone.endswith(FT_SUFFIX):
+            return self.ft_features(split, backbone[: -len(FT_SUFFIX)], region, au, subject)
+        return self.frozen_features(backbone, crop_region(region, au), subject, split=split,
+                                    mean_image=mean_image(backbone))
+
+    # ------------------------------------------------------------------------------------------- fine-tuning
+    def finetune_dir(self, split: str, backbone: str, region: str) -> str:
+        return _join(self.root, "finetune", split, f"{backbone}-{region}")
+
+    def finetune_net(self, split: str, backbone: str, region: str, au: int | str) -> str:
+        """A fine-tuned network (bundle) for one AU."""
+        return _join(self.finetune_dir(split, backbone, region), f"AU{au}.pt")
+
+    def finetune_ckpt(self, split: str, backbone: str, region: str, au: int | str) -> str:
+        return _join(self.finetune_dir(split, backbone, region), f"AU{au}.ckpt")
+
+    def finetune_group(self, split: str, backbone: str, region: str, crop_region: str, ext: str) -> str:
+        """The multilabel network (``pt``), its predictions (``csv``) or checkpoint (``ckpt``) of one crop."""
+        return _join(self.finetune_dir(split, backbone, region), f"multilabel-{crop_region}.{ext}")
+
+    # ------------------------------------------------------------------------------ models, predictions, metrics
+    def model_dir(self, split: str, model: str) -> str:
+        return _join(self.root, "models", split, model)
+
+    def model_file(self, split: str, model: str, au: int | str) -> str:
+        """A fitted per-AU model bundle (frame classifiers and LSTM)."""
+        return _join(self.model_dir(split, model), f"AU{au}.joblib")
+
+    def ensemble_params(self, split: str, model: str) -> str:
+        """The fitted combination of an ensemble (``model`` is its id, ``ens-{name}``)."""
+        return _join(self.model_dir(split, model), "ensemble.json")
+
+    def manifest(self, split: str) -> str:
+        """``predictor.json``: the run's face and backbone settings, for ``au-transfer predict``."""
+        return _join(self.root, "models", split, "predictor.json")
+
+    def au_predictions(self, split: str, model: str, au: int | str) -> str:
+        return _join(self.root, "predictions", split, model, f"AU{au}.csv")
+
+    def predictions(self, split: str, model: str) -> str:
+        return _join(self.root, "predictions", split, f"{model}.csv")
+
+    def metrics(self, split: str, model: str) -> str:
+        return _join(self.root, "metrics", split, f"{model}.csv")
+
+    def summary(self) -> str:
+        return _join(self.root, "metrics", "summary.csv")
+
+    def report_dir(self) -> str:
+        return _join(self.root, "report")
+
+    def report_file(self, name: str) -> str:
+        return _join(self.report_dir(), name)
