@@ -26,8 +26,8 @@ def synth(tmp_path):
     return tmp_path
 
 
-def _paths(root, fdir="f"):
-    return ({s: str(root / fdir / f"{s}.h5") for s in SUBJECTS}, {s: str(root / "l" / f"{s}.csv") for s in SUBJECTS})
+def _paths(root, fdir="f", ldir="l"):
+    return ({s: str(root / fdir / f"{s}.h5") for s in SUBJECTS}, {s: str(root / ldir / f"{s}.csv") for s in SUBJECTS})
 
 
 def _fit(root, tag, fdir="f", seed=0, classifier="svm", train=TRAIN, val=VAL, test=TEST):
@@ -114,3 +114,51 @@ def test_lstm_scaler_sees_training_sequences_only():
     est = LSTMClassifier(hidden=4, lr=0.01, epochs=1, batch_size=2, patience=0, seed=0, device="cpu")
     est.fit(X, Y, Xv, [Y[0]])
     np.testing.assert_allclose(est.scaler_.mean_, np.concatenate(X).mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def _invert_labels(root, subjects, ldir, src="l"):
+    """Copy the label folder, swapping absent and present (threshold 2) in the AU labels of ``subjects``."""
+    shutil.copytree(root / src, root / ldir)
+    for s in subjects:
+        df = pd.read_csv(root / ldir / f"{s}.csv")
+        au_cols = [c for c in df.columns if c.startswith("AU")]
+        df[au_cols] = np.where(df[au_cols] >= 2, 0, 3)
+        df.to_csv(root / ldir / f"{s}.csv", index=False)
+
+
+LSTM_FAST = dict(hidden=8, lr=0.2, momentum=0.9, weight_noise_std=0.01, context_frames=3, inactive_min=20,
+                 inactive_max=30, epochs=8, batch_size=4, patience=3, device="cpu")
+
+
+def _fit_lstm(root, tag, fdir="f", ldir="l"):
+    from au_transfer.classifiers.lstm import run_lstm_job
+
+    fp, lp = _paths(root, fdir, ldir)
+    bundle = run_lstm_job(feature_paths=fp, label_paths=lp, train=TRAIN, val=VAL, test=TEST, au=12,
+                          backbone="synthetic", region="face", crop_region="face", params=LSTM_FAST, seed=0,
+                          threshold=2, model_out=root / f"{tag}.joblib", pred_out=root / f"{tag}.csv", split="h")
+    return bundle, pd.read_csv(root / f"{tag}.csv")
+
+
+def test_lstm_early_stopping_uses_validation_sequences_only(synth):
+    """Perturbed test sequences (features and labels) leave the LSTM, its history and chosen epoch unchanged;
+    perturbed validation labels change the selection trace."""
+    base, pred = _fit_lstm(synth, "base")
+    _shift_features(synth, TEST, -500.0, fdir="f_test")
+    _invert_labels(synth, TEST, "l_test")
+    other, pred_t = _fit_lstm(synth, "test_changed", fdir="f_test", ldir="l_test")
+    # the perturbation reached the job: test labels and scores differ
+    t, tt = pred[pred["set"] == "test"], pred_t[pred_t["set"] == "test"]
+    assert (t["label"].to_numpy() != tt["label"].to_numpy()).all() and not np.allclose(t["score"], tt["score"])
+    est, est_t = base["estimator"], other["estimator"]
+    assert est_t.history_ == est.history_ and "val_loss" in est.history_[0]
+    assert other["chosen"] == base["chosen"] and other["val_scores"] == base["val_scores"]
+    assert est_t.state_.keys() == est.state_.keys()
+    for k in est.state_:
+        np.testing.assert_array_equal(est_t.state_[k], est.state_[k], err_msg=k)
+    pd.testing.assert_frame_equal(pred_t[pred_t["set"] == "val"], pred[pred["set"] == "val"])
+    # validation labels do drive the selection
+    _invert_labels(synth, VAL, "l_val")
+    val_changed, _ = _fit_lstm(synth, "val_changed", ldir="l_val")
+    assert [h["val_loss"] for h in val_changed["estimator"].history_] != [h["val_loss"] for h in est.history_]
+    assert val_changed["chosen"] != base["chosen"]
