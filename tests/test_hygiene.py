@@ -283,3 +283,41 @@ def test_finetune_selection_uses_validation_frames_only(ft_data, tmp_path):
     val_changed, bundle_v, _ = _ft_run(ft_data, tmp_path / "val", labels="labels_val")
     assert [h["val_loss"] for h in val_changed.history] != [h["val_loss"] for h in base.history]
     assert val_changed.best_epoch != base.best_epoch and bundle_v["weights_sha256"] != bundle["weights_sha256"]
+
+
+def test_ft_features_refuse_a_network_of_another_split(ft_data, tmp_path):
+    """A fine-tuned network has seen its split's training subjects: its features are written for that split
+    only (the guard behind each fold's ft_features job reading its own fold's network)."""
+    from test_finetune import create_tiny, run
+
+    from au_transfer import finetune as ft
+
+    run(ft_data, tmp_path, aus=(12,), cfg={"epochs": 1})  # split "t"
+    model = tmp_path / "net.pt"
+    done = []
+
+    def extract(face_path, out_path, *a, **kw):
+        done.append(str(out_path))
+
+    def ft_features(split_dir, subjects=("SN003", "SN004"), **kw):
+        outs = [tmp_path / "results/ft_features" / split_dir / f"tiny_ft/face/AU12/{s}.h5" for s in subjects]
+        ft.extract_ft_features_many(model, ft_data["faces"], outs, subjects=list(subjects), create=create_tiny,
+                                    extract=extract, **kw)
+        return outs
+
+    assert done == [] and len(ft_features("t")) == len(done) == 2  # its own split: fine
+    with pytest.raises(ft.FinetuneError, match=r"net\.pt: the network was fine-tuned on split 't'.*split 'fold2'"):
+        ft_features("fold2")  # the split named by the output folder
+    with pytest.raises(ft.FinetuneError, match=r"net\.pt: features of split 'fold2' requested.*folder of split 't'"):
+        ft_features("t", split="fold2")  # an explicit split that is not the output folder's
+    with pytest.raises(ft.FinetuneError, match=r"net\.pt: the network was fine-tuned on split 't'.*split 'fold2'"):
+        ft.extract_ft_features_many(model, ft_data["faces"], [tmp_path / "SN003.h5"], subjects=["SN003"],
+                                    create=create_tiny, extract=extract, split="fold2")
+    with pytest.raises(ft.FinetuneError, match=r"subject\(s\) \['SN005'\] are not in the network's split 't'"):
+        ft_features("t", subjects=("SN004", "SN005"))
+    with pytest.raises(ft.FinetuneError, match="different splits"):
+        ft.extract_ft_features_many(model, ft_data["faces"],
+                                    [tmp_path / "results/ft_features" / sp / "tiny_ft/face/AU12/SN003.h5"
+                                     for sp in ("t", "u")], subjects=["SN003"], aus=[1, 12], create=create_tiny,
+                                    extract=extract)
+    assert len(done) == 2  # nothing was extracted by a refused call
