@@ -1,6 +1,7 @@
 """Scientific hygiene of the classifier and fine-tuning stages, each rule guarded by a test that would catch a leak.
 
-Fine-tuning tests reuse test_finetune's tiny stand-in backbone and face stores.
+Fine-tuning tests reuse test_finetune's tiny stand-in backbone and face stores; the workflow-level guard (each
+fold's fine-tuned features and models come from that fold's network) is in test_hygiene_workflow.py.
 """
 
 from __future__ import annotations
