@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,52 @@ def run_snakemake(workdir: Path, *args: str, configfile: Path = TEST_CONFIG, che
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}")
     return proc
+
+
+@dataclass
+class Job:
+    """One job of a `snakemake -n` listing."""
+
+    rule: str
+    wildcards: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+    input: list[str] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        wc = ",".join(f"{k}={v}" for k, v in self.wildcards.items())
+        return f"{self.rule}[{wc}] ({self.reason[:100]})"
+
+
+def parse_dry_run(text: str) -> list[Job]:
+    """The jobs of a `snakemake -n` report (rule ``all`` left out): rule name, wildcards, reason, input and output
+    of each ``rule NAME:`` / ``localrule NAME:`` block."""
+    jobs: list[Job] = []
+    current: Job | None = None
+    for line in text.splitlines():
+        m = re.match(r"^(?:local)?rule (\S+):$", line)
+        if m:
+            current = Job(m[1])
+            jobs.append(current)
+            continue
+        if current is None:
+            continue
+        m = re.match(r"^\s+(wildcards|reason|input|output): (.*)$", line)
+        if m and m[1] == "wildcards":
+            current.wildcards = dict(kv.split("=", 1) for kv in m[2].split(", "))
+        elif m and m[1] in ("input", "output"):
+            setattr(current, m[1], m[2].split(", "))
+        elif m:
+            current.reason = m[2]
+        elif not line.startswith(" "):
+            current = None
+    return [j for j in jobs if j.rule != "all"]
+
+
+def plan(workdir: Path, configfile: Path = TEST_CONFIG, *args: str) -> tuple[list[Job], str]:
+    """The jobs that `snakemake -n` plans in ``workdir``, and its whole output."""
+    proc = run_snakemake(workdir, "--dry-run", *args, configfile=configfile)
+    return parse_dry_run(proc.stdout), proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="session")

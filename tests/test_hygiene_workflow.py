@@ -6,35 +6,14 @@ test_hygiene.py."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import yaml
-from conftest import TEST_CONFIG, run_snakemake
+from conftest import TEST_CONFIG, Job, parse_dry_run, run_snakemake
 
 # two folds of the tiny test corpus: each subject is a training subject of one fold and a test subject of another
 FOLDS = {"fold1": {"train": ["SN001"], "val": ["SN002"], "test": ["SN003"]},
          "fold2": {"train": ["SN003"], "val": ["SN001"], "test": ["SN002"]}}
 SPLIT_DIRS = ("finetune", "ft_features", "models", "predictions", "metrics", "split_features", "mean_image")
-
-
-def planned_jobs(text: str) -> list[dict]:
-    """The jobs of a dry run's listing: ``rule`` plus the ``input``, ``output`` (lists) and ``wildcards`` (dict)
-    that Snakemake prints under each ``rule NAME:`` / ``localrule NAME:`` header."""
-    jobs, job = [], None
-    for line in text.splitlines():
-        head = re.fullmatch(r"(?:local)?rule (\w+):", line)
-        if head:
-            job = {"rule": head.group(1), "input": [], "output": [], "wildcards": {}}
-            jobs.append(job)
-            continue
-        field = re.fullmatch(r"    (input|output|wildcards): (.*)", line) if job is not None else None
-        if field:
-            items = field.group(2).split(", ")
-            job[field.group(1)] = dict(i.split("=", 1) for i in items) if field.group(1) == "wildcards" else items
-        elif not line.startswith("    "):
-            job = None
-    return jobs
 
 
 def split_of(path: str) -> str | None:
@@ -46,7 +25,7 @@ def split_of(path: str) -> str | None:
 
 
 @pytest.fixture(scope="module", params=["multilabel", "per_au"])
-def two_fold_plan(request, tmp_path_factory) -> list[dict]:
+def two_fold_plan(request, tmp_path_factory) -> list[Job]:
     """The planned jobs of the whole workflow on the tiny test config with two folds, fine-tuned features on, and
     LDA/SVM on the fine-tuned features (classifiers.ft_backbones)."""
     tmp = tmp_path_factory.mktemp(f"two_folds_{request.param}")
@@ -57,23 +36,23 @@ def two_fold_plan(request, tmp_path_factory) -> list[dict]:
     path = tmp / "two_folds.yaml"
     path.write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(tmp / "wd", "-n", configfile=path, timeout=300)
-    jobs = planned_jobs(proc.stdout)
-    assert jobs and all(j["output"] for j in jobs if j["rule"] != "all"), proc.stdout[-3000:]
+    jobs = parse_dry_run(proc.stdout)
+    assert jobs and all(j.output for j in jobs), proc.stdout[-3000:]
     return jobs
 
 
 def test_ft_features_of_each_fold_come_from_that_folds_network(two_fold_plan):
     seen = {s: 0 for s in FOLDS}
     for job in two_fold_plan:
-        if not any(o.startswith("results/ft_features/") for o in job["output"]):
+        if not any(o.startswith("results/ft_features/") for o in job.output):
             continue
-        splits = {split_of(o) for o in job["output"]}
-        assert len(splits) == 1 and None not in splits, f"{job['rule']} writes features of {splits}: {job['output']}"
+        splits = {split_of(o) for o in job.output}
+        assert len(splits) == 1 and None not in splits, f"{job.rule} writes features of {splits}: {job.output}"
         split = splits.pop()
-        models = [i for i in job["input"] if i.endswith(".pt")]
-        assert models, f"{job['rule']}: no network among its inputs {job['input']}"
+        models = [i for i in job.input if i.endswith(".pt")]
+        assert models, f"{job.rule}: no network among its inputs {job.input}"
         wrong = [m for m in models if not m.startswith(f"results/finetune/{split}/")]
-        assert not wrong, f"{job['rule']} writes fine-tuned features of {split} from the network(s) {wrong}"
+        assert not wrong, f"{job.rule} writes fine-tuned features of {split} from the network(s) {wrong}"
         seen[split] += 1
     assert all(seen.values()), f"no fine-tuned feature job planned for some fold: {seen}"
 
@@ -81,14 +60,14 @@ def test_ft_features_of_each_fold_come_from_that_folds_network(two_fold_plan):
 def test_ft_classifiers_of_each_fold_read_that_folds_ft_features(two_fold_plan):
     seen = {s: 0 for s in FOLDS}
     for job in two_fold_plan:
-        wc = job["wildcards"]
-        if not (job["rule"].startswith("fit_") and wc.get("backbone", "").endswith("_ft")):
+        wc = job.wildcards
+        if not (job.rule.startswith("fit_") and wc.get("backbone", "").endswith("_ft")):
             continue
         split = wc["split"]
-        features = [i for i in job["input"] if i.endswith(".h5")]
-        own = f"results/ft_features/{split}/{wc['backbone']}/{wc['region']}/AU{wc['au']}/"
+        features = [i for i in job.input if i.startswith("results/ft_features/")]
+        own = f"results/ft_features/{split}/{wc['backbone']}/{wc['region']}/"
         assert features and all(f.startswith(own) for f in features), \
-            f"{job['rule']} of {job['output'][0]} reads {features}, expected files under {own}"
+            f"{job.rule} of {job.output[0]} reads {features}, expected files under {own}"
         seen[split] += 1
     assert all(seen.values()), f"no classifier on fine-tuned features planned for some fold: {seen}"
 
@@ -98,11 +77,11 @@ def test_no_job_of_one_fold_reads_another_folds_results(two_fold_plan):
     fold-specific result of another fold."""
     checked = 0
     for job in two_fold_plan:
-        splits = {split_of(o) for o in job["output"]}
+        splits = {split_of(o) for o in job.output}
         if len(splits) != 1 or None in splits:
             continue  # cross-fold summaries (summary.csv, the report) and fold-free files
         split = splits.pop()
-        other = [i for i in job["input"] if split_of(i) not in (None, split)]
-        assert not other, f"{job['rule']} writes {job['output'][0]} of {split} but reads {other}"
+        other = [i for i in job.input if split_of(i) not in (None, split)]
+        assert not other, f"{job.rule} writes {job.output[0]} of {split} but reads {other}"
         checked += 1
     assert checked > 100

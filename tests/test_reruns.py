@@ -11,55 +11,16 @@ import copy
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, TEST_CONFIG, copy_workflow, run_snakemake
+from conftest import ROOT, TEST_CONFIG, Job, copy_workflow, parse_dry_run, plan
 
 pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("workflow")]
 
 # jobs upstream of the classifiers: never rerun by a classifier or backbone change
 PER_SUBJECT_RULES = {"demo_subject", "labels", "landmarks", "faces", "faces_qc"}
-
-
-@dataclass
-class Job:
-    rule: str
-    wildcards: dict[str, str]
-    reason: str
-
-    def __str__(self) -> str:
-        wc = ",".join(f"{k}={v}" for k, v in self.wildcards.items())
-        return f"{self.rule}[{wc}] ({self.reason[:100]})"
-
-
-def parse_dry_run(text: str) -> list[Job]:
-    """The jobs of a `snakemake -n` report: rule name, wildcards and reason of each job block."""
-    jobs: list[Job] = []
-    current: Job | None = None
-    for line in text.splitlines():
-        m = re.match(r"^(?:local)?rule (\S+):$", line)
-        if m:
-            current = Job(m[1], {}, "")
-            jobs.append(current)
-            continue
-        if current is None:
-            continue
-        m = re.match(r"^\s+(wildcards|reason): (.*)$", line)
-        if m and m[1] == "wildcards":
-            current.wildcards = dict(kv.split("=", 1) for kv in m[2].split(", "))
-        elif m:
-            current.reason = m[2]
-        elif not line.startswith(" "):
-            current = None
-    return [j for j in jobs if j.rule != "all"]
-
-
-def plan(workdir: Path, configfile: Path = TEST_CONFIG, *args: str) -> tuple[list[Job], str]:
-    proc = run_snakemake(workdir, "--dry-run", *args, configfile=configfile)
-    return parse_dry_run(proc.stdout), proc.stdout + proc.stderr
 
 
 def with_config(tmp_path: Path, change) -> Path:
@@ -114,11 +75,13 @@ def test_svm_parameter_reruns_only_svm_fits_and_their_dependents(finished_workfl
     jobs, _ = plan(finished_workflow, with_config(tmp_path, change))
     svm_models = sorted(finished_workflow.glob("results/models/*/*-svm/AU*.joblib"))
     assert svm_models, "the finished run has no SVM models"
-    fits = [j for j in jobs if j.rule == "fit_svm"]
-    assert len(fits) == len(svm_models), f"{len(fits)} SVM fits planned for {len(svm_models)} SVM models"
+    fits = [j for j in jobs if j.rule == "fit_frame"]
+    assert len(fits) == len(svm_models), f"{len(fits)} frame fits planned for {len(svm_models)} SVM models"
     for job in jobs:
-        assert job.rule not in PER_SUBJECT_RULES | {"features", "split_features", "mean_image", "fit_lda",
-                                                    "fit_lstm"}, f"SVM change reruns {job}"
+        assert job.rule not in PER_SUBJECT_RULES | {"features", "split_features", "mean_image", "fit_lstm"}, (
+            f"SVM change reruns {job}")
+        if job.rule == "fit_frame":
+            assert job.wildcards["classifier"] == "svm", f"SVM change reruns {job}"
         assert not job.rule.startswith(("finetune", "ft_features")), f"SVM change reruns {job}"
         model = job.wildcards.get("model")
         if job.rule == "merge_predictions":
@@ -135,7 +98,8 @@ def test_face_size_reruns_faces_and_later_but_no_landmarks(finished_workflow, tm
     rules = rules_of(jobs)
     subjects = sorted(p.stem for p in finished_workflow.glob("results/faces/*.h5"))
     assert sorted(j.wildcards["subject"] for j in jobs if j.rule == "faces") == subjects
-    assert {"faces", "features", "fit_svm", "fit_lda"} <= rules, sorted(rules)
+    assert {"faces", "features", "fit_frame"} <= rules, sorted(rules)
+    assert {j.wildcards["classifier"] for j in jobs if j.rule == "fit_frame"} == {"lda", "svm"}
     assert not rules & {"landmarks", "labels", "demo_subject"}, "face size change reruns:\n  " + describe(
         [j for j in jobs if j.rule in {"landmarks", "labels", "demo_subject"}])
 
@@ -149,7 +113,7 @@ def test_new_backbone_runs_only_its_own_jobs(finished_workflow, tmp_path):
 
     jobs, _ = plan(finished_workflow, with_config(tmp_path, change))
     assert any(j.rule == "features" and j.wildcards["backbone"] == new for j in jobs), describe(jobs)
-    assert any(j.rule == "fit_svm" and j.wildcards["backbone"] == new for j in jobs), describe(jobs)
+    assert any(j.rule == "fit_frame" and j.wildcards["backbone"] == new for j in jobs), describe(jobs)
     for job in jobs:
         assert job.rule not in PER_SUBJECT_RULES, f"a new backbone reruns {job}"
         if "backbone" in job.wildcards:

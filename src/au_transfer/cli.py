@@ -75,6 +75,7 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
     import yaml
 
     from .config import SCHEMA_DIR, check_splits, validate_config
+    from .plan import check_workflow
 
     path = Path(args.config)
     if not path.is_file():
@@ -84,6 +85,7 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
     if not schemas.is_dir():
         raise FileNotFoundError(f"schema folder {schemas} does not exist")
     validate_config(cfg, str(schemas))
+    check_workflow(cfg)
     splits = check_splits(cfg["splits"])
     print(f"{path}: valid ({len(splits)} split(s): {', '.join(splits)}; {len(cfg['data']['aus'])} AUs; "
           f"{len(cfg.get('ensembles') or {})} ensemble(s))")

@@ -79,20 +79,33 @@ class Layout:
             return self.split_features(split, backbone, crop_region, subject)
         return self.features(backbone, crop_region, subject)
 
-    def ft_features(self, split: str, backbone: str, region: str, au: int | str, subject: str) -> str:
-        """Features of a fine-tuned network (``backbone`` without the ``_ft`` suffix; ``region`` as in its id)."""
-        return _join(self.root, "ft_features", split, f"{backbone}{FT_SUFFIX}", region, f"AU{au}", f"{subject}.h5")
+    @staticmethod
+    def ft_unit(head: str, au: int | str, crop_region: str) -> str:
+        """The fine-tuned network that serves an AU: ``AU{au}`` (``per_au`` head) or ``multilabel-{crop}`` (one
+        network per crop region)."""
+        return f"AU{au}" if head == "per_au" else f"multilabel-{crop_region}"
+
+    def ft_feature_dir(self, split: str, backbone: str, region: str, unit: str) -> str:
+        """The features of one fine-tuned network (``backbone`` without ``_ft``; ``region`` as in its model id),
+        one file per subject of the split."""
+        return _join(self.root, "ft_features", split, f"{backbone}{FT_SUFFIX}", region, unit)
+
+    def ft_features(self, split: str, backbone: str, region: str, unit: str, subject: str) -> str:
+        return _join(self.ft_feature_dir(split, backbone, region, unit), f"{subject}.h5")
 
     def model_features(self, backbone: str, region: str, subject: str, *, split: str, au: int | str,
-                       crop_region: Callable[[str, int | str], str], mean_image: Callable[[str], bool]) -> str:
+                       crop_region: Callable[[str, int | str], str], mean_image: Callable[[str], bool],
+                       ft_unit: Callable[[str, int | str], str] | None = None) -> str:
         """The feature file that a model ``{backbone}-{region}-…`` reads for one subject and AU.
 
-        ``backbone`` may name a fine-tuned network (``cnn_f_ft``: its split- and AU-specific features);
-        ``crop_region(region, au)`` maps a model region (``au_region``) to a crop, ``mean_image(backbone)`` tells
-        whether a backbone's frozen features are per split.
+        ``backbone`` may name a fine-tuned network (``cnn_f_ft``: the features of the split's network that
+        serves the AU, ``ft_unit(region, au)``, by default ``AU{au}``); ``crop_region(region, au)`` maps a model
+        region (``au_region``) to a crop, ``mean_image(backbone)`` tells whether a backbone's frozen features are
+        per split.
         """
         if backbone.endswith(FT_SUFFIX):
-            return self.ft_features(split, backbone[: -len(FT_SUFFIX)], region, au, subject)
+            unit = ft_unit(region, au) if ft_unit is not None else f"AU{au}"
+            return self.ft_features(split, backbone[: -len(FT_SUFFIX)], region, unit, subject)
         return self.frozen_features(backbone, crop_region(region, au), subject, split=split,
                                     mean_image=mean_image(backbone))
 
@@ -100,16 +113,22 @@ class Layout:
     def finetune_dir(self, split: str, backbone: str, region: str) -> str:
         return _join(self.root, "finetune", split, f"{backbone}-{region}")
 
+    def ft_network(self, split: str, backbone: str, region: str, unit: str) -> str:
+        """A fine-tuned network bundle: ``unit`` is ``AU{au}`` (the per-AU network, also written for every AU of
+        a multilabel network) or ``multilabel-{crop}`` (a multilabel network)."""
+        return _join(self.finetune_dir(split, backbone, region), f"{unit}.pt")
+
     def finetune_net(self, split: str, backbone: str, region: str, au: int | str) -> str:
-        """A fine-tuned network (bundle) for one AU."""
-        return _join(self.finetune_dir(split, backbone, region), f"AU{au}.pt")
+        """The fine-tuned network (bundle) of one AU."""
+        return self.ft_network(split, backbone, region, f"AU{au}")
 
-    def finetune_ckpt(self, split: str, backbone: str, region: str, au: int | str) -> str:
-        return _join(self.finetune_dir(split, backbone, region), f"AU{au}.ckpt")
+    def finetune_ckpt(self, split: str, backbone: str, region: str, unit: str) -> str:
+        """The resumable checkpoint beside a training job's network (not a declared output)."""
+        return _join(self.finetune_dir(split, backbone, region), f"{unit}.ckpt")
 
-    def finetune_group(self, split: str, backbone: str, region: str, crop_region: str, ext: str) -> str:
-        """The multilabel network (``pt``), its predictions (``csv``) or checkpoint (``ckpt``) of one crop."""
-        return _join(self.finetune_dir(split, backbone, region), f"multilabel-{crop_region}.{ext}")
+    def finetune_group_predictions(self, split: str, backbone: str, region: str, crop_region: str) -> str:
+        """The predictions of a multilabel network (all of its AUs), before they are unpacked per AU."""
+        return _join(self.finetune_dir(split, backbone, region), f"multilabel-{crop_region}.csv")
 
     # ------------------------------------------------------------------------------ models, predictions, metrics
     def model_dir(self, split: str, model: str) -> str:

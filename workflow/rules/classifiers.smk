@@ -1,38 +1,25 @@
-# Stage classifiers: per-AU LDA / linear SVM on frame features (paper IV-C), LSTM on sequences (IV-D),
-# merged predictions, per-model metrics and the summary table (VII). One fit job per (split, model, AU).
+# Stage classifiers: per-AU LDA / linear SVM on frame features (paper IV-C: one rule, fit_frame, with a
+# {classifier} wildcard; each classifier's options reach only its own jobs), LSTM on sequences (IV-D), merged
+# predictions, per-model metrics and the summary table (VII). One fit job per (split, model, AU).
 # Helpers (model_ids, feature_file, classifier_inputs, ...) are in common.smk, block "# --- classifiers".
 
 MODEL_ID_RE = r"[A-Za-z0-9_.]+-(face|upper|middle|lower|au_region)-[a-z0-9_]+"
 CLF = config["classifiers"]
+FRAME_CLASSIFIERS = ("lda", "svm")  # the frame classifiers of au_transfer.classifiers.frame
 
 
-rule fit_lda:
+rule fit_frame:
     input:
         unpack(classifier_inputs),
     output:
-        model="results/models/{split}/{backbone}-{region}-lda/AU{au}.joblib",
-        pred="results/predictions/{split}/{backbone}-{region}-lda/AU{au}.csv",
+        model=LAYOUT.model_file("{split}", "{backbone}-{region}-{classifier}", "{au}"),
+        pred=LAYOUT.au_predictions("{split}", "{backbone}-{region}-{classifier}", "{au}"),
+    wildcard_constraints:
+        classifier="|".join(FRAME_CLASSIFIERS),
     params:
-        **classifier_fit_params("lda"),
+        **classifier_fit_params(),
     log:
-        "logs/classifiers/{split}/{backbone}-{region}-lda/AU{au}.log",
-    threads: 1
-    conda:
-        "../../envs/au_transfer.yaml"
-    script:
-        "../scripts/fit_frame.py"
-
-
-rule fit_svm:
-    input:
-        unpack(classifier_inputs),
-    output:
-        model="results/models/{split}/{backbone}-{region}-svm/AU{au}.joblib",
-        pred="results/predictions/{split}/{backbone}-{region}-svm/AU{au}.csv",
-    params:
-        **classifier_fit_params("svm"),
-    log:
-        "logs/classifiers/{split}/{backbone}-{region}-svm/AU{au}.log",
+        "logs/classifiers/{split}/{backbone}-{region}-{classifier}/AU{au}.log",
     threads: 1
     conda:
         "../../envs/au_transfer.yaml"
@@ -44,10 +31,11 @@ rule fit_lstm:
     input:
         unpack(classifier_inputs),
     output:
-        model="results/models/{split}/{backbone}-{region}-lstm/AU{au}.joblib",
-        pred="results/predictions/{split}/{backbone}-{region}-lstm/AU{au}.csv",
+        model=LAYOUT.model_file("{split}", "{backbone}-{region}-lstm", "{au}"),
+        pred=LAYOUT.au_predictions("{split}", "{backbone}-{region}-lstm", "{au}"),
     params:
         sets=lambda wc: split_sets(wc.split),
+        features=model_feature_paths,
         crop_region=lambda wc: crop_region_of(wc.region, wc.au),
         threshold=config["data"]["threshold"],
         seed=CLF["seed"],

@@ -19,6 +19,7 @@ from au_transfer.config import (  # noqa: E402
     split_subjects,
 )
 
+from au_transfer import plan as _plan  # noqa: E402
 from au_transfer.layout import Layout  # noqa: E402
 
 LAYOUT = Layout()  # every results path (au_transfer.layout)
@@ -26,6 +27,7 @@ LAYOUT = Layout()  # every results path (au_transfer.layout)
 # Validate the top level and every section against its schema (src/au_transfer/schemas/<section>.schema.yaml), filling
 # defaults; a wrong key or value stops the run before any job, with a message that names the key.
 validate_config(config)
+_plan.check_workflow(config)  # the checks that span sections (ensemble members, demo subjects, report), once
 SPLITS = check_splits(config["splits"])
 AUS = list(check_aus(config["data"]["aus"]))
 SUBJECTS = split_subjects(SPLITS)
@@ -63,51 +65,10 @@ def au_region_of(au):
     return region_for("au_region", int(au), config["regions"].get("au_region"))
 
 
-# --- classifiers (LDA, SVM, LSTM, metrics): model ids and feature inputs; used by classifiers.smk and others
-_EXTRA_MODEL_IDS = []
-
-
-def register_model_ids(func):
-    """Register func(split) -> model ids whose per-AU predictions another stage writes (e.g. fine-tuned softmax
-    models, ensembles); they get merged predictions, metrics and rows in results/metrics/summary.csv."""
-    _EXTRA_MODEL_IDS.append(func)
-
-
-def classifier_backbones():
-    """Backbones of the frozen-feature frame models (classifiers.backbones, or every features backbone)."""
-    b = config["classifiers"].get("backbones")
-    return list(config["features"].get("backbones", []) if b is None else b)
-
-
-def lstm_backbones():
-    """Backbones of the LSTM models (classifiers.lstm.backbones, or the first frame-model backbone)."""
-    lstm = config["classifiers"]["lstm"]
-    if not lstm["enabled"]:
-        return []
-    b = lstm.get("backbones")
-    return list(b) if b is not None else classifier_backbones()[:1]
-
-
-def ft_regions():
-    r = config["classifiers"].get("ft_regions")
-    return list(r if r is not None else config["finetune"].get("regions", config["classifiers"]["regions"]))
-
-
-def classifier_model_ids():
-    """Model ids fitted by the classifiers stage (LDA/SVM on frozen and fine-tuned features, LSTM)."""
-    clf = config["classifiers"]
-    ids = [model_id(b, r, c) for b in classifier_backbones() for r in clf["regions"] for c in clf["frame"]]
-    ids += [model_id(f"{b}_ft", r, c) for b in clf["ft_backbones"] for r in ft_regions() for c in clf["frame"]]
-    ids += [model_id(b, r, "lstm") for b in lstm_backbones() for r in clf["lstm"]["regions"]]
-    return list(dict.fromkeys(ids))
-
-
-def model_ids(split):
-    """Every model with predictions on a split: the classifiers' own and those registered by other stages."""
-    ids = classifier_model_ids()
-    for func in _EXTRA_MODEL_IDS:
-        ids += [m for m in func(split) if m not in ids]
-    return ids
+# --- model ids (au_transfer.plan): the classifiers', the fine-tuned networks' and the ensembles'
+def model_ids(split=None):
+    """Every model with predictions on a split (the same on every split): members first, then ensembles."""
+    return _plan.model_ids(config)
 
 
 def crop_region_of(region, au):
@@ -115,22 +76,36 @@ def crop_region_of(region, au):
     return au_region_of(au) if region == "au_region" else region
 
 
+def ft_unit(region, au):
+    """The fine-tuned network that serves an AU in a model region: AU{au} (per_au head) or multilabel-{crop}."""
+    return LAYOUT.ft_unit(config["finetune"]["head"], au, crop_region_of(region, au))
+
+
 def feature_file(backbone, region, subject, split, au):
     """Feature file that model {backbone}-{region}-... reads for one subject and AU: frozen features by crop region
     (the split's mean-image features for a mean-image backbone), or a fine-tuned network's (`*_ft`, per split and
-    AU). The one path function of every feature consumer (au_transfer.layout.Layout.model_features)."""
+    network). The one path function of every feature consumer (au_transfer.layout.Layout.model_features)."""
     return LAYOUT.model_features(backbone, region, subject, split=split, au=au, crop_region=crop_region_of,
-                                 mean_image=uses_mean_image)
+                                 mean_image=uses_mean_image, ft_unit=ft_unit)
+
+
+def model_feature_paths(wildcards):
+    """Feature files of one (split, model, AU) fit, one per subject of the split (train, val, test order)."""
+    return [feature_file(wildcards.backbone, wildcards.region, s, wildcards.split, wildcards.au)
+            for s in SPLITS[wildcards.split].all]
 
 
 def classifier_inputs(wildcards):
-    """Inputs of one (split, model, AU) fit: feature and label files of every subject of the split, in order."""
+    """Inputs of one (split, model, AU) fit: the feature files (for a fine-tuned backbone: its network's feature
+    folder) and the label files of every subject of the split."""
     subjects = SPLITS[wildcards.split].all
-    return {
-        "features": [feature_file(wildcards.backbone, wildcards.region, s, wildcards.split, wildcards.au)
-                     for s in subjects],
-        "labels": [f"results/labels/{s}.csv" for s in subjects],
-    }
+    if wildcards.backbone.endswith("_ft"):
+        base = wildcards.backbone[: -len("_ft")]
+        unit = ft_unit(wildcards.region, wildcards.au)
+        features = [LAYOUT.ft_feature_dir(wildcards.split, base, wildcards.region, unit)]
+    else:
+        features = model_feature_paths(wildcards)
+    return {"features": features, "labels": [LAYOUT.labels(s) for s in subjects]}
 
 
 def split_sets(split):
@@ -138,18 +113,19 @@ def split_sets(split):
     return {"train": list(sp.train), "val": list(sp.val), "test": list(sp.test)}
 
 
-def classifier_fit_params(classifier):
-    """Params of a frame-classifier rule: those shared by the fits plus the options of that classifier only
-    (so that changing an SVM key reruns SVM fits only)."""
+def classifier_fit_params():
+    """Params of the frame-classifier rule: those shared by the fits plus the options of the job's own classifier
+    only (so that changing an SVM key reruns SVM fits only)."""
     clf = config["classifiers"]
     return dict(
         sets=lambda wc: split_sets(wc.split),
+        features=model_feature_paths,
         crop_region=lambda wc: crop_region_of(wc.region, wc.au),
         threshold=config["data"]["threshold"],
         seed=clf["seed"],
         balance=clf["balance"],
-        classifier=classifier,
-        options=clf[classifier],
+        classifier=lambda wc: wc.classifier,
+        options=lambda wc: clf[wc.classifier],
     )
 
 
@@ -197,29 +173,11 @@ if config["finetune"]["head"] != "per_au":
 
 
 # --- ensembles and report (owner: ensembles/report; helpers of ensemble.smk and report.smk)
-def ensemble_ids(split=None):
-    """Model ids (ens-{name}) of every configured ensemble (the same on every split)."""
-    from au_transfer.ensemble import ensemble_id
-
-    return [ensemble_id(name) for name in config["ensembles"]]
-
-
 def report_corpus():
     """The label of our corpus in the report: report.corpus, or "synthetic demo corpus" / "DISFA"."""
     if config["report"].get("corpus"):
         return config["report"]["corpus"]
     return "synthetic demo corpus" if config["data"]["demo"]["enabled"] else "DISFA"
-
-
-def report_paper_ensembles():
-    """Ensembles shown as the paper's ensembles 1-3: report.paper_ensembles, or the first three majority ones."""
-    names = config["report"].get("paper_ensembles")
-    if names is None:
-        names = [n for n, e in config["ensembles"].items() if e["method"] == "majority"][:3]
-    unknown = [n for n in names if n not in config["ensembles"]]
-    if unknown:
-        raise ConfigError(f"report.paper_ensembles: {unknown} are not in the ensembles section")
-    return list(names)
 
 
 def report_outputs(report_dir="results/report"):
@@ -350,8 +308,8 @@ def ft_train_inputs(wildcards):
     """Face stores and label tables of every subject of the split, plus a local weights file (replacing it reruns)."""
     subjects = SPLITS[wildcards.split].all
     out = {
-        "faces": [f"results/faces/{s}.h5" for s in subjects],
-        "labels": [f"results/labels/{s}.csv" for s in subjects],
+        "faces": [LAYOUT.faces(s) for s in subjects],
+        "labels": [LAYOUT.labels(s) for s in subjects],
     }
     weights = backbone_options(wildcards.backbone)["weights"]
     if weights not in ("pretrained", "random"):
@@ -359,22 +317,19 @@ def ft_train_inputs(wildcards):
     return out
 
 
-def ft_model_ids(split):
-    """The fine-tuned softmax models of a split (registered with the classifiers' model list)."""
-    if not FT["enabled"]:
-        return []
-    return [model_id(f"{b}_ft", r, "softmax") for b in FT["backbones"] for r in FT["regions"]]
+def ft_units(region):
+    """The fine-tuned networks of one model region: AU{au} per AU, or multilabel-{crop} per crop region."""
+    return list(dict.fromkeys(ft_unit(region, au) for au in AUS))
 
 
 def ft_feature_targets():
-    """Fine-tuned feature files of every split, backbone, region, AU and subject of the split."""
+    """The fine-tuned feature folders of every split, backbone, region and network."""
     if not (FT["enabled"] and FT["extract_features"]):
         return []
     return [
-        f"results/ft_features/{split}/{b}_ft/{r}/AU{au}/{s}.h5"
-        for split, sp in SPLITS.items()
+        LAYOUT.ft_feature_dir(split, b, r, unit)
+        for split in SPLITS
         for b in FT["backbones"]
         for r in FT["regions"]
-        for au in AUS
-        for s in sp.all
+        for unit in ft_units(r)
     ]

@@ -5,15 +5,7 @@
 DATA = config["data"]
 DEMO = DATA["demo"]
 
-if DEMO["enabled"]:
-    from au_transfer.config import DISFA_SUBJECTS
-
-    _unknown = [s for s in DEMO["subjects"] if s not in DISFA_SUBJECTS]
-    if _unknown:
-        raise ConfigError(f"config key 'data.demo.subjects': {_unknown} are not DISFA subject ids ({DISFA_SUBJECTS[0]}...)")
-    _missing = [s for s in SUBJECTS if s not in DEMO["subjects"]]
-    if _missing:
-        raise ConfigError(f"config key 'splits' uses subject(s) {_missing} that 'data.demo.subjects' does not generate")
+if DEMO["enabled"]:  # demo subjects checked before any job (au_transfer.plan.check_workflow)
 
     rule demo_subject:
         output:

@@ -1,19 +1,11 @@
 # Stage ensembles (paper VI): majority vote (and F1-weighted / stacked beside it) over configured member models.
 # One job per (split, ensemble): results/predictions/{split}/ens-{name}.csv has the columns of any model's
 # predictions, so the classifiers' `metrics` rule scores it exactly like a model (ensemble ids are registered with
-# register_model_ids, so they also get rows in results/metrics/summary.csv). The fitted combination (calibration,
+# au_transfer.plan.model_ids, so they also get rows in results/metrics/summary.csv). The fitted combination (calibration,
 # weights, stacking coefficients; fitted on validation rows only) is results/models/{split}/ens-{name}/ensemble.json,
 # which `au-transfer predict` uses on new videos.
 
-from au_transfer.ensemble import check_ensembles  # noqa: E402
-
-ENSEMBLES = config["ensembles"]
-
-# Members must be models that this configuration produces: checked before any job, naming ensemble and id.
-for _split in SPLITS:
-    check_ensembles(ENSEMBLES, [m for m in model_ids(_split) if not m.startswith("ens-")])
-
-register_model_ids(ensemble_ids)
+ENSEMBLES = config["ensembles"]  # members checked before any job (au_transfer.plan.check_workflow)
 
 
 rule ensemble:

@@ -1,11 +1,12 @@
 # Stage finetune: fine-tuned CNNs (paper V), their fc6 features (VII-B) and the region-based approach (VII-C).
 # Model ids {backbone}_ft-{region}-softmax; see docs/finetune.md.
 #   per_au head:     one training job per (split, backbone, region, AU)            -> AU{au}.pt + predictions
-#   multilabel head: one training job per (split, backbone, region, crop region),
+#   multilabel head: one training job per (split, backbone, region, crop region)   -> multilabel-{crop}.pt,
 #                    then one cheap unpack job per (split, backbone, region)       -> AU{au}.pt + predictions
-# (the unpack job writes the per-AU networks and predictions of one (split, backbone, region) at once).
-# A running job keeps an untracked checkpoint beside its output (results/finetune/.../*.ckpt, not a declared
-# output, so Snakemake leaves it when the job fails); a rerun resumes from its last finished epoch.
+# Fine-tuned features: one job per network ({unit} = AU{au} or multilabel-{crop}), writing the folder
+# results/ft_features/{split}/{backbone}_ft/{region}/{unit}/ with one file per subject of the split.
+# A running job keeps an untracked checkpoint beside its output ({unit}.ckpt, not a declared output, so Snakemake
+# leaves it when the job fails); a rerun resumes from its last finished epoch. Helpers: common.smk, "# --- finetune".
 
 _FT_PARAMS = dict(
     sets=lambda wc: split_sets(wc.split),
@@ -23,11 +24,11 @@ if FT["head"] == "per_au":
         input:
             unpack(ft_train_inputs),
         output:
-            model="results/finetune/{split}/{backbone}-{region}/AU{au}.pt",
-            pred="results/predictions/{split}/{backbone}_ft-{region}-softmax/AU{au}.csv",
+            model=LAYOUT.finetune_net("{split}", "{backbone}", "{region}", "{au}"),
+            pred=LAYOUT.au_predictions("{split}", "{backbone}_ft-{region}-softmax", "{au}"),
         params:
             aus=lambda wc: [int(wc.au)],
-            ckpt=lambda wc: f"results/finetune/{wc.split}/{wc.backbone}-{wc.region}/AU{wc.au}.ckpt",
+            ckpt=lambda wc: LAYOUT.finetune_ckpt(wc.split, wc.backbone, wc.region, f"AU{wc.au}"),
             **_FT_PARAMS,
         log:
             "logs/finetune/{split}/{backbone}-{region}/AU{au}.log",
@@ -45,11 +46,11 @@ else:
         input:
             unpack(ft_train_inputs),
         output:
-            model="results/finetune/{split}/{backbone}-{region}/multilabel-{crop_region}.pt",
-            pred="results/finetune/{split}/{backbone}-{region}/multilabel-{crop_region}.csv",
+            model=LAYOUT.ft_network("{split}", "{backbone}", "{region}", "multilabel-{crop_region}"),
+            pred=LAYOUT.finetune_group_predictions("{split}", "{backbone}", "{region}", "{crop_region}"),
         params:
             aus=lambda wc: ft_groups(wc.region)[wc.crop_region],
-            ckpt=lambda wc: f"results/finetune/{wc.split}/{wc.backbone}-{wc.region}/multilabel-{wc.crop_region}.ckpt",
+            ckpt=lambda wc: LAYOUT.finetune_ckpt(wc.split, wc.backbone, wc.region, f"multilabel-{wc.crop_region}"),
             **_FT_PARAMS,
         log:
             "logs/finetune/{split}/{backbone}-{region}/multilabel-{crop_region}.log",
@@ -63,13 +64,13 @@ else:
 
     rule finetune_unpack:
         input:
-            models=lambda wc: [f"results/finetune/{wc.split}/{wc.backbone}-{wc.region}/multilabel-{c}.pt"
+            models=lambda wc: [LAYOUT.ft_network(wc.split, wc.backbone, wc.region, f"multilabel-{c}")
                                for c in ft_groups(wc.region)],
-            preds=lambda wc: [f"results/finetune/{wc.split}/{wc.backbone}-{wc.region}/multilabel-{c}.csv"
+            preds=lambda wc: [LAYOUT.finetune_group_predictions(wc.split, wc.backbone, wc.region, c)
                               for c in ft_groups(wc.region)],
         output:
-            models=expand("results/finetune/{{split}}/{{backbone}}-{{region}}/AU{au}.pt", au=AUS),
-            preds=expand("results/predictions/{{split}}/{{backbone}}_ft-{{region}}-softmax/AU{au}.csv", au=AUS),
+            models=[LAYOUT.finetune_net("{split}", "{backbone}", "{region}", au) for au in AUS],
+            preds=[LAYOUT.au_predictions("{split}", "{backbone}_ft-{region}-softmax", au) for au in AUS],
         params:
             groups=lambda wc: list(ft_groups(wc.region).values()),
             aus=AUS,
@@ -81,57 +82,38 @@ else:
             "../scripts/finetune.py"
 
 
-# Fine-tuned features: one job per network, writing every subject of its split (the network is loaded once).
-# A multilabel network serves several AUs: its features are extracted once and copied to each AU's folder.
-for _split, _sp in SPLITS.items():
-    if FT["head"] == "per_au":
-        _units = {"": None}
-    else:
-        _units = {f"_{r}_{c}": (r, aus) for r in FT["regions"] for c, aus in ft_groups(r).items()}
-    for _suffix, _unit in _units.items():
-        if _unit is None:
-            _out = [f"results/ft_features/{_split}/{{backbone}}_ft/{{region}}/AU{{au}}/{s}.h5" for s in _sp.all]
-            _model = f"results/finetune/{_split}/{{backbone}}-{{region}}/AU{{au}}.pt"
-            _logname = f"logs/finetune/{_split}/ft_features_{{backbone}}-{{region}}-AU{{au}}.log"
-        else:
-            _r, _aus = _unit
-            _out = [f"results/ft_features/{_split}/{{backbone}}_ft/{_r}/AU{au}/{s}.h5" for au in _aus for s in _sp.all]
-            _model = f"results/finetune/{_split}/{{backbone}}-{_r}/AU{_aus[0]}.pt"
-            _logname = f"logs/finetune/{_split}/ft_features_{{backbone}}-{_r}-{crop_region_of(_r, _aus[0])}.log"
-
-        rule:
-            name:
-                f"ft_features_{_split}{_suffix}"
-            input:
-                model=_model,
-                faces=[f"results/faces/{s}.h5" for s in _sp.all],
-            output:
-                _out,
-            params:
-                subjects=list(_sp.all),
-                aus=None if _unit is None else list(_unit[1]),
-                batch_size=FT["feature_batch_size"],
-                num_workers=FT["num_workers"],
-                device=FT["device"],
-                amp=FT["amp"],
-            log:
-                _logname,
-            threads: FT["threads"]
-            resources:
-                gpu=1,
-            conda:
-                "../../envs/au_transfer.yaml"
-            script:
-                "../scripts/ft_features.py"
+rule ft_features:
+    input:
+        model=lambda wc: LAYOUT.ft_network(wc.split, wc.backbone, wc.region, wc.unit),
+        faces=lambda wc: [LAYOUT.faces(s) for s in SPLITS[wc.split].all],
+    output:
+        directory(LAYOUT.ft_feature_dir("{split}", "{backbone}", "{region}", "{unit}")),
+    wildcard_constraints:
+        unit=r"AU\d+|multilabel-(face|upper|middle|lower)",
+    params:
+        subjects=lambda wc: list(SPLITS[wc.split].all),
+        paths=lambda wc: [LAYOUT.ft_features(wc.split, wc.backbone, wc.region, wc.unit, s)
+                          for s in SPLITS[wc.split].all],
+        batch_size=FT["feature_batch_size"],
+        num_workers=FT["num_workers"],
+        device=FT["device"],
+        amp=FT["amp"],
+    log:
+        "logs/finetune/{split}/ft_features_{backbone}-{region}-{unit}.log",
+    threads: FT["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/ft_features.py"
 
 
-if FT["enabled"]:
-    register_model_ids(ft_model_ids)
 register_targets(
     "finetune",
     lambda: (
         [
-            f"results/finetune/{split}/{b}-{r}/AU{au}.pt"
+            LAYOUT.finetune_net(split, b, r, au)
             for split in SPLITS
             for b in FT["backbones"]
             for r in FT["regions"]

@@ -15,7 +15,7 @@ rule paper_report:
         corpus=report_corpus(),
         split=REPORT["split"],
         paper_models=REPORT["paper_models"],
-        paper_ensembles=report_paper_ensembles(),
+        paper_ensembles=_plan.report_paper_ensembles(config),
         ensembles={n: {"members": list(e["members"]), "method": e["method"]} for n, e in config["ensembles"].items()},
     log:
         "logs/report/report.log",

@@ -9,7 +9,7 @@ p = sm.params
 sets = p.sets
 subjects = sets["train"] + sets["val"] + sets["test"]
 run_frame_job(
-    feature_paths=dict(zip(subjects, sm.input.features, strict=True)),
+    feature_paths=dict(zip(subjects, p.features, strict=True)),
     label_paths=dict(zip(subjects, sm.input.labels, strict=True)),
     train=sets["train"], val=sets["val"], test=sets["test"], au=int(sm.wildcards.au),
     backbone=sm.wildcards.backbone, region=sm.wildcards.region, crop_region=p.crop_region,

@@ -1,5 +1,4 @@
-"""Snakemake adapter: fc6 features of one fine-tuned network for every subject of its split (and, for a
-multilabel network, for every AU it serves)."""
+"""Snakemake adapter: fc6 features of one fine-tuned network for every subject of its split, into its folder."""
 
 import torch
 
@@ -11,7 +10,7 @@ setup_logging(sm.log[0])
 torch.set_num_threads(max(1, int(sm.threads)))
 p = sm.params
 extract_ft_features_many(
-    sm.input.model, dict(zip(p.subjects, sm.input.faces, strict=True)), list(sm.output), subjects=list(p.subjects),
-    aus=p.aus, batch_size=int(p.batch_size), num_workers=int(p.num_workers), device=p.device,
+    sm.input.model, dict(zip(p.subjects, sm.input.faces, strict=True)), list(p.paths), subjects=list(p.subjects),
+    split=sm.wildcards.split, batch_size=int(p.batch_size), num_workers=int(p.num_workers), device=p.device,
     amp=p.amp,
 )

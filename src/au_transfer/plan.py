@@ -1,0 +1,102 @@
+"""What a validated workflow config asks for: its model ids, and the checks that span config sections.
+
+The workflow (``workflow/rules/common.smk``) and ``au-transfer validate-config`` both call :func:`check_workflow`
+right after the schema validation, so that every config error stops a run before any job starts, with one message
+that names the key. The rules' target and input functions take their model lists from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .config import DISFA_SUBJECTS, ConfigError, check_splits, model_id, split_subjects
+
+FT_SUFFIX = "_ft"
+
+
+def frame_backbones(cfg: Mapping[str, Any]) -> list[str]:
+    """Backbones of the frozen-feature frame models (classifiers.backbones, or every features backbone)."""
+    b = cfg["classifiers"].get("backbones")
+    return list(cfg["features"].get("backbones", []) if b is None else b)
+
+
+def lstm_backbones(cfg: Mapping[str, Any]) -> list[str]:
+    """Backbones of the LSTM models (classifiers.lstm.backbones, or the first frame-model backbone)."""
+    lstm = cfg["classifiers"]["lstm"]
+    if not lstm["enabled"]:
+        return []
+    b = lstm.get("backbones")
+    return list(b) if b is not None else frame_backbones(cfg)[:1]
+
+
+def ft_regions(cfg: Mapping[str, Any]) -> list[str]:
+    """Regions of the LDA/SVM models on fine-tuned features."""
+    r = cfg["classifiers"].get("ft_regions")
+    return list(r if r is not None else cfg["finetune"].get("regions", cfg["classifiers"]["regions"]))
+
+
+def classifier_model_ids(cfg: Mapping[str, Any]) -> list[str]:
+    """Model ids fitted by the classifiers stage (LDA/SVM on frozen and fine-tuned features, LSTM)."""
+    clf = cfg["classifiers"]
+    ids = [model_id(b, r, c) for b in frame_backbones(cfg) for r in clf["regions"] for c in clf["frame"]]
+    ids += [model_id(f"{b}{FT_SUFFIX}", r, c) for b in clf["ft_backbones"] for r in ft_regions(cfg)
+            for c in clf["frame"]]
+    ids += [model_id(b, r, "lstm") for b in lstm_backbones(cfg) for r in clf["lstm"]["regions"]]
+    return list(dict.fromkeys(ids))
+
+
+def ft_model_ids(cfg: Mapping[str, Any]) -> list[str]:
+    """The fine-tuned networks' own (softmax) models."""
+    ft = cfg["finetune"]
+    if not ft["enabled"]:
+        return []
+    return [model_id(f"{b}{FT_SUFFIX}", r, "softmax") for b in ft["backbones"] for r in ft["regions"]]
+
+
+def ensemble_ids(cfg: Mapping[str, Any]) -> list[str]:
+    """Model ids (ens-{name}) of every configured ensemble (the same on every split)."""
+    from .ensemble import ensemble_id
+
+    return [ensemble_id(name) for name in cfg["ensembles"]]
+
+
+def member_ids(cfg: Mapping[str, Any]) -> list[str]:
+    """Every model that can be an ensemble member: the classifiers' and the fine-tuned networks'."""
+    return list(dict.fromkeys(classifier_model_ids(cfg) + ft_model_ids(cfg)))
+
+
+def model_ids(cfg: Mapping[str, Any]) -> list[str]:
+    """Every model with predictions (and metrics) on each split: members first, then the ensembles."""
+    return member_ids(cfg) + [e for e in ensemble_ids(cfg) if e not in member_ids(cfg)]
+
+
+def report_paper_ensembles(cfg: Mapping[str, Any]) -> list[str]:
+    """Ensembles shown as the paper's ensembles 1-3: report.paper_ensembles, or the first three majority ones."""
+    names = cfg["report"].get("paper_ensembles")
+    if names is None:
+        names = [n for n, e in cfg["ensembles"].items() if e["method"] == "majority"][:3]
+    unknown = [n for n in names if n not in cfg["ensembles"]]
+    if unknown:
+        raise ConfigError(f"config key 'report.paper_ensembles': {unknown} are not in the ensembles section")
+    return list(names)
+
+
+def check_workflow(cfg: Mapping[str, Any]) -> None:
+    """The checks that span sections, on a schema-validated config (defaults filled); raises :class:`ConfigError`
+    naming the key. Called once by the workflow before any job and by ``au-transfer validate-config``."""
+    from .ensemble import check_ensembles
+
+    splits = check_splits(cfg["splits"])
+    demo = cfg["data"]["demo"]
+    if demo["enabled"]:
+        unknown = [s for s in demo["subjects"] if s not in DISFA_SUBJECTS]
+        if unknown:
+            raise ConfigError(f"config key 'data.demo.subjects': {unknown} are not DISFA subject ids "
+                              f"({DISFA_SUBJECTS[0]}...)")
+        missing = [s for s in split_subjects(splits) if s not in demo["subjects"]]
+        if missing:
+            raise ConfigError(f"config key 'splits' uses subject(s) {missing} that 'data.demo.subjects' does not "
+                              "generate")
+    check_ensembles(cfg["ensembles"], member_ids(cfg))
+    report_paper_ensembles(cfg)
