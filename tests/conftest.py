@@ -17,9 +17,9 @@ TEST_CONFIG = ROOT / "tests" / "config_test.yaml"
 
 
 def run_snakemake(workdir: Path, *args: str, configfile: Path = TEST_CONFIG, check: bool = True,
-                  timeout: int = 1800) -> subprocess.CompletedProcess:
-    """Run the project's Snakefile with ``workdir`` as working directory; returns the completed process."""
-    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(configfile),
+                  timeout: int = 1800, snakefile: Path = ROOT / "Snakefile") -> subprocess.CompletedProcess:
+    """Run the project's Snakefile (or ``snakefile``) with ``workdir`` as working directory."""
+    cmd = [SNAKEMAKE, "-s", str(snakefile), "--directory", str(workdir), "--configfile", str(configfile),
            "--resources", "gpu=1", "--cores", "2", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
@@ -68,9 +68,10 @@ def parse_dry_run(text: str) -> list[Job]:
     return [j for j in jobs if j.rule != "all"]
 
 
-def plan(workdir: Path, configfile: Path = TEST_CONFIG, *args: str) -> tuple[list[Job], str]:
+def plan(workdir: Path, configfile: Path = TEST_CONFIG, *args: str, snakefile: Path = ROOT / "Snakefile"
+         ) -> tuple[list[Job], str]:
     """The jobs that `snakemake -n` plans in ``workdir``, and its whole output."""
-    proc = run_snakemake(workdir, "--dry-run", *args, configfile=configfile)
+    proc = run_snakemake(workdir, "--dry-run", *args, configfile=configfile, snakefile=snakefile)
     return parse_dry_run(proc.stdout), proc.stdout + proc.stderr
 
 

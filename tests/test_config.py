@@ -128,3 +128,51 @@ def test_model_ids_roundtrip():
     assert parse_model_id(model_id("dlib_resnet_ft", "au_region", "softmax")) == ("dlib_resnet_ft", "au_region", "softmax")
     with pytest.raises(ConfigError):
         parse_model_id("resnet152-nose-svm")
+
+
+# --- checks that span sections (au_transfer.plan.check_workflow): run before any job and by validate-config
+def _checked(change):
+    import copy
+
+    from au_transfer.plan import check_workflow
+
+    cfg = validate_config(copy.deepcopy(load(ROOT / "tests" / "config_test.yaml")))
+    change(cfg)
+    check_workflow(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_ready_configs_pass_the_cross_section_checks(path):
+    from au_transfer.plan import check_workflow
+
+    check_workflow(validate_config(load(path)))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda c: c["ensembles"]["fe"]["members"].append("vgg_face-face-svm"),
+     r"ensembles\.fe\.members.*backbone 'vgg_face', which is not configured.*features\.backbones"),
+    (lambda c: c["ensembles"]["fe"]["members"].append("cnn_f_ft-face-softmax"),
+     r"backbone 'cnn_f_ft', which is not configured.*finetune\.backbones"),
+    (lambda c: c["ensembles"]["fe"]["members"].append("dlib_resnet-upper-svm"),
+     r"ensembles\.fe: member 'dlib_resnet-upper-svm' is not a model that this configuration produces"),
+    (lambda c: c["report"].update(split="paper"), r"report\.split.*'paper' is not a split"),
+    (lambda c: c["report"]["paper_models"].update(fe_svm_vgg="dlib_resnet-face-svm"),
+     r"report\.paper_models\.fe_svm_vgg.*not a result of the paper"),
+    (lambda c: c["report"]["paper_models"].update(fe_svm_vggface="vgg_face-face-svm"),
+     r"report\.paper_models\.fe_svm_vggface.*'vgg_face-face-svm' is not a model"),
+    (lambda c: c["report"].update(paper_ensembles=["fe", "nope"]), r"report\.paper_ensembles.*nope"),
+    (lambda c: c["data"]["demo"].update(subjects=["SN001", "SN002"]), r"'data\.demo\.subjects' does not generate"),
+])
+def test_cross_section_errors_name_the_key(change, message):
+    with pytest.raises(ConfigError, match=message):
+        _checked(change)
+
+
+def test_report_split_may_be_a_fold_mean():
+    def folds(c):
+        c["splits"] = {f"fold{k}": {"train": [a], "val": [], "test": [b]}
+                       for k, (a, b) in enumerate([("SN001", "SN002"), ("SN002", "SN003")], 1)}
+        c["report"]["split"] = "2fold_mean"
+
+    assert _checked(folds)["report"]["split"] == "2fold_mean"

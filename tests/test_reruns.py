@@ -68,6 +68,22 @@ def test_finished_run_has_nothing_to_do(finished_workflow):
     assert "Nothing to be done" in out
 
 
+def test_moved_run_with_a_fresh_checkout_has_nothing_to_do(finished_workflow, tmp_path):
+    """A finished run copied elsewhere (mtimes kept, as cp -a / rsync -a do), run by a fresh copy of the
+    repository (every file, scripts included, newer than the results, as after git clone) plans no job."""
+    import shutil
+
+    moved = copy_workflow(finished_workflow, tmp_path / "moved")
+    ignore = shutil.ignore_patterns(".git", ".venv", "results", ".snakemake", "logs", "__pycache__", "*.egg-info",
+                                    ".pytest_cache", ".ruff_cache")
+    clone = Path(shutil.copytree(ROOT, tmp_path / "clone", ignore=ignore, copy_function=shutil.copyfile))
+    newest = max(p.stat().st_mtime for p in finished_workflow.rglob("*") if p.is_file())
+    assert all(p.stat().st_mtime >= newest for p in (clone / "workflow" / "scripts").glob("*.py"))
+    config = clone / TEST_CONFIG.relative_to(ROOT)
+    jobs, out = plan(moved, config, snakefile=clone / "Snakefile")
+    assert not jobs, "a moved finished run replans:\n  " + describe(jobs)
+
+
 def test_svm_parameter_reruns_only_svm_fits_and_their_dependents(finished_workflow, tmp_path):
     def change(cfg):
         cfg["classifiers"].setdefault("svm", {})["C_grid"] = [0.02, 0.2]

@@ -98,5 +98,57 @@ def check_workflow(cfg: Mapping[str, Any]) -> None:
         if missing:
             raise ConfigError(f"config key 'splits' uses subject(s) {missing} that 'data.demo.subjects' does not "
                               "generate")
+    _check_members(cfg)
     check_ensembles(cfg["ensembles"], member_ids(cfg))
     report_paper_ensembles(cfg)
+    _check_report(cfg, splits)
+
+
+def _configured_backbones(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """Backbone name -> the config key that makes models of it."""
+    out = {b: "features.backbones / classifiers.backbones" for b in frame_backbones(cfg)}
+    out.update({b: "classifiers.lstm.backbones" for b in lstm_backbones(cfg) if b not in out})
+    out.update({f"{b}{FT_SUFFIX}": "classifiers.ft_backbones" for b in cfg["classifiers"]["ft_backbones"]})
+    if cfg["finetune"]["enabled"]:
+        out.update({f"{b}{FT_SUFFIX}": "finetune.backbones" for b in cfg["finetune"]["backbones"]
+                    if f"{b}{FT_SUFFIX}" not in out})
+    return out
+
+
+def _check_members(cfg: Mapping[str, Any]) -> None:
+    """An ensemble member whose backbone no section configures: say which backbone, and where to add it."""
+    from .config import MODEL_RE
+
+    produced, backbones = set(member_ids(cfg)), _configured_backbones(cfg)
+    for name, spec in cfg["ensembles"].items():
+        for m in spec.get("members", []):
+            match = MODEL_RE.match(m)
+            if m in produced or not match:
+                continue
+            backbone = match["backbone"]
+            if backbone not in backbones:
+                where = ("finetune.backbones (with finetune.enabled) or classifiers.ft_backbones"
+                         if backbone.endswith(FT_SUFFIX) else "features.backbones (or classifiers.backbones)")
+                raise ConfigError(f"config key 'ensembles.{name}.members': member {m!r} uses backbone "
+                                  f"{backbone!r}, which is not configured; add it to {where}, or remove the member")
+
+
+def _check_report(cfg: Mapping[str, Any], splits: Mapping[str, Any]) -> None:
+    """Report settings that would fail the report job (and leave no report) are errors before any job."""
+    from .evaluation import fold_groups
+    from .report import paper_results
+
+    report = cfg["report"]
+    names = list(splits) + list(fold_groups(splits))
+    if report.get("split") and report["split"] not in names:
+        raise ConfigError(f"config key 'report.split': {report['split']!r} is not a split of this configuration "
+                          f"(splits and fold means: {names})")
+    keys = set(paper_results()["key"])
+    produced = set(model_ids(cfg))
+    for key, model in (report.get("paper_models") or {}).items():
+        if key not in keys:
+            raise ConfigError(f"config key 'report.paper_models.{key}': not a result of the paper; choose from "
+                              f"{sorted(keys)}")
+        if model not in produced:
+            raise ConfigError(f"config key 'report.paper_models.{key}': {model!r} is not a model that this "
+                              "configuration produces")
