@@ -139,7 +139,7 @@ LSTM_FAST = dict(hidden=8, lr=0.2, momentum=0.9, weight_noise_std=0.01, context_
 
 
 def _fit_lstm(root, tag, fdir="f", ldir="l"):
-    from au_transfer.classifiers.lstm import run_lstm_job
+    from au_transfer.classifiers.jobs import run_lstm_job
 
     fp, lp = _paths(root, fdir, ldir)
     bundle = run_lstm_job(feature_paths=fp, label_paths=lp, train=TRAIN, val=VAL, test=TEST, au=12,

@@ -9,7 +9,8 @@ import torch
 
 from au_transfer.classifiers import load_frames, load_model
 from au_transfer.classifiers.data import write_synthetic_subject
-from au_transfer.classifiers.lstm import LSTMClassifier, LSTMStream, _Net, cut_sequences, run_lstm_job
+from au_transfer.classifiers.jobs import run_lstm_job
+from au_transfer.classifiers.lstm import LSTMClassifier, LSTMStream, _Net, cut_sequences
 
 torch.set_num_threads(1)
 SUBJECTS = ["SN001", "SN002", "SN003", "SN004", "SN005"]

@@ -218,7 +218,7 @@ class _Member:
         if u["kind"] == "lstm":
             s = u["lstm"](X) if len(X) else np.zeros(0)
             return s, (s > 0.5).astype(np.int8)
-        from .classifiers.frame import predict_bundle
+        from .classifiers.jobs import predict_bundle
 
         score, pred = predict_bundle(u["bundle"], X)
         return np.asarray(score, np.float64), np.asarray(pred, np.int8)

@@ -1,6 +1,6 @@
 """Snakemake adapter: fit one frame classifier (LDA or SVM) for one (split, model, AU) and predict val + test."""
 
-from au_transfer.classifiers.frame import run_frame_job
+from au_transfer.classifiers.jobs import run_frame_job
 from au_transfer.io import setup_logging
 
 sm = snakemake  # type: ignore[name-defined]  # noqa: F821

@@ -2,7 +2,7 @@
 
 import torch
 
-from au_transfer.classifiers.lstm import run_lstm_job
+from au_transfer.classifiers.jobs import run_lstm_job
 from au_transfer.io import setup_logging
 
 sm = snakemake  # type: ignore[name-defined]  # noqa: F821

@@ -11,13 +11,12 @@ from .frame import (
     fit_frame_classifier,
     load_model,
     make_estimator,
-    predict_bundle,
-    run_frame_job,
     save_model,
 )
+from .jobs import predict_bundle, run_frame_job, run_lstm_job
 
 __all__ = [
     "FRAME_CLASSIFIERS", "PRED_COLUMNS", "ClassifierDataError", "FrameData", "balance_indices",
     "check_subject_exclusive", "fit_frame_classifier", "load_frames", "load_model", "make_estimator",
-    "predict_bundle", "run_frame_job", "save_model",
+    "predict_bundle", "run_frame_job", "run_lstm_job", "save_model",
 ]

@@ -29,8 +29,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from ..io import atomic_path, write_csv_atomic
-from .data import ClassifierDataError, FrameData, balance_indices, check_subject_exclusive, load_frames
+from ..io import atomic_path
+from .data import ClassifierDataError, FrameData, balance_indices
 
 log = logging.getLogger(__name__)
 
@@ -126,21 +126,6 @@ def fit_frame_classifier(train: FrameData, val: FrameData | None, classifier: st
     return info
 
 
-def predict_bundle(bundle: Mapping[str, Any], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(score, pred)`` of a fitted bundle on features ``X`` (N, D) (for an LSTM: one sequence in frame order).
-
-    Higher score = more present; ``pred`` is 0/1. A skipped AU (no model) gives NaN scores and ``pred = 0``.
-    """
-    X = np.asarray(X, dtype=np.float32)
-    if bundle.get("status") == "skipped" or bundle.get("estimator") is None:
-        return np.full(len(X), np.nan), np.zeros(len(X), dtype=np.int8)
-    est = bundle["estimator"]
-    if bundle.get("classifier") == "lstm":
-        score = est.predict_proba_sequence(X)
-        return score.astype(np.float64), (score > 0.5).astype(np.int8)
-    return _scores(est, X)
-
-
 def load_model(path: str | Path) -> dict[str, Any]:
     """Load a model bundle written by :func:`save_model` (``results/models/{split}/{model}/AU{au}.joblib``)."""
     bundle = joblib.load(path)
@@ -172,37 +157,6 @@ def feature_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
             out[k] = v.item() if hasattr(v, "item") and np.ndim(v) == 0 else (
                 v.tolist() if hasattr(v, "tolist") else v)
     return out
-
-
-def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, str], train: Sequence[str],
-                  val: Sequence[str], test: Sequence[str], au: int, backbone: str, region: str, crop_region: str,
-                  classifier: str, params: Mapping[str, Any], seed: int, threshold: int, balance: bool = True,
-                  refit: str = "train", model_out: str | Path, pred_out: str | Path, split: str = "") -> dict:
-    """One (split, model, AU) job: load frames, fit on train (select on val), predict val + test, write both files."""
-    check_subject_exclusive(train, val, test)
-    tr = load_frames(feature_paths, label_paths, au, threshold, train)
-    va = load_frames(feature_paths, label_paths, au, threshold, val) if val else None
-    te = load_frames(feature_paths, label_paths, au, threshold, test)
-    log.info("AU%d %s-%s-%s split %s: train %d frames (%d pos), val %d, test %d", au, backbone, region, classifier,
-             split, len(tr), int(tr.y.sum()), len(va) if va is not None else 0, len(te))
-    info = fit_frame_classifier(tr, va, classifier, params, seed=seed, balance=balance, refit=refit)
-    if info["status"] == "skipped":
-        log.warning("AU%d skipped for %s-%s-%s on split %s: %s; predictions have empty scores and pred = 0",
-                    au, backbone, region, classifier, split, info["reason"])
-    bundle = make_bundle(info, au=au, backbone=backbone, region=region, crop_region=crop_region,
-                         classifier=classifier, params=params, seed=seed, threshold=threshold, balance=balance,
-                         refit=refit, split=split, train=train, val=val, test=test, attrs=tr.attrs,
-                         counts={**tr.counts, **(va.counts if va is not None else {}), **te.counts})
-    rows = []
-    for which, data in (("val", va), ("test", te)):
-        if data is None or not len(data):
-            continue
-        score, pred = predict_bundle(bundle, data.X)
-        rows.append(prediction_frame(data, au, which, score, pred))
-    preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PRED_COLUMNS)
-    save_model(bundle, model_out)
-    write_csv_atomic(preds, pred_out)
-    return bundle
 
 
 def make_bundle(info: Mapping[str, Any], *, au: int, backbone: str, region: str, crop_region: str, classifier: str,

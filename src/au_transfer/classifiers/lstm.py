@@ -22,20 +22,16 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.metrics import f1_score
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..io import write_csv_atomic
-from .data import FrameData, check_subject_exclusive, load_frames
-from .frame import PRED_COLUMNS, make_bundle, predict_bundle, prediction_frame, save_model
+from .data import FrameData
 
 log = logging.getLogger(__name__)
 
@@ -282,50 +278,3 @@ def _cut(data: FrameData, cfg: Mapping[str, Any], rng: np.random.Generator) -> t
 
 LSTM_KEYS = ("hidden", "lr", "momentum", "weight_noise_std", "epochs", "batch_size", "patience", "monitor",
              "device", "pos_weight")
-
-
-def run_lstm_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, str], train: Sequence[str],
-                 val: Sequence[str], test: Sequence[str], au: int, backbone: str, region: str, crop_region: str,
-                 params: Mapping[str, Any], seed: int, threshold: int, model_out: str | Path,
-                 pred_out: str | Path, split: str = "") -> dict:
-    """One (split, LSTM model, AU) job: cut train/val sequences, train, predict full val and test sequences."""
-    check_subject_exclusive(train, val, test)
-    tr = load_frames(feature_paths, label_paths, au, threshold, train)
-    va = load_frames(feature_paths, label_paths, au, threshold, val) if val else None
-    te = load_frames(feature_paths, label_paths, au, threshold, test)
-    rng = np.random.default_rng(seed)
-    Xtr, ytr = _cut(tr, params, rng)
-    Xva, yva = _cut(va, params, rng) if va is not None and len(va) else ([], [])
-    n_pos = int(tr.y.sum())
-    info: dict[str, Any] = {"status": "ok", "reason": "", "chosen": {}, "val_scores": {}, "selection": "none",
-                            "n_train_pos": n_pos, "n_train_neg": int(len(tr) - n_pos)}
-    log.info("AU%d %s-%s-lstm split %s: %d training sequences (%d frames of %d), %d validation sequences",
-             au, backbone, region, split, len(Xtr), sum(len(s) for s in Xtr), len(tr), len(Xva))
-    if n_pos == 0 or n_pos == len(tr):
-        info.update(status="skipped", estimator=None,
-                    reason=f"training set has {n_pos} positive and {len(tr) - n_pos} negative frames")
-        log.warning("AU%d skipped for %s-%s-lstm on split %s: %s", au, backbone, region, split, info["reason"])
-    else:
-        kwargs = {k: params[k] for k in LSTM_KEYS if k in params}
-        est = LSTMClassifier(seed=seed, **kwargs).fit(Xtr, ytr, Xva or None, yva or None)
-        info["estimator"] = est
-        info["chosen"] = {"best_epoch": est.best_epoch_, "epochs_run": len(est.history_)}
-        if est.history_ and "val_f1" in est.history_[est.best_epoch_ - 1]:
-            h = est.history_[est.best_epoch_ - 1]
-            info["val_scores"] = {"f1": h["val_f1"], "loss": h["val_loss"]}
-        info["selection"] = "early_stopping"
-    bundle = make_bundle(info, au=au, backbone=backbone, region=region, crop_region=crop_region,
-                         classifier="lstm", params=params, seed=seed, threshold=threshold, balance=False,
-                         refit="train", split=split, train=train, val=val, test=test, attrs=tr.attrs,
-                         counts={**tr.counts, **(va.counts if va is not None else {}), **te.counts})
-    rows = []
-    for which, data in (("val", va), ("test", te)):
-        if data is None or not len(data):
-            continue
-        for rows_s in data.sequences():  # each subject's full sequence
-            score, pred = predict_bundle(bundle, data.X[rows_s])
-            rows.append(prediction_frame(data.subset(rows_s), au, which, score, pred))
-    preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PRED_COLUMNS)
-    save_model(bundle, model_out)
-    write_csv_atomic(preds, pred_out)
-    return bundle

@@ -1,0 +1,110 @@
+"""The classifiers stage's jobs: one (split, model, AU) fit of a frame classifier or an LSTM, its validation and
+test predictions and its bundle. Scoring goes through the AU-model interface (:mod:`au_transfer.models`), the same
+code the predictor runs; the LSTM's torch is imported only by LSTM jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..io import write_csv_atomic
+from ..models import model_from_bundle
+from .data import check_subject_exclusive, load_frames
+from .frame import PRED_COLUMNS, fit_frame_classifier, make_bundle, prediction_frame, save_model
+
+log = logging.getLogger(__name__)
+
+
+def predict_bundle(bundle: Mapping[str, Any], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(score, pred)`` of a fitted bundle on features ``X`` (N, D) (for an LSTM: one sequence in frame order).
+
+    Higher score = more present; ``pred`` is 0/1. A skipped AU (no model) gives NaN scores and ``pred = 0``.
+    """
+    return model_from_bundle(bundle).score(X)
+
+
+def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, str], train: Sequence[str],
+                  val: Sequence[str], test: Sequence[str], au: int, backbone: str, region: str, crop_region: str,
+                  classifier: str, params: Mapping[str, Any], seed: int, threshold: int, balance: bool = True,
+                  refit: str = "train", model_out: str | Path, pred_out: str | Path, split: str = "") -> dict:
+    """One (split, model, AU) job: load frames, fit on train (select on val), predict val + test, write both files."""
+    check_subject_exclusive(train, val, test)
+    tr = load_frames(feature_paths, label_paths, au, threshold, train)
+    va = load_frames(feature_paths, label_paths, au, threshold, val) if val else None
+    te = load_frames(feature_paths, label_paths, au, threshold, test)
+    log.info("AU%d %s-%s-%s split %s: train %d frames (%d pos), val %d, test %d", au, backbone, region, classifier,
+             split, len(tr), int(tr.y.sum()), len(va) if va is not None else 0, len(te))
+    info = fit_frame_classifier(tr, va, classifier, params, seed=seed, balance=balance, refit=refit)
+    if info["status"] == "skipped":
+        log.warning("AU%d skipped for %s-%s-%s on split %s: %s; predictions have empty scores and pred = 0",
+                    au, backbone, region, classifier, split, info["reason"])
+    bundle = make_bundle(info, au=au, backbone=backbone, region=region, crop_region=crop_region,
+                         classifier=classifier, params=params, seed=seed, threshold=threshold, balance=balance,
+                         refit=refit, split=split, train=train, val=val, test=test, attrs=tr.attrs,
+                         counts={**tr.counts, **(va.counts if va is not None else {}), **te.counts})
+    rows = []
+    for which, data in (("val", va), ("test", te)):
+        if data is None or not len(data):
+            continue
+        score, pred = predict_bundle(bundle, data.X)
+        rows.append(prediction_frame(data, au, which, score, pred))
+    preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PRED_COLUMNS)
+    save_model(bundle, model_out)
+    write_csv_atomic(preds, pred_out)
+    return bundle
+
+
+
+def run_lstm_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, str], train: Sequence[str],
+                 val: Sequence[str], test: Sequence[str], au: int, backbone: str, region: str, crop_region: str,
+                 params: Mapping[str, Any], seed: int, threshold: int, model_out: str | Path,
+                 pred_out: str | Path, split: str = "") -> dict:
+    """One (split, LSTM model, AU) job: cut train/val sequences, train, predict full val and test sequences."""
+    check_subject_exclusive(train, val, test)
+    tr = load_frames(feature_paths, label_paths, au, threshold, train)
+    va = load_frames(feature_paths, label_paths, au, threshold, val) if val else None
+    te = load_frames(feature_paths, label_paths, au, threshold, test)
+    from .lstm import LSTM_KEYS, LSTMClassifier, _cut
+
+    rng = np.random.default_rng(seed)
+    Xtr, ytr = _cut(tr, params, rng)
+    Xva, yva = _cut(va, params, rng) if va is not None and len(va) else ([], [])
+    n_pos = int(tr.y.sum())
+    info: dict[str, Any] = {"status": "ok", "reason": "", "chosen": {}, "val_scores": {}, "selection": "none",
+                            "n_train_pos": n_pos, "n_train_neg": int(len(tr) - n_pos)}
+    log.info("AU%d %s-%s-lstm split %s: %d training sequences (%d frames of %d), %d validation sequences",
+             au, backbone, region, split, len(Xtr), sum(len(s) for s in Xtr), len(tr), len(Xva))
+    if n_pos == 0 or n_pos == len(tr):
+        info.update(status="skipped", estimator=None,
+                    reason=f"training set has {n_pos} positive and {len(tr) - n_pos} negative frames")
+        log.warning("AU%d skipped for %s-%s-lstm on split %s: %s", au, backbone, region, split, info["reason"])
+    else:
+        kwargs = {k: params[k] for k in LSTM_KEYS if k in params}
+        est = LSTMClassifier(seed=seed, **kwargs).fit(Xtr, ytr, Xva or None, yva or None)
+        info["estimator"] = est
+        info["chosen"] = {"best_epoch": est.best_epoch_, "epochs_run": len(est.history_)}
+        if est.history_ and "val_f1" in est.history_[est.best_epoch_ - 1]:
+            h = est.history_[est.best_epoch_ - 1]
+            info["val_scores"] = {"f1": h["val_f1"], "loss": h["val_loss"]}
+        info["selection"] = "early_stopping"
+    bundle = make_bundle(info, au=au, backbone=backbone, region=region, crop_region=crop_region,
+                         classifier="lstm", params=params, seed=seed, threshold=threshold, balance=False,
+                         refit="train", split=split, train=train, val=val, test=test, attrs=tr.attrs,
+                         counts={**tr.counts, **(va.counts if va is not None else {}), **te.counts})
+    rows = []
+    for which, data in (("val", va), ("test", te)):
+        if data is None or not len(data):
+            continue
+        for rows_s in data.sequences():  # each subject's full sequence
+            score, pred = predict_bundle(bundle, data.X[rows_s])
+            rows.append(prediction_frame(data.subset(rows_s), au, which, score, pred))
+    preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PRED_COLUMNS)
+    save_model(bundle, model_out)
+    write_csv_atomic(preds, pred_out)
+    return bundle

@@ -1,0 +1,173 @@
+"""Conformance checks of the AU-model interface, run on every registered kind (in the spirit of scikit-learn's
+estimator checks): the declared inputs, a save/load round trip with identical scores, the same seed giving the
+same model, wrong input shapes giving a clear error, and sequence state that reset() clears."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from test_finetune import INPUT, create_tiny
+
+from au_transfer.models import (
+    MODEL_KINDS,
+    AUModel,
+    AUModelError,
+    EnsembleModel,
+    FinetunedModel,
+    FrameModel,
+    LSTMModel,
+    load_au_model,
+    model_from_bundle,
+    model_kind,
+)
+
+DIM = 6
+LSTM_PARAMS = {"hidden": 4, "lr": 0.2, "weight_noise_std": 0.01, "epochs": 4, "patience": 0, "batch_size": 2,
+               "device": "cpu"}
+FT_CFG = {"epochs": 2, "batch_size": 8, "lr": 0.05, "seed": 1, "optimizer": "adam", "amp": "none", "num_workers": 0,
+          "augment": {"enabled": False}}
+
+
+def _labels(rng, n):
+    y = (rng.random(n) < 0.4).astype(int)
+    y[:2] = [0, 1]
+    return y
+
+
+def _feature_data(seed=0, n_seq=3, length=30, dim=DIM):
+    rng = np.random.default_rng(seed)
+    ys = [_labels(rng, length) for _ in range(n_seq)]
+    xs = [rng.normal(size=(length, dim)).astype(np.float32) + y[:, None] * 1.5 for y in ys]
+    return xs, ys
+
+
+def _crop_data(seed=0, n_seq=2, length=12):
+    rng = np.random.default_rng(seed)
+    ys = [_labels(rng, length) for _ in range(n_seq)]
+    xs = [np.clip(rng.normal(100, 30, (length, INPUT, INPUT, 3)) + y[:, None, None, None] * 60, 0, 255)
+          .astype(np.uint8) for y in ys]
+    return xs, ys
+
+
+def _member_data(seed=0, n_seq=2, length=40, members=3):
+    rng = np.random.default_rng(seed)
+    ys = [_labels(rng, length) for _ in range(n_seq)]
+    xs = []
+    for y in ys:
+        score = y[:, None] + rng.normal(0, 0.6, (length, members))
+        xs.append(np.stack([score, (score > 0.5).astype(float)], axis=-1))
+    return xs, ys
+
+
+# kind -> (a new unfitted model, its data maker, a wrong input)
+CASES: dict[str, tuple[Callable[[], AUModel], Callable, np.ndarray]] = {
+    "lda": (lambda: FrameModel(au=12, backbone="b", crop_region="face", classifier="lda", params={}),
+            _feature_data, np.zeros((5, DIM + 1), np.float32)),
+    "svm": (lambda: FrameModel(au=12, backbone="b", crop_region="face", classifier="svm",
+                               params={"C_grid": [0.1, 1.0]}), _feature_data, np.zeros((5, DIM - 1), np.float32)),
+    "lstm": (lambda: LSTMModel(au=12, backbone="b", crop_region="face", params=LSTM_PARAMS, seed=2),
+             _feature_data, np.zeros((5, DIM + 2), np.float32)),
+    "softmax": (lambda: FinetunedModel(au=12, backbone="tiny", weights="pretrained", crop_region="face",
+                                       cfg=FT_CFG, create=create_tiny, batch_size=8),
+                _crop_data, np.zeros((3, INPUT + 1, INPUT + 1, 3), np.uint8)),
+    "ensemble": (lambda: EnsembleModel(au=12, name="e", members=("m1", "m2", "m3"), method="stacked"),
+                 _member_data, np.zeros((4, 2, 2))),
+}
+
+
+def test_every_registered_kind_is_checked():
+    assert set(MODEL_KINDS) == set(CASES), "a model kind without conformance checks (or a stale case)"
+    for name in CASES:
+        assert issubclass(model_kind(name), AUModel)
+    with pytest.raises(AUModelError, match="no model kind 'knn'"):
+        model_kind("knn")
+
+
+def _fitted(kind: str) -> tuple[AUModel, list[np.ndarray]]:
+    new, data, _ = CASES[kind]
+    X, y = data(0)
+    Xv, yv = data(1)
+    Xt, _ = data(2)
+    return new().fit(X, y, Xv, yv), Xt
+
+
+def _scores(model: AUModel, seqs: list[np.ndarray]) -> list[np.ndarray]:
+    out = []
+    for seq in seqs:
+        model.reset()
+        out.append(model.score(seq)[0])
+    return out
+
+
+@pytest.mark.parametrize("kind", CASES)
+def test_declares_its_inputs(kind):
+    model, Xt = _fitted(kind)
+    needs = model.needs
+    assert needs.kind == {"lda": "features", "svm": "features", "lstm": "features", "softmax": "crops",
+                          "ensemble": "members"}[kind]
+    if needs.kind == "features":
+        assert needs.dim == Xt[0].shape[1] and needs.backbone == "b" and needs.crop_region == "face"
+    elif needs.kind == "crops":
+        assert needs.size == Xt[0].shape[1] and needs.crop_region == "face"
+    else:
+        assert needs.members == ("m1", "m2", "m3")
+    score, pred = model.score(Xt[0])
+    assert score.shape == pred.shape == (len(Xt[0]),)
+    assert set(np.unique(pred)) <= {0, 1}
+
+
+@pytest.mark.parametrize("kind", CASES)
+def test_save_load_round_trip_gives_identical_scores(kind, tmp_path):
+    model, Xt = _fitted(kind)
+    path = tmp_path / {"softmax": "m.pt", "ensemble": "m.json"}.get(kind, "m.joblib")
+    model.save(path)
+    model_id = "ens-e" if kind == "ensemble" else f"b-face-{kind}"
+    kw = {"create": create_tiny} if kind == "softmax" else {}
+    loaded = load_au_model(path, model_id, 12, **kw)
+    assert type(loaded) is type(model) and loaded.au == 12
+    for a, b in zip(_scores(model, Xt), _scores(loaded, Xt), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", CASES)
+def test_same_seed_same_model(kind):
+    a, Xt = _fitted(kind)
+    b, _ = _fitted(kind)
+    for sa, sb in zip(_scores(a, Xt), _scores(b, Xt), strict=True):
+        np.testing.assert_array_equal(sa, sb)
+
+
+@pytest.mark.parametrize("kind", CASES)
+def test_wrong_input_shape_is_a_clear_error(kind):
+    model, _ = _fitted(kind)
+    wrong = CASES[kind][2]
+    with pytest.raises(AUModelError, match=r"AU12: got .* of shape .*expected"):
+        model.score(wrong)
+
+
+def test_sequence_state_carries_over_chunks_and_reset_clears_it():
+    model, Xt = _fitted("lstm")
+    whole = _scores(model, [Xt[0]])[0]
+    model.reset()
+    parts = np.concatenate([model.score(Xt[0][:7])[0], model.score(Xt[0][7:])[0]])
+    np.testing.assert_allclose(parts, whole, rtol=1e-6, atol=1e-9)
+    again = model.score(Xt[0][:7])[0]  # no reset: the state of the end of the sequence carries on
+    assert not np.allclose(again, whole[:7])
+
+
+def test_skipped_au_scores_nan_and_absent():
+    X, y = _feature_data(0)
+    model = FrameModel(au=5, backbone="b", crop_region="face", classifier="svm", params={}).fit(
+        X, [np.zeros_like(v) for v in y])
+    score, pred = model.score(X[0])
+    assert np.isnan(score).all() and not pred.any()
+    assert model.bundle["status"] == "skipped"
+
+
+def test_model_from_bundle_dispatches_on_the_classifier():
+    lda, _ = _fitted("lda")
+    lstm, _ = _fitted("lstm")
+    assert type(model_from_bundle(lda.bundle)) is FrameModel
+    assert type(model_from_bundle(lstm.bundle)) is LSTMModel
