@@ -53,9 +53,9 @@ rule fit_lstm:
 
 rule merge_predictions:
     input:
-        lambda wc: expand("results/predictions/{split}/{model}/AU{au}.csv", split=wc.split, model=wc.model, au=AUS),
+        lambda wc: [LAYOUT.au_predictions(wc.split, wc.model, au) for au in AUS],
     output:
-        "results/predictions/{split}/{model}.csv",
+        LAYOUT.predictions("{split}", "{model}"),
     wildcard_constraints:
         model=MODEL_ID_RE,
     params:
@@ -70,9 +70,9 @@ rule merge_predictions:
 
 rule always_present:
     input:
-        lambda wc: f"results/predictions/{wc.split}/{model_ids(wc.split)[0]}.csv",
+        lambda wc: LAYOUT.predictions(wc.split, model_ids(wc.split)[0]),
     output:
-        "results/predictions/{split}/always_present.csv",
+        LAYOUT.predictions("{split}", "always_present"),
     params:
         baseline=True,
     log:
@@ -85,9 +85,9 @@ rule always_present:
 
 rule metrics:
     input:
-        "results/predictions/{split}/{model}.csv",
+        LAYOUT.predictions("{split}", "{model}"),
     output:
-        "results/metrics/{split}/{model}.csv",
+        LAYOUT.metrics("{split}", "{model}"),
     wildcard_constraints:
         model=r"[A-Za-z0-9_.\-]+",
     params:
@@ -104,7 +104,7 @@ rule summary:
     input:
         lambda wc: metrics_files(),
     output:
-        "results/metrics/summary.csv",
+        LAYOUT.summary(),
     log:
         "logs/classifiers/summary.log",
     conda:
@@ -113,4 +113,4 @@ rule summary:
         "../scripts/summary.py"
 
 
-register_targets("classifiers", lambda: metrics_files() + ["results/metrics/summary.csv"])
+register_targets("classifiers", lambda: metrics_files() + [LAYOUT.summary()])

@@ -135,8 +135,8 @@ def metrics_files():
     for split in SPLITS:
         ids = model_ids(split)
         if ids:
-            out.append(f"results/metrics/{split}/always_present.csv")
-        out += [f"results/metrics/{split}/{m}.csv" for m in ids]
+            out.append(LAYOUT.metrics(split, "always_present"))
+        out += [LAYOUT.metrics(split, m) for m in ids]
     return out
 
 
@@ -180,7 +180,7 @@ def report_corpus():
     return "synthetic demo corpus" if config["data"]["demo"]["enabled"] else "DISFA"
 
 
-def report_outputs(report_dir="results/report"):
+def report_outputs(report_dir=LAYOUT.report_dir()):
     """Every file the report rule writes; PNG figures and CSV tables are marked for `snakemake --report`."""
     from au_transfer.report import FIGURES, FORMATS, TABLES
 
@@ -245,7 +245,7 @@ def uses_mean_image(backbone):
 
 def features_inputs(wildcards):
     """Face store of the subject, plus a local weights file so that replacing it reruns the extraction."""
-    out = {"faces": f"results/faces/{wildcards.subject}.h5"}
+    out = {"faces": LAYOUT.faces(wildcards.subject)}
     weights = backbone_options(wildcards.backbone)["weights"]
     if weights not in ("pretrained", "random"):
         out["weights"] = os.path.expanduser(weights)

@@ -37,8 +37,8 @@ rule labels:
         labels=lambda wc: label_dir(wc.subject),
         landmarks=lambda wc: landmark_dir(wc.subject),
     output:
-        csv="results/labels/{subject}.csv",
-        report="results/labels/{subject}.json",
+        csv=LAYOUT.labels("{subject}"),
+        report=LAYOUT.labels_report("{subject}"),
     params:
         root=lambda wc, input: str(Path(input.labels).parent.parent),
         aus=AUS,
@@ -52,6 +52,6 @@ rule labels:
         "../scripts/labels.py"
 
 
-register_targets("labels", lambda: expand("results/labels/{subject}.csv", subject=SUBJECTS))
+register_targets("labels", lambda: [LAYOUT.labels(s) for s in SUBJECTS])
 if DEMO["enabled"]:
     register_targets("corpus", lambda: expand(f"{DATA_ROOT}/Demo_Info/{{subject}}.json", subject=DEMO["subjects"]))

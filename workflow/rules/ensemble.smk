@@ -10,10 +10,10 @@ ENSEMBLES = config["ensembles"]  # members checked before any job (au_transfer.p
 
 rule ensemble:
     input:
-        lambda wc: [f"results/predictions/{wc.split}/{m}.csv" for m in ENSEMBLES[wc.name]["members"]],
+        lambda wc: [LAYOUT.predictions(wc.split, m) for m in ENSEMBLES[wc.name]["members"]],
     output:
-        pred="results/predictions/{split}/ens-{name}.csv",
-        params="results/models/{split}/ens-{name}/ensemble.json",
+        pred=LAYOUT.predictions("{split}", "ens-{name}"),
+        params=LAYOUT.ensemble_params("{split}", "ens-{name}"),
     wildcard_constraints:
         name=r"[A-Za-z0-9_]+",
     params:
@@ -32,7 +32,7 @@ rule ensemble:
 
 register_targets(
     "ensembles",
-    lambda: [f"results/models/{split}/ens-{name}/ensemble.json" for split in SPLITS for name in ENSEMBLES],
+    lambda: [LAYOUT.ensemble_params(split, f"ens-{name}") for split in SPLITS for name in ENSEMBLES],
 )
 
 
@@ -40,7 +40,7 @@ register_targets(
 # margin, region boxes, storage encoding), backbone weights and the AU -> region map of Table VI.
 rule predictor_manifest:
     output:
-        "results/models/{split}/predictor.json",
+        LAYOUT.manifest("{split}"),
     params:
         aus=AUS,
         faces=config["faces"],
@@ -55,4 +55,4 @@ rule predictor_manifest:
         "../scripts/predictor_manifest.py"
 
 
-register_targets("predictor", lambda: [f"results/models/{split}/predictor.json" for split in SPLITS])
+register_targets("predictor", lambda: [LAYOUT.manifest(split) for split in SPLITS])

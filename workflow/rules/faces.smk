@@ -11,7 +11,7 @@ rule landmarks:
     input:
         unpack(faces_landmark_inputs),
     output:
-        "results/landmarks/{subject}.h5",
+        LAYOUT.landmarks("{subject}"),
     params:
         root=DATA_ROOT,
         source=FACES["landmarks"],
@@ -32,9 +32,9 @@ rule landmarks:
 rule faces:
     input:
         video=lambda wc: video_file(wc.subject),
-        landmarks="results/landmarks/{subject}.h5",
+        landmarks=LAYOUT.landmarks("{subject}"),
     output:
-        "results/faces/{subject}.h5",
+        LAYOUT.faces("{subject}"),
     params:
         size=FACES["size"],
         margin=FACES["margin"],
@@ -58,11 +58,11 @@ rule faces:
 rule faces_qc:
     input:
         video=lambda wc: video_file(wc.subject),
-        landmarks="results/landmarks/{subject}.h5",
-        faces="results/faces/{subject}.h5",
+        landmarks=LAYOUT.landmarks("{subject}"),
+        faces=LAYOUT.faces("{subject}"),
     output:
-        png="results/qc/{subject}.png",
-        csv="results/qc/{subject}.csv",
+        png=LAYOUT.qc("{subject}", "png"),
+        csv=LAYOUT.qc("{subject}", "csv"),
     params:
         samples=FACES["qc_samples"],
         columns=FACES["qc_columns"],
@@ -78,6 +78,5 @@ rule faces_qc:
 
 register_targets(
     "faces",
-    lambda: [f"results/faces/{s}.h5" for s in SUBJECTS]
-    + [f"results/qc/{s}.{ext}" for s in SUBJECTS for ext in ("png", "csv")],
+    lambda: [LAYOUT.faces(s) for s in SUBJECTS] + [LAYOUT.qc(s, ext) for s in SUBJECTS for ext in ("png", "csv")],
 )

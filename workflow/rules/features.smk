@@ -12,7 +12,7 @@ rule features:
     input:
         unpack(features_inputs),
     output:
-        "results/features/{backbone}/{crop_region}/{subject}.h5",
+        LAYOUT.features("{backbone}", "{crop_region}", "{subject}"),
     params:
         backbone=lambda wc: wc.backbone,
         weights=lambda wc: backbone_options(wc.backbone)["weights"],
@@ -36,9 +36,9 @@ rule features:
 
 rule mean_image:
     input:
-        faces=lambda wc: [f"results/faces/{s}.h5" for s in SPLITS[wc.split].train],
+        faces=lambda wc: [LAYOUT.faces(s) for s in SPLITS[wc.split].train],
     output:
-        "results/mean_image/{split}/{backbone}/{crop_region}.npy",
+        LAYOUT.mean_image("{split}", "{backbone}", "{crop_region}"),
     params:
         backbone=lambda wc: wc.backbone,
         train_subjects=lambda wc: list(SPLITS[wc.split].train),
@@ -54,9 +54,9 @@ rule mean_image:
 rule split_features:
     input:
         unpack(features_inputs),
-        mean_image="results/mean_image/{split}/{backbone}/{crop_region}.npy",
+        mean_image=LAYOUT.mean_image("{split}", "{backbone}", "{crop_region}"),
     output:
-        "results/split_features/{split}/{backbone}/{crop_region}/{subject}.h5",
+        LAYOUT.split_features("{split}", "{backbone}", "{crop_region}", "{subject}"),
     params:
         backbone=lambda wc: wc.backbone,
         weights=lambda wc: backbone_options(wc.backbone)["weights"],

@@ -8,7 +8,7 @@ REPORT = config["report"]
 
 rule paper_report:
     input:
-        summary="results/metrics/summary.csv",
+        summary=LAYOUT.summary(),
     output:
         **report_outputs(),
     params:
@@ -25,4 +25,4 @@ rule paper_report:
         "../scripts/report.py"
 
 
-register_targets("report", lambda: ["results/report/report.html"])
+register_targets("report", lambda: [LAYOUT.report_file("report.html")])
