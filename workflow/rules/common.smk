@@ -7,19 +7,8 @@ from pathlib import Path
 # The package lives in src/; make it importable even when it is not pip-installed (e.g. --use-conda envs).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from au_transfer import AU_REGION, CROP_REGIONS, DISFA_AUS  # noqa: E402
-from au_transfer.config import (  # noqa: E402
-    ConfigError,
-    check_aus,
-    check_splits,
-    validate_config,
-    model_id,
-    parse_model_id,
-    region_for,
-    split_subjects,
-)
-
 from au_transfer import plan as _plan  # noqa: E402
+from au_transfer.config import check_aus, check_splits, region_for, split_subjects, validate_config  # noqa: E402
 from au_transfer.layout import Layout  # noqa: E402
 
 LAYOUT = Layout()  # every results path (au_transfer.layout)
