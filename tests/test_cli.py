@@ -95,3 +95,65 @@ def test_demo_corpus(tmp_path, capsys):
     videos = list(tmp_path.glob("Video*/*SN007*"))
     assert len(videos) == 1 and videos[0].stat().st_size > 0
     assert main(["demo-corpus", str(tmp_path), "--subjects", "bad"]) == 1
+
+
+# ----------------------------------------------------------------------------------- errors before any work
+def test_version(capsys):
+    from au_transfer import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"au-transfer {__version__}"
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--batch-size", "0", "argument --batch-size: 0 is not >= 1"),
+    ("--chunk-size", "-3", "argument --chunk-size: -3 is not >= 1"),
+    ("--device", "gpu", "argument --device: 'gpu' is not a device"),
+    ("--aus", "AUx", "argument --aus: 'AUx' is not an AU number"),
+])
+def test_bad_predict_options_are_one_line_naming_the_option(option, value, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(tmp_path / "v.avi"), "-o", str(tmp_path / "o.csv"), "--results", str(tmp_path),
+              "--split", "s", "--model", "x-face-svm", option, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_au_option_accepts_the_usual_spellings():
+    from au_transfer.cli import au_number
+
+    assert [au_number(t) for t in ("1", "AU01", "au12", "26")] == [1, 1, 12, 26]
+
+
+def test_malformed_yaml_is_one_line_with_file_line_and_column(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data_root: x\nsplits:\n  a: {train: [SN001], test: [SN002]\n  b: 3\n")
+    assert main(["validate-config", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{bad}:4:3: not valid YAML" in err
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- a\n- b\n")
+    assert main(["validate-config", str(lst)]) == 1
+    assert "a config is a YAML mapping" in capsys.readouterr().err
+
+
+def test_validate_config_runs_the_cross_section_checks(tmp_path, capsys):
+    cfg = yaml.safe_load((ROOT / "tests" / "config_test.yaml").read_text())
+    cfg["ensembles"]["fe"]["members"].append("vgg_face-face-svm")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["validate-config", str(path)]) == 1
+    assert "backbone 'vgg_face', which is not configured" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value", "key"), [("--n-frames", "5", "n_frames"), ("--width", "10", "width"),
+                                                       ("--subjects", "S1", "subjects")])
+def test_demo_corpus_obeys_the_schema_limits(option, value, key, tmp_path, capsys):
+    assert main(["demo-corpus", str(tmp_path / "c"), option, value]) == 1
+    err = capsys.readouterr().err
+    assert f"{option}: config key 'data.demo.{key}" in err
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.avi"))

@@ -19,6 +19,65 @@ log = logging.getLogger("au_transfer.cli")
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError, RuntimeError, OSError)
 
 
+def read_yaml(path: Path) -> dict:
+    """A YAML mapping; malformed YAML is one error naming the file, line and column."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"{where}: not valid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config is a YAML mapping (key: value), not a {type(data).__name__}")
+    return data
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def device_name(text: str) -> str:
+    """argparse type: auto, cpu, cuda or cuda:N (mps on Apple machines)."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda or cuda:N")
+    return text
+
+
+def au_number(text: str) -> int:
+    """argparse type: an AU number (1, 2, 4 ...; AU01 and au1 are accepted)."""
+    import re
+
+    m = re.fullmatch(r"(?i)(?:au)?0*(\d+)", text.strip())
+    if not m or not 1 <= int(m.group(1)) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an AU number (e.g. 1, 12 or AU12)")
+    return int(m.group(1))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    try:
+        return version("au-transfer")
+    except PackageNotFoundError:
+        return __version__
+
+
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict_to_csv
@@ -61,9 +120,31 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+#: demo-corpus options and the keys of the config's data.demo section (whose schema limits they obey)
+DEMO_OPTIONS = {"subjects": "--subjects", "n_frames": "--n-frames", "width": "--width", "height": "--height",
+                "fps": "--fps", "seed": "--seed"}
+
+
+def _demo_defaults() -> dict:
+    from .config import schema_defaults
+
+    return schema_defaults("data")["demo"]
+
+
 def cmd_demo_corpus(args: argparse.Namespace) -> int:
+    import re
+
+    from .config import SCHEMA_DIR, ConfigError, validate_section
     from .datasets.demo import generate_subject
 
+    demo = {"enabled": True, **{k: getattr(args, k) for k in DEMO_OPTIONS}}
+    try:
+        validate_section({"demo": demo, "camera": args.camera}, str(SCHEMA_DIR / "data.schema.yaml"), "data")
+    except ConfigError as exc:
+        msg = str(exc).replace("invalid configuration:\n  ", "")
+        key = re.search(r"data\.demo\.(\w+)", msg)
+        option = DEMO_OPTIONS.get(key.group(1), "") if key else ""
+        raise ValueError(f"{option or 'options'}: {msg}") from None
     for subject in args.subjects:
         generate_subject(args.root, subject, n_frames=args.n_frames, width=args.width, height=args.height,
                          fps=args.fps, seed=args.seed, camera=args.camera)
@@ -80,7 +161,7 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
     path = Path(args.config)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
-    cfg = yaml.safe_load(path.read_text()) or {}
+    cfg = read_yaml(path)
     schemas = Path(args.schemas) if args.schemas else SCHEMA_DIR
     if not schemas.is_dir():
         raise FileNotFoundError(f"schema folder {schemas} does not exist")
@@ -99,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="au-transfer", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     pr = sub.add_parser("predict", help="AU occurrence per frame of a video, an image or a folder of images",
@@ -112,10 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--models", help="a split's models folder: results/models/<split>")
     where.add_argument("--results", help="a workflow's results folder (with --split)")
     pr.add_argument("--split", help="the split whose models to use (with --results)")
-    pr.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
-    pr.add_argument("--batch-size", type=int, default=32, help="crops per backbone batch (default 32)")
-    pr.add_argument("--chunk-size", type=int, default=128, help="frames decoded and held at once (default 128)")
-    pr.add_argument("--aus", type=int, nargs="+", help="only these AUs (default: every AU of the model)")
+    pr.add_argument("--device", type=device_name, default="auto",
+                    help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    pr.add_argument("--batch-size", type=positive_int, default=32, help="crops per backbone batch (default 32)")
+    pr.add_argument("--chunk-size", type=positive_int, default=128,
+                    help="frames decoded and held at once (default 128)")
+    pr.add_argument("--aus", type=au_number, nargs="+", help="only these AUs (default: every AU of the model)")
     pr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=cmd_predict)
 
@@ -129,14 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--long", action="store_true", help="full feature-layer descriptions")
     bb.set_defaults(func=cmd_backbones)
 
-    dc = sub.add_parser("demo-corpus", help="generate synthetic subjects in the DISFA layout")
+    demo = _demo_defaults()
+    dc = sub.add_parser("demo-corpus", help="generate synthetic subjects in the DISFA layout",
+                        description="Synthetic subjects in the DISFA layout; the options obey the limits of the "
+                        "config's data.demo section (defaults: its schema's).")
     dc.add_argument("root", help="output folder (DISFA layout)")
-    dc.add_argument("--subjects", nargs="+", default=["SN001", "SN002", "SN003"], help="subject ids (SN001 ...)")
-    dc.add_argument("--n-frames", type=int, default=240)
-    dc.add_argument("--width", type=int, default=480)
-    dc.add_argument("--height", type=int, default=360)
-    dc.add_argument("--fps", type=float, default=20.0)
-    dc.add_argument("--seed", type=int, default=20261128)
+    dc.add_argument("--subjects", nargs="+", default=list(demo["subjects"]), help="subject ids (SN001 ...)")
+    dc.add_argument("--n-frames", type=int, default=demo["n_frames"])
+    dc.add_argument("--width", type=int, default=demo["width"])
+    dc.add_argument("--height", type=int, default=demo["height"])
+    dc.add_argument("--fps", type=float, default=demo["fps"])
+    dc.add_argument("--seed", type=int, default=demo["seed"])
     dc.add_argument("--camera", choices=["left", "right"], default="left")
     dc.set_defaults(func=cmd_demo_corpus)
 
