@@ -185,7 +185,7 @@ def test_frame_table_uses_valid_labelled_frames(corpus):
 def test_bad_label_table_names_file_and_frame(tmp_path):
     p = tmp_path / "SN009.csv"
     pd.DataFrame({"frame": [1, 2, 3], "AU1": [0, 7, 1]}).to_csv(p, index=False)
-    with pytest.raises(ft.FinetuneError, match=r"SN009\.csv: frame 2: AU1"):
+    with pytest.raises(ft.FinetuneError, match=r"SN009\.csv, frame 2: AU1 intensity '7'.*\(line 3\)"):
         ft.read_label_table(p, [1], 2)
     with pytest.raises(ft.FinetuneError, match=r"SN009\.csv: missing column\(s\) \['AU12'\]"):
         ft.read_label_table(p, [1, 12], 2)

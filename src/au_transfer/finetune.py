@@ -32,8 +32,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .config import schema_defaults
+from . import labels as labels_mod
+from .config import check_subject_exclusive, schema_defaults
 from .io import atomic_path, write_csv_atomic
+from .labels import balance_indices
 
 log = logging.getLogger(__name__)
 
@@ -280,28 +282,11 @@ def _set_train_mode(net: nn.Module, frozen: Sequence[nn.Module]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------- data
-def read_label_table(path: str | os.PathLike[str], aus: Sequence[int], threshold: int) -> pd.DataFrame:
-    """Read ``results/labels/{subject}.csv`` as ``frame`` + 0/1 occurrence columns ``AU{n}`` (intensity >= threshold)."""
-    path = Path(path)
-    try:
-        df = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError) as err:
-        raise FinetuneError(f"{path}: cannot read the label table: {err}") from err
-    missing = [c for c in ["frame", *[f"AU{a}" for a in aus]] if c not in df.columns]
-    if missing:
-        raise FinetuneError(f"{path}: missing column(s) {missing}")
-    if df["frame"].duplicated().any():
-        raise FinetuneError(f"{path}: frame {int(df.loc[df['frame'].duplicated(), 'frame'].iloc[0])} appears twice")
-    out = pd.DataFrame({"frame": df["frame"].astype(int)})
-    for a in aus:
-        col = pd.to_numeric(df[f"AU{a}"], errors="coerce")
-        bad = col.isna() | (col < 0) | (col > 5)
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise FinetuneError(f"{path}: frame {int(df['frame'].iloc[row])}: AU{a} intensity {df[f'AU{a}'].iloc[row]!r} "
-                                "is not a number in 0..5")
-        out[f"AU{a}"] = (col >= threshold).astype(np.int8)
-    return out
+def read_label_table(path: str | os.PathLike[str], aus: Sequence[int], threshold: int,
+                     subject: str | None = None) -> pd.DataFrame:
+    """Read ``results/labels/{subject}.csv`` as ``frame`` + 0/1 occurrence columns ``AU{n}`` (intensity >= threshold):
+    :func:`au_transfer.labels.read_label_table`, raising :class:`FinetuneError`."""
+    return labels_mod.read_label_table(path, aus, threshold, subject=subject, error=FinetuneError)
 
 
 def _open_store(path: str | os.PathLike[str]):
@@ -318,7 +303,7 @@ def frame_table(face_paths: Mapping[str, str | os.PathLike[str]], label_paths: M
     for subject in subjects:
         if subject not in face_paths or subject not in label_paths:
             raise FinetuneError(f"subject {subject}: no face store or label table given")
-        labels = read_label_table(label_paths[subject], aus, threshold)
+        labels = read_label_table(label_paths[subject], aus, threshold, subject)
         with open_store(face_paths[subject]) as store:
             frames = np.asarray(store.frames).astype(int)
             valid = np.asarray(store.valid).astype(bool)
@@ -339,16 +324,13 @@ def balance(table: pd.DataFrame, aus: Sequence[int], seed: int) -> pd.DataFrame:
 
     If negatives are the minority, as many positives are kept as there are negatives. For several AUs
     (multilabel head) the result is the union of each AU's balanced subset, so that no AU loses positives (the
-    loss then weights each AU's classes by their frequency in this union).
+    loss then weights each AU's classes by their frequency in this union); an AU with one class only adds nothing.
+    The rule is :func:`au_transfer.labels.balance_indices`, one seeded generator for all AUs in order.
     """
     rng = np.random.default_rng(seed)
     keep: set[int] = set()
-    for a in aus:
-        pos = table[f"AU{a}"].to_numpy().astype(bool)
-        ipos, ineg = np.flatnonzero(pos), np.flatnonzero(~pos)
-        n = min(len(ipos), len(ineg))
-        keep.update(rng.choice(ipos, n, replace=False).tolist() if len(ipos) > n else ipos.tolist())
-        keep.update(rng.choice(ineg, n, replace=False).tolist() if len(ineg) > n else ineg.tolist())
+    for a in aus:  # no draw when both classes are equal (draw_when_equal=False): fine-tuning's seeded subsets
+        keep.update(balance_indices(table[f"AU{a}"].to_numpy(), rng, draw_when_equal=False).tolist())
     return table.iloc[sorted(keep)].reset_index(drop=True)
 
 
@@ -815,10 +797,7 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
     if len(crops) != 1:
         raise FinetuneError(f"AUs {aus} see different crops in region {region!r} ({crops}); train one network per crop")
     crop_region = next(iter(crops))
-    overlap = (set(train_subjects) & set(val_subjects)) | (set(train_subjects) & set(test_subjects)) | (
-        set(val_subjects) & set(test_subjects))
-    if overlap:
-        raise FinetuneError(f"split {split!r}: subject(s) {sorted(overlap)} in more than one set")
+    check_subject_exclusive(train_subjects, val_subjects, test_subjects, split=split, error=FinetuneError)
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     kwargs = {k: v for k, v in (backbone_kwargs or {}).items() if v is not None}

@@ -179,7 +179,7 @@ def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str,
                   classifier: str, params: Mapping[str, Any], seed: int, threshold: int, balance: bool = True,
                   refit: str = "train", model_out: str | Path, pred_out: str | Path, split: str = "") -> dict:
     """One (split, model, AU) job: load frames, fit on train (select on val), predict val + test, write both files."""
-    check_subject_exclusive(train, val, test)
+    check_subject_exclusive(train, val, test, split)
     tr = load_frames(feature_paths, label_paths, au, threshold, train)
     va = load_frames(feature_paths, label_paths, au, threshold, val) if val else None
     te = load_frames(feature_paths, label_paths, au, threshold, test)

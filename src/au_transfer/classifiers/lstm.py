@@ -289,7 +289,7 @@ def run_lstm_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, 
                  params: Mapping[str, Any], seed: int, threshold: int, model_out: str | Path,
                  pred_out: str | Path, split: str = "") -> dict:
     """One (split, LSTM model, AU) job: cut train/val sequences, train, predict full val and test sequences."""
-    check_subject_exclusive(train, val, test)
+    check_subject_exclusive(train, val, test, split)
     tr = load_frames(feature_paths, label_paths, au, threshold, train)
     va = load_frames(feature_paths, label_paths, au, threshold, val) if val else None
     te = load_frames(feature_paths, label_paths, au, threshold, test)
