@@ -36,6 +36,7 @@ from . import labels as labels_mod
 from .config import check_subject_exclusive, schema_defaults
 from .io import atomic_path, write_csv_atomic
 from .labels import balance_indices
+from .predictions import PRED_COLUMNS, empty_predictions, prediction_rows  # noqa: F401  (PRED_COLUMNS re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 AMP = ("none", "fp16", "bf16")
 NORMS = ("none", "standardize")
 BUNDLE_FORMAT = "au_transfer.finetune/1"
-PRED_COLUMNS = ["subject", "frame", "au", "set", "score", "pred", "label"]
 
 
 class FinetuneError(ValueError):
@@ -762,16 +762,12 @@ def crop_groups(region: str, aus: Iterable[int], au_region: Mapping[int | str, s
 
 
 def predictions_frame(table: pd.DataFrame, probs: np.ndarray, aus: Sequence[int], which: str) -> pd.DataFrame:
-    """Rows ``subject, frame, au, set, score, pred, label`` (one per frame and AU)."""
-    parts = []
-    for j, au in enumerate(aus):
-        parts.append(pd.DataFrame({"subject": table["subject"].to_numpy(), "frame": table["frame"].to_numpy(),
-                                   "au": au, "set": which, "score": probs[:, j].astype(float),
-                                   "pred": (np.nan_to_num(probs[:, j], nan=0.0) >= 0.5).astype(int),
-                                   "label": table[f"AU{au}"].to_numpy()}))
-    if not parts:
-        return pd.DataFrame(columns=PRED_COLUMNS)
-    return pd.concat(parts, ignore_index=True)[PRED_COLUMNS]
+    """Rows ``subject, frame, au, set, score, pred, label`` (one per frame and AU; :mod:`au_transfer.predictions`):
+    the score is the probability of "present", pred = score >= 0.5 (an empty score, for a skipped AU: 0)."""
+    parts = [prediction_rows(table["subject"].to_numpy(), table["frame"].to_numpy(), au, which,
+                             probs[:, j].astype(float), (np.nan_to_num(probs[:, j], nan=0.0) >= 0.5).astype(int),
+                             table[f"AU{au}"].to_numpy()) for j, au in enumerate(aus)]
+    return pd.concat(parts, ignore_index=True) if parts else empty_predictions()
 
 
 def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_paths: Mapping[str, str | os.PathLike[str]],
@@ -863,7 +859,7 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
             ds.close()
             probs[:, [j for j, a in enumerate(aus) if a in skipped]] = np.nan
             preds.append(predictions_frame(t, probs, aus, which))
-    pred = pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(columns=PRED_COLUMNS)
+    pred = pd.concat(preds, ignore_index=True) if preds else empty_predictions()
     train_ds.close()
     if val_ds is not None:
         val_ds.close()

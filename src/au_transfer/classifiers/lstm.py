@@ -34,8 +34,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..io import write_csv_atomic
+from ..predictions import empty_predictions
 from .data import FrameData, check_subject_exclusive, load_frames
-from .frame import PRED_COLUMNS, make_bundle, predict_bundle, prediction_frame, save_model
+from .frame import make_bundle, predict_bundle, prediction_frame, save_model
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,7 @@ def run_lstm_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, 
         for rows_s in data.sequences():  # each subject's full sequence
             score, pred = predict_bundle(bundle, data.X[rows_s])
             rows.append(prediction_frame(data.subset(rows_s), au, which, score, pred))
-    preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PRED_COLUMNS)
+    preds = pd.concat(rows, ignore_index=True) if rows else empty_predictions()
     save_model(bundle, model_out)
     write_csv_atomic(preds, pred_out)
     return bundle
