@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from . import labels as labels_mod
 from .config import check_subject_exclusive, schema_defaults
+from .device import amp_dtype, resolve_device
 from .io import atomic_path, write_csv_atomic
 from .labels import balance_indices
 from .predictions import PRED_COLUMNS, empty_predictions, prediction_rows  # noqa: F401  (PRED_COLUMNS re-exported)
@@ -435,21 +436,9 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, shift: float, flip: boo
 
 
 # ------------------------------------------------------------------------------------------------ train / eval
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FinetuneError(f"config key 'finetune.device': {device!r} requested but CUDA is not available")
-    return torch.device(device)
-
-
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or amp == "none":
-        return None
-    if amp == "bf16" and not torch.cuda.is_bf16_supported():
-        log.warning("bf16 is not supported on this GPU; using fp16 mixed precision")
-        return torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16
+    """Fine-tuning's AMP: :func:`au_transfer.device.amp_dtype` on CUDA only (``finetune.amp`` is ignored on CPU)."""
+    return amp_dtype(amp, device, on_cpu=False, what="config key 'finetune.amp'")
 
 
 def f1_binary(y: np.ndarray, pred: np.ndarray) -> float:
@@ -720,8 +709,8 @@ class FinetunedClassifier:
 
     def __init__(self, path: str | os.PathLike[str], device: str = "cpu", batch_size: int = 64,
                  preprocess: Callable = _default_preprocess, create: Callable[..., nn.Module] = _create_backbone) -> None:
-        self.net, self.bundle = load_finetuned(path, device, create)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
+        self.net, self.bundle = load_finetuned(path, self.device, create)
         self.batch_size, self.preprocess = batch_size, preprocess
         self.au, self.au_index = int(self.bundle["au"]), int(self.bundle["au_index"])
         self.crop_region, self.input_size = self.bundle["crop_region"], int(self.bundle["input_size"])
@@ -794,7 +783,7 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
         raise FinetuneError(f"AUs {aus} see different crops in region {region!r} ({crops}); train one network per crop")
     crop_region = next(iter(crops))
     check_subject_exclusive(train_subjects, val_subjects, test_subjects, split=split, error=FinetuneError)
-    dev = resolve_device(device)
+    dev = resolve_device(device, what="config key 'finetune.device'")
     torch.manual_seed(cfg.seed)
     kwargs = {k: v for k, v in (backbone_kwargs or {}).items() if v is not None}
     net_backbone = create(backbone, weights=weights, **kwargs)
@@ -967,7 +956,7 @@ def extract_ft_features_many(model_path: str | os.PathLike[str], face_paths: Map
         from .features import extract_features as extract
     for i, subject in enumerate(subjects):
         extract(face_paths[subject], out_paths[i], backbone, bundle["crop_region"], batch_size=batch_size,
-                num_workers=num_workers, device=device, amp={"none": "off"}.get(amp, amp))
+                num_workers=num_workers, device=device, amp=amp)
         for k in range(1, n_units):
             target = Path(out_paths[k * len(subjects) + i])
             with atomic_path(target) as tmp:
