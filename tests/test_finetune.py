@@ -238,12 +238,12 @@ def test_finetune_learns_and_writes_predictions_and_bundle(corpus, tmp_path, nor
 
 @pytest.mark.parametrize("au,crop", [(1, "upper"), (9, "middle"), (12, "lower")])
 def test_au_region_crop_matches_table_vi(corpus, tmp_path, au, crop):
-    SpyStore.calls = []
-    run(corpus, tmp_path, aus=(au,), region="au_region", cfg={"epochs": 1}, open_store=SpyStore)
+    SpyStore.calls = []  # recorded in this process: crops are read in-process (num_workers 0, not the default 2)
+    run(corpus, tmp_path, aus=(au,), region="au_region", cfg={"epochs": 1, "num_workers": 0}, open_store=SpyStore)
     assert set(SpyStore.calls) == {crop}
     assert ft.load_bundle(tmp_path / "net.pt")["crop_region"] == crop
     SpyStore.calls = []
-    run(corpus, tmp_path, aus=(au,), region="face", cfg={"epochs": 1}, open_store=SpyStore)
+    run(corpus, tmp_path, aus=(au,), region="face", cfg={"epochs": 1, "num_workers": 0}, open_store=SpyStore)
     assert set(SpyStore.calls) == {"face"}
 
 
