@@ -32,8 +32,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from au_transfer.backbones import create_backbone, get_spec, preprocess  # noqa: E402
+from au_transfer.device import amp_dtype, resolve_device  # noqa: E402
 from au_transfer.faces.store import FaceStore, FaceStoreWriter  # noqa: E402
-from au_transfer.features import autocast_dtype, extract_features, resolve_device  # noqa: E402
+from au_transfer.features import extract_features  # noqa: E402
 
 
 def make_store(path: Path, n: int, size: int, encoding: str, invalid_every: int = 50) -> None:
@@ -59,7 +60,7 @@ def bare_forward(net, store_path: Path, n: int, batch_size: int, device: torch.d
     cl = device.type == "cuda"
     x_all = preprocess(spec, crops, device, channels_last=cl)
     batches = list(torch.split(x_all, batch_size))
-    ac = autocast_dtype(device, amp)
+    ac = amp_dtype(amp, device)
     with torch.inference_mode(), (torch.autocast(device.type, dtype=ac) if ac else contextlib.nullcontext()):
         net.features(batches[0])  # warm-up (cudnn autotuning, allocator)
         sync(device)
@@ -122,7 +123,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(device) if gpu else f"CPU ({threads} threads)"
     print(f"device: {name}; frames: {frames}; batch size: {batch_size}; workers: {workers}; "
-          f"store: {args.size}px {args.encoding}; amp: {autocast_dtype(device, args.amp)}")
+          f"store: {args.size}px {args.encoding}; amp: {amp_dtype(args.amp, device)}")
     print(f"{'backbone':<14}{'input':>6}{'dim':>6}{'bare fps':>10}{'job fps':>9}{'job/bare':>9}"
           f"{'bare fps/cpu-s':>16}{'job fps/cpu-s':>15}{'job/bare':>9}")
     with tempfile.TemporaryDirectory() as tmp:

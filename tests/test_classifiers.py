@@ -71,7 +71,7 @@ def test_bad_label_value_names_file_subject_and_frame(tmp_path):
     df.to_csv(tmp_path / "l.csv", index=False)
     with pytest.raises(ClassifierDataError, match=r"l\.csv \(subject SN009\), frame 8: AU1 intensity .9."):
         load_frames({"SN009": tmp_path / "f.h5"}, {"SN009": tmp_path / "l.csv"}, au=1, threshold=2)
-    with pytest.raises(ClassifierDataError, match="no column AU12"):
+    with pytest.raises(ClassifierDataError, match=r"l\.csv \(subject SN009\): missing column\(s\) \['AU12'\]"):
         load_frames({"SN009": tmp_path / "f.h5"}, {"SN009": tmp_path / "l.csv"}, au=12, threshold=2)
 
 

@@ -185,7 +185,7 @@ def test_frame_table_uses_valid_labelled_frames(corpus):
 def test_bad_label_table_names_file_and_frame(tmp_path):
     p = tmp_path / "SN009.csv"
     pd.DataFrame({"frame": [1, 2, 3], "AU1": [0, 7, 1]}).to_csv(p, index=False)
-    with pytest.raises(ft.FinetuneError, match=r"SN009\.csv: frame 2: AU1"):
+    with pytest.raises(ft.FinetuneError, match=r"SN009\.csv, frame 2: AU1 intensity '7'.*\(line 3\)"):
         ft.read_label_table(p, [1], 2)
     with pytest.raises(ft.FinetuneError, match=r"SN009\.csv: missing column\(s\) \['AU12'\]"):
         ft.read_label_table(p, [1, 12], 2)
@@ -238,12 +238,12 @@ def test_finetune_learns_and_writes_predictions_and_bundle(corpus, tmp_path, nor
 
 @pytest.mark.parametrize("au,crop", [(1, "upper"), (9, "middle"), (12, "lower")])
 def test_au_region_crop_matches_table_vi(corpus, tmp_path, au, crop):
-    SpyStore.calls = []
-    run(corpus, tmp_path, aus=(au,), region="au_region", cfg={"epochs": 1}, open_store=SpyStore)
+    SpyStore.calls = []  # recorded in this process: crops are read in-process (num_workers 0, not the default 2)
+    run(corpus, tmp_path, aus=(au,), region="au_region", cfg={"epochs": 1, "num_workers": 0}, open_store=SpyStore)
     assert set(SpyStore.calls) == {crop}
     assert ft.load_bundle(tmp_path / "net.pt")["crop_region"] == crop
     SpyStore.calls = []
-    run(corpus, tmp_path, aus=(au,), region="face", cfg={"epochs": 1}, open_store=SpyStore)
+    run(corpus, tmp_path, aus=(au,), region="face", cfg={"epochs": 1, "num_workers": 0}, open_store=SpyStore)
     assert set(SpyStore.calls) == {"face"}
 
 

@@ -90,6 +90,23 @@ def check_splits(splits: Mapping[str, Mapping[str, Iterable[str]]]) -> dict[str,
     return out
 
 
+def check_subject_exclusive(train: Iterable[str], val: Iterable[str], test: Iterable[str], *, split: str = "",
+                            error: type[Exception] = ConfigError) -> None:
+    """Refuse overlapping train/val/test subject lists (a subject in two sets leaks identity into evaluation).
+
+    The one check of a job's sets (classifiers, LSTM, fine-tuning); raises ``error`` naming the subjects, both sets
+    and, when given, the split. (:func:`check_splits` checks the config's ``splits`` section itself.)
+    """
+    sets = {"train": set(train), "val": set(val), "test": set(test)}
+    names = list(sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = sorted(sets[a] & sets[b])
+            if both:
+                where = f"split {split!r}: " if split else ""
+                raise error(f"{where}subject(s) {both} in both {a} and {b}: splits must be subject-exclusive")
+
+
 def split_subjects(splits: Mapping[str, Split]) -> list[str]:
     """All subjects used by any split, sorted."""
     return sorted({s for sp in splits.values() for s in sp.all})

@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import predictions
 from .config import ConfigError
+from .predictions import KEYS, prediction_rows
 
 log = logging.getLogger(__name__)
 
-KEYS: tuple[str, ...] = ("subject", "frame", "au", "set")
-COLUMNS: tuple[str, ...] = ("subject", "frame", "au", "set", "score", "pred", "label")
 METHODS: tuple[str, ...] = ("majority", "weighted", "stacked")
 TIES: tuple[str, ...] = ("absent", "present", "score")
 ENSEMBLE_PREFIX = "ens-"
@@ -75,48 +75,19 @@ def check_ensembles(ensembles: Mapping[str, Mapping[str, Any]], produced: Iterab
 
 
 def read_predictions(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read one prediction table and check its columns and values; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise EnsembleError(f"{path}: prediction file does not exist")
-    df = pd.read_csv(path, dtype={"subject": str, "set": str})
-    return check_predictions(df, str(path))
+    """Read one prediction table and check its columns and values (:func:`au_transfer.predictions.read_predictions`),
+    raising :class:`EnsembleError` naming the file."""
+    return predictions.read_predictions(path, error=EnsembleError)
 
 
 def check_predictions(df: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Validate a prediction table (columns, 0/1 pred and label, finite score, no duplicate frame).
+    """Validate a prediction table (:func:`au_transfer.predictions.check_predictions`), raising
+    :class:`EnsembleError`; returns the normalised copy.
 
     An empty (NaN) score is allowed: the classifiers write it, with ``pred = 0``, for an AU that a model skipped
     (no positive training frame). Such a member votes "absent" and has no calibrated or stacked opinion.
     """
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise EnsembleError(f"{where}: missing column(s) {missing}; expected {list(COLUMNS)}")
-    df = df.loc[:, list(COLUMNS)].copy()
-    df["frame"] = df["frame"].astype(np.int64)
-    df["au"] = df["au"].astype(np.int64)
-    for col in ("pred", "label"):
-        bad = ~df[col].isin([0, 1])
-        if bad.any():
-            r = df[bad].iloc[0]
-            raise EnsembleError(f"{where}: subject {r.subject} frame {r.frame} AU{r.au}: {col}={r[col]} is not 0/1")
-        df[col] = df[col].astype(np.int8)
-    score = pd.to_numeric(df["score"], errors="coerce").to_numpy(dtype=float)
-    bad = np.isinf(score) | (np.isnan(score) & df["score"].notna().to_numpy())
-    if bad.any():
-        r = df[bad].iloc[0]
-        raise EnsembleError(f"{where}: subject {r.subject} frame {r.frame} AU{r.au}: score {r.score} is not a finite "
-                            "number (an empty score, for an AU the model skipped, is allowed)")
-    df["score"] = score
-    bad_set = ~df["set"].isin(["val", "test"])
-    if bad_set.any():
-        r = df[bad_set].iloc[0]
-        raise EnsembleError(f"{where}: subject {r.subject} frame {r.frame}: set {r.set!r} is not val or test")
-    dup = df.duplicated(list(KEYS))
-    if dup.any():
-        r = df[dup].iloc[0]
-        raise EnsembleError(f"{where}: subject {r.subject} frame {r.frame} AU{r.au} ({r.set}) appears twice")
-    return df
+    return predictions.check_predictions(df, where, error=EnsembleError)
 
 
 @dataclass
@@ -301,7 +272,7 @@ def apply_au(params: Mapping[str, Any], au: int, scores: np.ndarray, votes: np.n
 
 
 def apply_ensemble(params: Mapping[str, Any], aligned: Aligned) -> pd.DataFrame:
-    """Apply fitted parameters to every row of ``aligned``; returns a prediction table (COLUMNS)."""
+    """Apply fitted parameters to every row of ``aligned``; returns a prediction table (``PRED_COLUMNS``)."""
     if list(aligned.members) != list(params["members"]):
         raise EnsembleError(f"ensemble {params['name']}: members {aligned.members} differ from the fitted "
                             f"members {params['members']}")
@@ -311,11 +282,9 @@ def apply_ensemble(params: Mapping[str, Any], aligned: Aligned) -> pd.DataFrame:
     for au in np.unique(au_col):
         rows = au_col == au
         score[rows], pred[rows] = apply_au(params, int(au), aligned.scores[rows], aligned.preds[rows])
-    out = aligned.keys[["subject", "frame", "au", "set"]].copy()
-    out["score"] = score
-    out["pred"] = pred
-    out["label"] = aligned.keys["label"].to_numpy()
-    return out.reset_index(drop=True)
+    k = aligned.keys
+    return prediction_rows(k["subject"].to_numpy(), k["frame"].to_numpy(), k["au"].to_numpy(), k["set"].to_numpy(),
+                           score, pred, k["label"].to_numpy())
 
 
 def combine(preds: Mapping[str, pd.DataFrame], *, name: str, method: str = "majority", tie: str = "score",

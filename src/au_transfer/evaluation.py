@@ -20,10 +20,14 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
-from . import DISFA_AUS, STANDARD_AUS
+from . import DISFA_AUS, STANDARD_AUS, predictions
+from .predictions import PRED_COLUMNS
+
+__all__ = ["BASELINE", "FOLD_RE", "MEAN_ROWS", "MEAN_SETS", "METRIC_COLUMNS", "PRED_COLUMNS", "EvaluationError",
+           "always_present", "au_metrics", "check_predictions", "fold_groups", "fold_means", "headline",
+           "merge_predictions", "summarize"]
 
 METRIC_COLUMNS: list[str] = ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg"]
-PRED_COLUMNS: list[str] = ["subject", "frame", "au", "set", "score", "pred", "label"]
 BASELINE = "always_present"
 #: The named AU sets that get a mean row when every one of their AUs is evaluated (``mean``: all evaluated AUs).
 MEAN_SETS: dict[str, tuple[int, ...]] = {"mean12": tuple(DISFA_AUS), "mean8": tuple(STANDARD_AUS)}
@@ -36,22 +40,10 @@ class EvaluationError(ValueError):
 
 
 def check_predictions(pred: pd.DataFrame, name: str = "predictions") -> pd.DataFrame:
-    """Check the predictions columns and values (label/pred 0/1, no duplicate (subject, frame, au, set) rows)."""
-    missing = [c for c in PRED_COLUMNS if c not in pred.columns]
-    if missing:
-        raise EvaluationError(f"{name}: missing column(s) {missing}; expected {PRED_COLUMNS}")
-    for col in ("pred", "label"):
-        bad = ~pred[col].isin([0, 1])
-        if bad.any():
-            r = pred[bad].iloc[0]
-            raise EvaluationError(f"{name}: subject {r['subject']}, frame {r['frame']}, AU{r['au']}: "
-                                  f"{col} = {r[col]} is not 0 or 1")
-    dup = pred.duplicated(["subject", "frame", "au", "set"])
-    if dup.any():
-        r = pred[dup].iloc[0]
-        raise EvaluationError(f"{name}: subject {r['subject']}, frame {r['frame']}, AU{r['au']} appears twice "
-                              f"in set {r['set']}")
-    return pred
+    """Check a predictions table (:func:`au_transfer.predictions.check_predictions`: columns, 0/1 pred and label,
+    finite or empty score, set val or test, no duplicate (subject, frame, au, set) row), raising
+    :class:`EvaluationError`; returns the checked, normalised copy."""
+    return predictions.check_predictions(pred, name, error=EvaluationError)
 
 
 def au_metrics(pred: pd.DataFrame, model: str = "", split: str = "", aus: Sequence[int] | None = None,

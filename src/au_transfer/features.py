@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .backbones import Backbone, BackboneSpec, create_backbone, preprocess
+from .device import amp_dtype, resolve_device
 from .feature_store import FeatureError, read_features  # noqa: F401  (re-exported)
 from .io import atomic_path
 
@@ -46,16 +47,6 @@ def open_face_store(path: str | os.PathLike[str]) -> Any:
     return FaceStore(str(path))
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FeatureError(f"features.device is {device!r} but CUDA is not available on this machine")
-    return dev
-
-
 def resolve_num_workers(num_workers: int | str, device: torch.device, threads: int | None = None) -> int:
     """``auto`` -> 0 on CPU, ``threads - 1`` (at least 2) on CUDA; an int is taken as it is."""
     if num_workers == "auto":
@@ -63,19 +54,6 @@ def resolve_num_workers(num_workers: int | str, device: torch.device, threads: i
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise FeatureError(f"features.num_workers must be 'auto' or an integer >= 0, not {num_workers!r}")
     return num_workers
-
-
-def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
-    """The autocast dtype: ``auto`` = bf16 (fp16 where bf16 is unsupported) on CUDA, none on CPU."""
-    if amp == "off":
-        return None
-    if amp == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if amp in ("bf16", "fp16"):
-        return torch.bfloat16 if amp == "bf16" else torch.float16
-    raise FeatureError(f"features.amp must be auto, bf16, fp16 or off, not {amp!r}")
 
 
 # ----------------------------------------------------------------------------------------------- data path
@@ -172,7 +150,7 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
                            f"read the region of each AU)")
     if threads:
         torch.set_num_threads(int(threads))
-    dev = resolve_device(device)
+    dev = resolve_device(device, what="config key 'features.device'")
     opener = store_opener or open_face_store
     store_path = os.fspath(face_store)
     net = backbone if isinstance(backbone, Backbone) else create_backbone(backbone, weights, key_map=key_map, seed=seed)
@@ -191,7 +169,7 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     if gpu:
         net = net.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
-    ac = autocast_dtype(dev, amp)
+    ac = amp_dtype(amp, dev, on_cpu=True, what="config key 'features.amp'")  # bf16/fp16 given: CPU autocast too
     valid_idx = np.flatnonzero(meta["valid"])
     num_workers = resolve_num_workers(num_workers, dev, threads)
     # Workers read, decode, crop and resize; uint8 batches cross to the main process (4x less shared memory than

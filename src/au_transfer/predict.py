@@ -34,6 +34,7 @@ import torch
 
 from .backbones.weights import file_sha256
 from .config import parse_model_id, region_for
+from .device import resolve_device
 from .ensemble import ENSEMBLE_PREFIX, apply_au, load_params
 from .io import atomic_path
 from .layout import Layout
@@ -315,8 +316,7 @@ class Predictor:
         if not self.models_dir.is_dir():
             raise PredictError(f"models folder {self.models_dir} does not exist; run the workflow first")
         self.model = model
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if device == "auto" else device))
+        self.device = resolve_device(device, what="predictor device")
         self.manifest = read_manifest(self.models_dir)
         self.face = {**FACE_DEFAULTS, **(self.manifest.get("faces") or {})}
         loader = _Loader(self.models_dir, self.results_dir / "finetune" / self.split, self.results_dir, self.split,

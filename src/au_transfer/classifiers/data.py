@@ -1,8 +1,9 @@
-"""Frame data for the classifiers: features + labels of one AU, valid and labelled frames only, and balancing.
+"""Frame data for the classifiers: features + labels of one AU, valid and labelled frames only.
 
 A frame enters training or evaluation only when it is *valid* in the feature file (a face was found and aligned)
 and *labelled* (its frame number appears in ``results/labels/{subject}.csv``); every excluded frame is counted and
-logged. Labels are binarised with the configured threshold (present = intensity >= threshold, paper III).
+logged. Labels are binarised with the configured threshold (present = intensity >= threshold, paper III). The label
+reader and the balancing rule live in :mod:`au_transfer.labels` (shared with fine-tuning) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .. import config
+from ..labels import balance_indices, read_label_table
+
+__all__ = ["ClassifierDataError", "FrameData", "balance_indices", "check_subject_exclusive", "load_frames",
+           "read_feature_file", "read_label_file", "write_synthetic_subject"]
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +44,12 @@ def read_feature_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def read_label_file(path: str | Path, au: int, threshold: int, subject: str = "?") -> pd.Series:
-    """Binary labels (present = intensity >= threshold) of one AU, indexed by 1-based frame number."""
-    df = pd.read_csv(path)
-    col = f"AU{au}"
-    if "frame" not in df.columns:
-        raise ClassifierDataError(f"{path} (subject {subject}): no 'frame' column")
-    if col not in df.columns:
-        raise ClassifierDataError(f"{path} (subject {subject}): no column {col}; columns are {list(df.columns)}")
-    values = pd.to_numeric(df[col], errors="coerce")
-    bad = values.isna() | (values < 0) | (values > 5)
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ClassifierDataError(
-            f"{path} (subject {subject}), frame {df['frame'].iloc[i]}: {col} intensity {str(df[col].iloc[i])!r} "
-            "is not a number in 0..5")
-    if df["frame"].duplicated().any():
-        dup = int(df.loc[df["frame"].duplicated(), "frame"].iloc[0])
-        raise ClassifierDataError(f"{path} (subject {subject}), frame {dup}: frame listed twice")
-    return pd.Series((values.to_numpy() >= threshold).astype(np.int8), index=df["frame"].astype(np.int64).to_numpy())
+    """Binary labels (present = intensity >= threshold) of one AU, indexed by 1-based frame number.
+
+    Reads through :func:`au_transfer.labels.read_label_table` (errors name the file, subject, frame and line).
+    """
+    table = read_label_table(path, [au], threshold, subject=subject, error=ClassifierDataError)
+    return pd.Series(table[f"AU{au}"].to_numpy(), index=table["frame"].to_numpy())
 
 
 @dataclass
@@ -129,34 +124,10 @@ def load_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[st
     return FrameData(subj.astype(str), fr, X.astype(np.float32, copy=False), y, counts, attrs0)
 
 
-def balance_indices(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Indices of a balanced subset: all frames of the minority class and as many random ones of the majority.
-
-    Paper IV-A keeps as many negatives as there are positives; when positives outnumber negatives the rule is
-    applied the other way round (as many positives as negatives). With no frame of one class, there is nothing
-    to balance against: an empty array is returned and the caller decides (skip the AU, fall back). Returned
-    indices are sorted so that the subset keeps frame order.
-    """
-    y = np.asarray(y)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    if len(pos) == 0 or len(neg) == 0:
-        return np.empty(0, dtype=np.int64)
-    if len(neg) >= len(pos):
-        keep = np.concatenate([pos, rng.choice(neg, size=len(pos), replace=False)])
-    else:
-        keep = np.concatenate([neg, rng.choice(pos, size=len(neg), replace=False)])
-    return np.sort(keep)
-
-
-def check_subject_exclusive(train: Sequence[str], val: Sequence[str], test: Sequence[str]) -> None:
-    """Refuse overlapping train/val/test subject lists (a subject in two sets leaks identity into evaluation)."""
-    sets = {"train": set(train), "val": set(val), "test": set(test)}
-    names = list(sets)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            both = sorted(sets[a] & sets[b])
-            if both:
-                raise ClassifierDataError(f"subject(s) {both} in both {a} and {b}: splits must be subject-exclusive")
+def check_subject_exclusive(train: Sequence[str], val: Sequence[str], test: Sequence[str], split: str = "") -> None:
+    """Refuse overlapping train/val/test subject lists: :func:`au_transfer.config.check_subject_exclusive`,
+    raising :class:`ClassifierDataError`."""
+    config.check_subject_exclusive(train, val, test, split=split, error=ClassifierDataError)
 
 
 def write_synthetic_subject(feature_path: str | Path, label_path: str | Path, subject: str, *, aus: Sequence[int],

@@ -30,12 +30,14 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from ..io import atomic_path
+from ..predictions import PRED_COLUMNS, prediction_rows
 from .data import ClassifierDataError, FrameData, balance_indices
 
 log = logging.getLogger(__name__)
 
 FRAME_CLASSIFIERS: tuple[str, ...] = ("lda", "svm")
-PRED_COLUMNS: list[str] = ["subject", "frame", "au", "set", "score", "pred", "label"]
+__all__ = ["FRAME_CLASSIFIERS", "PRED_COLUMNS", "feature_attrs", "fit_frame_classifier", "load_model", "make_bundle",
+           "make_estimator", "prediction_frame", "save_model"]
 
 
 def make_estimator(classifier: str, params: Mapping[str, Any], *, C: float | None = None, seed: int = 0) -> Pipeline:
@@ -141,9 +143,8 @@ def save_model(bundle: Mapping[str, Any], path: str | Path) -> None:
 
 
 def prediction_frame(data: FrameData, au: int, which: str, score: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
-    """Rows of the predictions file for one set."""
-    return pd.DataFrame({"subject": data.subject, "frame": data.frame, "au": au, "set": which,
-                         "score": score, "pred": pred.astype(int), "label": data.y.astype(int)})[PRED_COLUMNS]
+    """Rows of the predictions file for one set (:func:`au_transfer.predictions.prediction_rows`)."""
+    return prediction_rows(data.subject, data.frame, au, which, score, pred.astype(int), data.y.astype(int))
 
 
 def feature_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,8 +15,9 @@ import pandas as pd
 
 from ..io import write_csv_atomic
 from ..models import model_from_bundle
+from ..predictions import empty_predictions
 from .data import check_subject_exclusive, load_frames
-from .frame import PRED_COLUMNS, fit_frame_classifier, make_bundle, prediction_frame, save_model
+from .frame import fit_frame_classifier, make_bundle, prediction_frame, save_model
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str,
                   classifier: str, params: Mapping[str, Any], seed: int, threshold: int, balance: bool = True,
                   refit: str = "train", model_out: str | Path, pred_out: str | Path, split: str = "") -> dict:
     """One (split, model, AU) job: load frames, fit on train (select on val), predict val + test, write both files."""
-    check_subject_exclusive(train, val, test)
+    check_subject_exclusive(train, val, test, split)
     tr = load_frames(feature_paths, label_paths, au, threshold, train)
     va = load_frames(feature_paths, label_paths, au, threshold, val) if val else None
     te = load_frames(feature_paths, label_paths, au, threshold, test)
@@ -54,7 +55,7 @@ def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str,
             continue
         score, pred = predict_bundle(bundle, data.X)
         rows.append(prediction_frame(data, au, which, score, pred))
-    preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PRED_COLUMNS)
+    preds = pd.concat(rows, ignore_index=True) if rows else empty_predictions()
     save_model(bundle, model_out)
     write_csv_atomic(preds, pred_out)
     return bundle
@@ -66,7 +67,7 @@ def run_lstm_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, 
                  params: Mapping[str, Any], seed: int, threshold: int, model_out: str | Path,
                  pred_out: str | Path, split: str = "") -> dict:
     """One (split, LSTM model, AU) job: cut train/val sequences, train, predict full val and test sequences."""
-    check_subject_exclusive(train, val, test)
+    check_subject_exclusive(train, val, test, split)
     tr = load_frames(feature_paths, label_paths, au, threshold, train)
     va = load_frames(feature_paths, label_paths, au, threshold, val) if val else None
     te = load_frames(feature_paths, label_paths, au, threshold, test)
@@ -104,7 +105,7 @@ def run_lstm_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, 
         for rows_s in data.sequences():  # each subject's full sequence
             score, pred = predict_bundle(bundle, data.X[rows_s])
             rows.append(prediction_frame(data.subset(rows_s), au, which, score, pred))
-    preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=PRED_COLUMNS)
+    preds = pd.concat(rows, ignore_index=True) if rows else empty_predictions()
     save_model(bundle, model_out)
     write_csv_atomic(preds, pred_out)
     return bundle

@@ -31,9 +31,11 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..device import resolve_device
 from .data import FrameData
 
 log = logging.getLogger(__name__)
+_DEVICE_KEY = "config key 'classifiers.lstm.device'"
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -91,12 +93,6 @@ class _Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T) logits
         h, _ = self.lstm(x)
         return self.out(h).squeeze(-1)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _pad(seqs: Sequence[np.ndarray], labels: Sequence[np.ndarray] | None, device: torch.device):
@@ -167,7 +163,7 @@ class LSTMClassifier:
             raise ValueError("LSTMClassifier.fit: no training sequences")
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        device = _device(self.device)
+        device = resolve_device(self.device, what=_DEVICE_KEY)
         self.dim_ = int(X[0].shape[1])
         self.scaler_ = StandardScaler().fit(np.concatenate(X))
         tr = self._scale(X)
@@ -228,7 +224,7 @@ class LSTMClassifier:
 
     def decision_function(self, X: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per-frame logits of each sequence (higher = more present)."""
-        device = _device(self.device)
+        device = resolve_device(self.device, what=_DEVICE_KEY)
         return self._logits(self._net(device), self._scale(X), device)
 
     def predict_proba_sequence(self, X: np.ndarray) -> np.ndarray:
@@ -246,7 +242,7 @@ class LSTMStream:
 
     def __init__(self, est: LSTMClassifier, device: str = "auto"):
         self.est = est
-        self.device = _device(device)
+        self.device = resolve_device(device, what=_DEVICE_KEY)
         self.net = est._net(self.device)
         self.state: tuple[torch.Tensor, torch.Tensor] | None = None
 

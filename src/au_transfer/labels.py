@@ -1,0 +1,96 @@
+"""Label tables (``results/labels/{subject}.csv``) and class balancing by label: one home for both consumers.
+
+The label table of a subject has a ``frame`` column (1-based video frame numbers) and one ``AU{n}`` intensity column
+(0-5) per configured AU. :func:`read_label_table` turns it into 0/1 occurrence columns (present = intensity >=
+``threshold``, paper III); the classifiers (:mod:`au_transfer.classifiers.data`) and fine-tuning
+(:mod:`au_transfer.finetune.data`) both read labels through it. :func:`balance_indices` is the balancing rule of
+paper IV-A (as many randomly kept frames of the majority class as there are of the minority class) that both use.
+
+Needs numpy and pandas only (no torch): the many small LDA/SVM jobs import it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class LabelError(ValueError):
+    """A label table is unusable; the message names the file (and subject), the frame and its line."""
+
+
+def _line(i: int) -> int:
+    """The line of the CSV file that holds data row ``i`` (0-based; the header is line 1)."""
+    return int(i) + 2
+
+
+def read_label_table(path: str | os.PathLike[str], aus: Sequence[int], threshold: int, *, subject: str | None = None,
+                     error: type[Exception] = LabelError) -> pd.DataFrame:
+    """Read ``results/labels/{subject}.csv`` as ``frame`` (int64) + 0/1 occurrence columns ``AU{n}`` (int8,
+    present = intensity >= ``threshold``) for ``aus``, in the file's row order.
+
+    Raises ``error`` (a :class:`LabelError` unless the caller names its own error class) naming the file (and
+    ``subject`` when given), the frame and its line: an unreadable file, a missing column, a frame number that is
+    not an integer, a frame listed twice, an intensity that is not a number in 0..5.
+    """
+    path = Path(path)
+    where = f"{path} (subject {subject})" if subject else str(path)
+    try:
+        df = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise error(f"{where}: cannot read the label table: {err}") from err
+    missing = [c for c in ["frame", *[f"AU{a}" for a in aus]] if c not in df.columns]
+    if missing:
+        raise error(f"{where}: missing column(s) {missing}; columns are {list(df.columns)}")
+    frame = pd.to_numeric(df["frame"], errors="coerce")
+    bad = frame.isna() | (frame != frame.round())
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise error(f"{where}: frame number {str(df['frame'].iloc[i])!r} is not an integer (line {_line(i)})")
+    frame = frame.astype(np.int64)
+    dup = frame.duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        first = int(np.flatnonzero((frame == frame.iloc[i]).to_numpy())[0])
+        raise error(f"{where}, frame {int(frame.iloc[i])}: frame listed twice (lines {_line(first)} and {_line(i)})")
+    out = pd.DataFrame({"frame": frame.to_numpy()})
+    for a in aus:
+        col = f"AU{a}"
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() | (values < 0) | (values > 5)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise error(f"{where}, frame {int(frame.iloc[i])}: {col} intensity {str(df[col].iloc[i])!r} is not a "
+                        f"number in 0..5 (line {_line(i)})")
+        out[col] = (values.to_numpy() >= threshold).astype(np.int8)
+    return out
+
+
+def balance_indices(y: np.ndarray, rng: np.random.Generator, *, draw_when_equal: bool = True) -> np.ndarray:
+    """Indices of a balanced subset: all frames of the minority class and as many random ones of the majority.
+
+    Paper IV-A keeps as many negatives as there are positives; when positives outnumber negatives the rule is
+    applied the other way round (as many positives as negatives). With no frame of one class, there is nothing
+    to balance against: an empty array is returned (no random draw) and the caller decides (skip the AU, fall
+    back). Returned indices are sorted so that the subset keeps frame order.
+
+    ``draw_when_equal``: with as many positives as negatives every frame is kept either way; True still draws
+    the negatives (a permutation, which advances ``rng``), as the classifiers always have; False keeps them
+    without a draw, as fine-tuning always has. The choice only changes the state of ``rng`` afterwards, and is kept
+    per caller so that seeded results do not change.
+    """
+    y = np.asarray(y)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    if len(pos) == 0 or len(neg) == 0:
+        return np.empty(0, dtype=np.int64)
+    if len(neg) == len(pos) and not draw_when_equal:
+        keep = np.concatenate([pos, neg])
+    elif len(neg) >= len(pos):
+        keep = np.concatenate([pos, rng.choice(neg, size=len(pos), replace=False)])
+    else:
+        keep = np.concatenate([neg, rng.choice(pos, size=len(neg), replace=False)])
+    return np.sort(keep)
