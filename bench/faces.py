@@ -85,8 +85,8 @@ def main() -> None:
         cap.release()
         runs = [("dlib", 1, 640), ("dlib", 0, 0)] + ([("dlib_cnn", 0, 640)] if args.cnn else [])
         for det, upsample, width in runs:
-            c = compute_landmarks(small, out / "lm_dlib.h5", "SN001", source=det, dlib_upsample=upsample,
-                                  dlib_detect_width=width or None, progress=False)
+            c = compute_landmarks(small, out / "lm_dlib.h5", "SN001", landmarks=det, dlib_upsample=upsample,
+                                  dlib_detect_width=width, progress=False)
             s = c["seconds"]
             print(f"\nlandmarks, {det} (upsample {upsample}, detect width {width or 'full'}): "
                   f"{nd / s['total']:.1f} frames/s, {c['n_valid']}/{nd} faces found")

@@ -15,12 +15,15 @@ from au_transfer.faces.align import (
 )
 from au_transfer.faces.landmarks import (
     REASON,
-    Plausibility,
     check_points,
     jump_outliers,
     map_66_to_68,
 )
 from au_transfer.faces.regions import REGION_NAMES, boxes_array, cut_region, region_boxes
+from au_transfer.faces.settings import FaceSettings
+
+DEFAULTS = FaceSettings.from_config()   # the faces schema's defaults
+REGION_KW = {"pad": DEFAULTS.region_pad, "forehead": DEFAULTS.region_forehead}
 
 
 def _similarity(rng, scale_range=(0.5, 3.0)):
@@ -81,11 +84,11 @@ def test_align_face_warps_pixels_onto_the_template():
 
 def test_alignment_rejects_bad_points():
     with pytest.raises(ValueError, match="68, 2"):
-        alignment_transform(np.zeros((66, 2)), 64)
+        alignment_transform(np.zeros((66, 2)), 64, 0.1)
     pts = template_points(64, 0.1)
     pts[3] = np.nan
     with pytest.raises(ValueError, match="finite"):
-        alignment_transform(pts, 64)
+        alignment_transform(pts, 64, 0.1)
 
 
 def test_map_66_to_68_keeps_points_and_estimates_inner_mouth_corners():
@@ -106,7 +109,7 @@ def test_map_66_to_68_keeps_points_and_estimates_inner_mouth_corners():
 
 
 def test_plausibility_checks():
-    plaus = Plausibility()
+    plaus = DEFAULTS.plausibility
     hw = (480, 640)
     good = template_points(200, 0.1) + [200, 100]
     assert check_points(good, hw, plaus) == REASON["ok"]
@@ -142,7 +145,7 @@ def _all_inside(box, pts):
 @pytest.mark.parametrize("size,margin", [(112, 0.15), (160, 0.1), (64, 0.2)])
 def test_region_boxes_contain_the_right_landmarks(size, margin):
     p = template_points(size, margin)
-    b = region_boxes(p, size)
+    b = region_boxes(p, size, **REGION_KW)
     assert _all_inside(b["upper"], p[np.r_[17:27, 36:48]])     # brows and eyes
     assert _all_inside(b["middle"], p[27:36])                 # nose
     assert _all_inside(b["middle"], p[36:48])                 # eyes (AU9 goes from eyes to nose)
@@ -152,7 +155,7 @@ def test_region_boxes_contain_the_right_landmarks(size, margin):
     assert not _all_inside(b["lower"], p[17:27][:1])          # no brows in the lower half
     for box in b.values():
         assert 0 <= box[0] < box[2] <= size and 0 <= box[1] < box[3] <= size
-    arr = boxes_array(p, size)
+    arr = boxes_array(p, size, **REGION_KW)
     assert arr.shape == (3, 4) and np.allclose(arr[REGION_NAMES.index("middle")], b["middle"])
 
 

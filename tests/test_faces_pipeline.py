@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from au_transfer.faces import (
+    FaceSettings,
     FaceStore,
     VideoError,
     compute_faces,
     compute_landmarks,
-    detect_and_align,
     iter_frames,
     iter_video,
+    process_frame,
     read_landmarks,
     write_qc,
 )
@@ -57,7 +58,7 @@ def _write_video(path: Path, frames: list[np.ndarray]) -> None:
 
 @pytest.fixture(scope="module")
 def landmarker() -> DlibLandmarker:
-    return DlibLandmarker("hog", upsample=1)
+    return FaceSettings.from_config(landmarks="dlib").landmarker()   # HOG, the schema's detection settings
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,7 @@ def test_landmarks_sources_fallbacks_and_validity(stores, clip):
 
 def test_missing_face_is_invalid_with_a_reason(clip, tmp_path):
     # dlib only: the blank frame has no face -> invalid, reason no_face_detected; all other frames valid
-    counts = compute_landmarks(clip["video"], tmp_path / "lm.h5", "SN001", source="dlib", progress=False)
+    counts = compute_landmarks(clip["video"], tmp_path / "lm.h5", "SN001", landmarks="dlib", progress=False)
     lm = read_landmarks(tmp_path / "lm.h5")
     assert not lm.valid[BLANK - 1] and lm.reason[BLANK - 1] == REASON["no_face_detected"]
     assert lm.valid.sum() == N_FRAMES - 1 == counts["n_valid"]
@@ -291,12 +292,35 @@ def test_missing_or_incomplete_store_is_a_clear_error(tmp_path, stores):
 
 
 # ------------------------------------------------------------------------------------------ single image, QC
-def test_detect_and_align_on_a_new_image(clip, landmarker):
-    crop, pts, boxes, valid, reason = detect_and_align(clip["decoded"][0], 80, landmarker)
-    assert valid and reason == "ok" and crop.shape == (80, 80, 3) and pts.shape == (68, 2)
-    assert boxes.shape == (3, 4)
-    crop, pts, boxes, valid, reason = detect_and_align(clip["decoded"][BLANK - 1], 80, landmarker)
-    assert not valid and reason == "no_face_detected" and pts is None and crop.max() == 0
+def test_process_frame_on_a_new_image(clip, landmarker):
+    settings = FaceSettings.from_config(size=80)
+    fr = process_frame(clip["decoded"][0], settings, landmarker)
+    assert fr.valid and fr.reason_name == "ok" and fr.image.shape == (80, 80, 3) and fr.landmarks.shape == (68, 2)
+    assert fr.boxes.shape == (3, 4) and fr.confidence > 0.5
+    fr = process_frame(clip["decoded"][BLANK - 1], settings, landmarker)
+    assert not fr.valid and fr.reason_name == "no_face_detected" and fr.landmarks is None and fr.boxes is None
+    assert fr.image.max() == 0 and fr.confidence == 0
+    # tracker points on a blank frame: aligned, then invalid by the blank-image rule
+    fr = process_frame(clip["decoded"][BLANK - 1], settings, clip["truth"][BLANK])
+    assert not fr.valid and fr.reason_name == "blank_image" and fr.transform is not None and fr.boxes is None
+
+
+@pytest.mark.parametrize("encoding", ["jpeg", "png", "raw"])
+def test_process_frame_gives_what_the_face_store_holds(stores, clip, tmp_path, encoding):
+    """One pipeline: the faces job stores what process_frame returns, and process_frame's image is what the feature
+    stage reads back from the store (the encode round trip), with the same landmarks, boxes and validity."""
+    settings = FaceSettings.from_config(size=SIZE, encoding=encoding, jpeg_quality=80, region_pad=0.2)
+    compute_faces(clip["video"], stores["dir"] / "lm.h5", tmp_path / "f.h5", settings, progress=False)
+    lm = read_landmarks(stores["dir"] / "lm.h5")
+    with FaceStore(tmp_path / "f.h5") as fs:
+        assert fs.encoding == encoding
+        for r in np.flatnonzero(lm.valid):
+            fr = process_frame(clip["decoded"][r], settings, lm.points[r])
+            assert fr.valid == fs.valid[r] and fr.reason == fs.reason[r]
+            np.testing.assert_array_equal(fr.image, fs.images([r])[0])
+            if fr.valid:
+                np.testing.assert_array_equal(fr.landmarks, fs.landmarks[r])
+                np.testing.assert_array_equal(fr.boxes, fs.boxes[r])
 
 
 def test_qc_sheet_and_table(stores, clip, tmp_path):

@@ -9,12 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from au_transfer.faces import FaceSettings
 from au_transfer.predict import (
     BASE_COLUMNS,
     PredictError,
     au_columns,
+    face_settings,
     predict,
     predict_to_csv,
+    read_manifest,
     write_manifest,
 )
 
@@ -140,6 +143,35 @@ def test_missing_models_are_named(face_video, results, tmp_path):
         predict(face_video, tmp_path / "none", model="dlib_resnet-face-svm", progress=False)
     with pytest.raises(PredictError, match="input .* does not exist"):
         predict(tmp_path / "missing.avi", models, model="dlib_resnet-face-svm", progress=False)
+
+
+# ------------------------------------------------------------------------------------------ the manifest
+def test_manifest_face_part_is_the_faces_section(results):
+    models = results / "models" / SPLIT
+    manifest = json.loads((models / "predictor.json").read_text())
+    want = FaceSettings.from_config({"size": 160, "landmarks": "disfa"})
+    assert manifest["faces"] == want.to_dict()                  # every key, under its own name, defaults filled
+    assert face_settings(read_manifest(models)) == want
+
+
+def test_old_manifest_face_keys_are_read_once_mapped(caplog):
+    old = {"size": 112, "margin": 0.15, "detector": "cnn", "upsample": 0, "detect_width": 320, "min_confidence": 0.1,
+           "aspect": "stretch", "region_pad": 0.2, "region_forehead": 0.4, "min_image_std": 3.0, "encoding": "jpeg",
+           "jpeg_quality": 90, "plausibility": {"jump": 0.6}}
+    with caplog.at_level("WARNING"):
+        got = face_settings({"faces": old}, "old/predictor.json")
+    assert "predictor_manifest" in caplog.text and "old/predictor.json" in caplog.text
+    assert got == FaceSettings.from_config(
+        size=112, landmarks="dlib_cnn", dlib_upsample=0, dlib_detect_width=320, min_confidence=0.1,
+        crop_aspect="stretch", region_pad=0.2, jpeg_quality=90, plausibility={"jump": 0.6})
+    assert got.dlib_detector == "cnn"
+    assert face_settings({"faces": {**old, "detector": "hog"}}).dlib_detector == "hog"
+    with pytest.raises(PredictError, match=r"(?s)bad/predictor.json.*crop.*rerun the predictor_manifest rule"):
+        face_settings({"faces": {"size": 112, "crop": 3}}, "bad/predictor.json")
+
+
+def test_missing_manifest_uses_the_schema_defaults(tmp_path):
+    assert face_settings(read_manifest(tmp_path)) == FaceSettings.from_config()
 
 
 # ------------------------------------------------------------------------------------------ in the workflow

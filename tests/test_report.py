@@ -178,13 +178,13 @@ def test_workflow_ensembles_are_scored_like_models_and_reported(finished_workflo
     import json
 
     import yaml
-    from conftest import ROOT, TEST_CONFIG
+    from conftest import TEST_CONFIG
 
     from au_transfer.config import validate_config
     from au_transfer.evaluation import au_metrics
 
     wd = finished_workflow / "results"
-    cfg = validate_config(yaml.safe_load(TEST_CONFIG.read_text()), str(ROOT / "workflow" / "schemas"))
+    cfg = validate_config(yaml.safe_load(TEST_CONFIG.read_text()))
     (split,) = cfg["splits"]
     keys = ["subject", "frame", "au", "set"]
     summary = pd.read_csv(wd / "metrics" / "summary.csv", dtype={"au": str})

@@ -33,9 +33,13 @@ import pandas as pd
 import torch
 
 from .backbones.weights import file_sha256
-from .config import parse_model_id, region_for
+from .config import ConfigError, parse_model_id, region_for
 from .device import resolve_device
 from .ensemble import ENSEMBLE_PREFIX, apply_au, load_params
+from .faces.pipeline import process_frame
+from .faces.regions import REGION_NAMES, cut_region
+from .faces.settings import FaceSettings
+from .faces.video import IMAGE_EXTENSIONS, iter_frames, video_info
 from .io import atomic_path
 from .layout import Layout
 
@@ -43,9 +47,10 @@ log = logging.getLogger(__name__)
 
 BASE_COLUMNS: tuple[str, ...] = ("frame", "timestamp", "success", "confidence")
 MANIFEST = "predictor.json"
-FACE_DEFAULTS: dict[str, Any] = {"size": 160, "margin": 0.15, "detector": "hog", "upsample": 1, "detect_width": 640,
-                                 "min_confidence": 0.0, "aspect": "pad", "region_pad": 0.15, "region_forehead": 0.4,
-                                 "min_image_std": 3.0, "encoding": "raw", "jpeg_quality": 95}
+#: Face keys of manifests written before the manifest stored the ``faces`` section itself, and the section keys
+#: they stand for (``detector`` hog | cnn is ``landmarks`` dlib | dlib_cnn). Read by :func:`face_settings` only.
+LEGACY_FACE_KEYS: dict[str, str] = {"detector": "landmarks", "upsample": "dlib_upsample",
+                                    "detect_width": "dlib_detect_width", "aspect": "crop_aspect"}
 
 
 class PredictError(ValueError):
@@ -61,27 +66,12 @@ def au_columns(aus: Sequence[int]) -> list[str]:
 def write_manifest(path: str | os.PathLike[str], *, split: str, aus: Sequence[int], faces: Mapping[str, Any],
                    backbones: Mapping[str, Any], au_region: Mapping[Any, str] | None = None,
                    threshold: int | None = None) -> dict[str, Any]:
-    """Write ``predictor.json``: the face and backbone settings a predictor needs to reproduce the run's inputs."""
-    landmarks = faces.get("landmarks", "dlib")
-    if landmarks == "disfa":  # new videos have no DISFA landmark files: use the run's fallback detector
-        landmarks = faces.get("fallback", "dlib")
-        landmarks = "dlib" if landmarks == "none" else landmarks
-    face = {
-        "size": int(faces.get("size", FACE_DEFAULTS["size"])),
-        "margin": float(faces.get("margin", FACE_DEFAULTS["margin"])),
-        "detector": "cnn" if landmarks == "dlib_cnn" else "hog",
-        "upsample": int(faces.get("dlib_upsample", FACE_DEFAULTS["upsample"])),
-        "detect_width": int(faces.get("dlib_detect_width", FACE_DEFAULTS["detect_width"])),
-        "min_confidence": float(faces.get("min_confidence", FACE_DEFAULTS["min_confidence"])),
-        "aspect": str(faces.get("crop_aspect", FACE_DEFAULTS["aspect"])),
-        "region_pad": float(faces.get("region_pad", FACE_DEFAULTS["region_pad"])),
-        "region_forehead": float(faces.get("region_forehead", FACE_DEFAULTS["region_forehead"])),
-        "min_image_std": float(faces.get("min_image_std", FACE_DEFAULTS["min_image_std"])),
-        "encoding": str(faces.get("encoding", FACE_DEFAULTS["encoding"])),
-        "jpeg_quality": int(faces.get("jpeg_quality", FACE_DEFAULTS["jpeg_quality"])),
-        "plausibility": dict(faces.get("plausibility", {}) or {}),
-    }
-    manifest = {"split": split, "aus": [int(a) for a in aus], "faces": face,
+    """Write ``predictor.json``: the face and backbone settings a predictor needs to reproduce the run's inputs.
+
+    ``faces`` is the run's ``faces`` section; the manifest stores it whole, as
+    :meth:`~au_transfer.faces.settings.FaceSettings.to_dict` (schema defaults filled in).
+    """
+    manifest = {"split": split, "aus": [int(a) for a in aus], "faces": FaceSettings.from_config(faces).to_dict(),
                 "backbones": {k: dict(v or {}) for k, v in backbones.items()},
                 "au_region": {str(k): v for k, v in (au_region or {}).items()}, "threshold": threshold}
     with atomic_path(path) as tmp:
@@ -93,13 +83,35 @@ def read_manifest(models_dir: Path) -> dict[str, Any]:
     """``predictor.json`` of a models folder, or defaults (with a warning) when the folder has none."""
     path = models_dir / MANIFEST
     if not path.is_file():
-        log.warning("%s not found: using default face settings %s and pretrained backbone weights", path,
-                    FACE_DEFAULTS)
-        return {"faces": dict(FACE_DEFAULTS), "backbones": {}, "au_region": {}}
+        log.warning("%s not found: using the default face settings (faces schema) and pretrained backbone weights",
+                    path)
+        return {"faces": {}, "backbones": {}, "au_region": {}}
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise PredictError(f"{path}: not valid JSON: {exc}") from exc
+
+
+def face_settings(manifest: Mapping[str, Any], path: str | os.PathLike[str] = MANIFEST) -> FaceSettings:
+    """The run's :class:`~au_transfer.faces.settings.FaceSettings` from a manifest (``path`` for messages).
+
+    A manifest of an older version (face keys :data:`LEGACY_FACE_KEYS`) is read with those keys mapped, with a
+    warning to rerun the ``predictor_manifest`` rule; anything else the ``faces`` schema rejects is an error.
+    """
+    face = dict(manifest.get("faces") or {})
+    legacy = sorted(set(face) & set(LEGACY_FACE_KEYS))
+    if legacy:
+        log.warning("%s has the face keys of an older version (%s); read with their current names. Rerun the "
+                    "predictor_manifest rule (snakemake --forcerun predictor_manifest) to update it", path,
+                    ", ".join(legacy))
+        for key in legacy:
+            value = face.pop(key)
+            face[LEGACY_FACE_KEYS[key]] = ("dlib_cnn" if value == "cnn" else "dlib") if key == "detector" else value
+    try:
+        return FaceSettings.from_config(face)
+    except ConfigError as exc:
+        raise PredictError(f"{path}: the face settings do not fit this version ({exc}); rerun the "
+                           "predictor_manifest rule (snakemake --forcerun predictor_manifest)") from exc
 
 
 # ------------------------------------------------------------------------------------------- per-chunk data
@@ -114,8 +126,6 @@ class _Chunk:
     _features: dict = field(default_factory=dict)
 
     def crops(self, region: str, size: int) -> np.ndarray:
-        from .faces.regions import REGION_NAMES, cut_region
-
         key = (region, size)
         if key not in self._crops:
             out = np.empty((len(self.faces), size, size, 3), np.uint8)
@@ -318,7 +328,7 @@ class Predictor:
         self.model = model
         self.device = resolve_device(device, what="predictor device")
         self.manifest = read_manifest(self.models_dir)
-        self.face = {**FACE_DEFAULTS, **(self.manifest.get("faces") or {})}
+        self.face = face_settings(self.manifest, self.models_dir / MANIFEST)
         loader = _Loader(self.models_dir, self.results_dir / "finetune" / self.split, self.results_dir, self.split,
                          self.manifest, self.device, batch_size)
         self.ensemble: dict[str, Any] | None = None
@@ -367,39 +377,7 @@ class Predictor:
 
 
 # ------------------------------------------------------------------------------------------------ frames
-class _ConfidenceLandmarker:
-    """Wraps a DlibLandmarker and remembers the detection confidence of its last call."""
-
-    def __init__(self, landmarker: Any):
-        self.landmarker = landmarker
-        self.last_confidence = 0.0
-
-    @property
-    def last_reason(self) -> int:
-        return self.landmarker.last_reason
-
-    def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray | None, float]:
-        pts, conf = self.landmarker(rgb)
-        self.last_confidence = float(conf)
-        return pts, conf
-
-
-def _as_stored(crop: np.ndarray, face: Mapping[str, Any]) -> np.ndarray:
-    """The aligned crop as the face store holds it: round-tripped through JPEG when the run stored JPEG."""
-    import cv2
-
-    if face.get("encoding") != "jpeg":
-        return crop
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, int(face.get("jpeg_quality", 95))])
-    if not ok:
-        raise PredictError("could not JPEG-encode an aligned face")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
 def _chunks(source: str | os.PathLike[str], size: int) -> Iterator[list[tuple[int, str, np.ndarray]]]:
-    from .faces.video import iter_frames
-
     buf: list[tuple[int, str, np.ndarray]] = []
     for item in iter_frames(source):
         buf.append(item)
@@ -412,13 +390,12 @@ def _chunks(source: str | os.PathLike[str], size: int) -> Iterator[list[tuple[in
 
 def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *, chunk_size: int = 128,
                      progress: bool = True) -> Iterator[pd.DataFrame]:
-    """Yield the per-frame table chunk by chunk (memory stays flat however long the video)."""
-    from tqdm.auto import tqdm
+    """Yield the per-frame table chunk by chunk (memory stays flat however long the video).
 
-    from .faces.landmarks import DlibLandmarker, Plausibility
-    from .faces.pipeline import detect_and_align
-    from .faces.regions import boxes_array
-    from .faces.video import IMAGE_EXTENSIONS, video_info
+    Every frame goes through :func:`au_transfer.faces.pipeline.process_frame` with the run's face settings and a
+    dlib landmarker, so the models see faces aligned, encoded and cut as the face store holds them.
+    """
+    from tqdm.auto import tqdm
 
     src = Path(input_path)
     if not src.exists():
@@ -428,35 +405,27 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
     if is_video:
         info = video_info(src)
         fps, total = (info.fps if info.fps > 0 else np.nan), (info.n_frames or None)
-    f = predictor.face
-    lm = _ConfidenceLandmarker(DlibLandmarker(detector=f["detector"], upsample=int(f["upsample"]),
-                                              detect_width=int(f["detect_width"]) or None,
-                                              min_confidence=float(f["min_confidence"])))
-    plaus_keys = set(getattr(Plausibility, "__dataclass_fields__", {}))
-    plaus = Plausibility(**{k: v for k, v in (f.get("plausibility") or {}).items() if k in plaus_keys})
-    size, margin = int(f["size"]), float(f["margin"])
+    settings = predictor.face
+    landmarker = settings.landmarker()
     cols = au_columns(predictor.aus)
     bar = tqdm(total=total, desc=f"predict {src.name}", unit="frame", disable=not progress, mininterval=2.0)
     for frames in _chunks(src, chunk_size):
         n = len(frames)
         faces, boxes, ok, conf = [], [], np.zeros(n, bool), np.zeros(n)
         for i, (_no, _name, rgb) in enumerate(frames):
-            crop, pts, _bx, valid, _reason = detect_and_align(rgb, size, lm, margin, plaus)
-            conf[i] = lm.last_confidence
-            if valid:
-                crop = _as_stored(crop, f)
-                if float(crop.std()) < float(f["min_image_std"]):
-                    continue  # blank crop: the faces stage marks such a frame invalid
+            face = process_frame(rgb, settings, landmarker)
+            conf[i] = face.confidence
+            if face.valid:
                 ok[i] = True
-                faces.append(crop)
-                boxes.append(boxes_array(pts, size, pad=float(f["region_pad"]), forehead=float(f["region_forehead"])))
+                faces.append(face.image)
+                boxes.append(face.boxes)
         table = pd.DataFrame({
             "frame": [fr[0] for fr in frames],
             "timestamp": [(fr[0] - 1) / fps if is_video and np.isfinite(fps) else np.nan for fr in frames],
             "success": ok.astype(np.int8), "confidence": np.round(conf, 4)})
         values = {c: np.full(n, np.nan) for c in cols}
         if ok.any():
-            chunk = _Chunk(np.stack(faces), np.stack(boxes), str(f.get("aspect", "pad")))
+            chunk = _Chunk(np.stack(faces), np.stack(boxes), settings.crop_aspect)
             for au, (score, pred) in predictor.score_chunk(chunk).items():
                 values[f"AU{au:02d}_p"][ok] = score
                 values[f"AU{au:02d}_c"][ok] = pred

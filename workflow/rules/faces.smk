@@ -3,6 +3,9 @@
 # Two jobs, so that changing the alignment (faces.size, margin, regions...) never reruns landmark detection.
 # Package: au_transfer.faces (docs/faces.md). Rows of every file are the decoded video frames (1-based);
 # frames without a usable face keep their row with valid = False and a reason.
+# The landmarks and faces rules pass their keys of the `faces` section as params under the section's own names
+# (plus `root`); the scripts build au_transfer.faces.FaceSettings from them (keys a job does not use take the
+# schema defaults and are ignored), so a job reruns only when one of its own keys changes.
 
 FACES = config["faces"]
 
@@ -14,7 +17,7 @@ rule landmarks:
         LAYOUT.landmarks("{subject}"),
     params:
         root=DATA_ROOT,
-        source=FACES["landmarks"],
+        landmarks=FACES["landmarks"],
         fallback=FACES["fallback"],
         dlib_upsample=FACES["dlib_upsample"],
         dlib_detect_width=FACES["dlib_detect_width"],

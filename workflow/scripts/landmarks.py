@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 
 from au_transfer.datasets import disfa
-from au_transfer.faces import Plausibility, compute_landmarks
+from au_transfer.faces import FaceSettings, compute_landmarks
 from au_transfer.io import setup_logging
 
 sm = snakemake  # type: ignore[name-defined]  # noqa: F821  (injected by Snakemake)
@@ -16,15 +16,17 @@ cv2.setNumThreads(int(sm.threads))
 p = sm.params
 subject = sm.wildcards.subject
 log = logging.getLogger("landmarks")
+# the rule's params besides `root` are the landmarks job's keys of the `faces` section, under their own names
+settings = FaceSettings.from_config({k: v for k, v in p.items() if k != "root"})
 
 files = None
-if p.source == "disfa":
+if settings.landmarks == "disfa":
     try:
         files = disfa.landmark_files(p.root, subject)
     except disfa.DisfaError as exc:
-        if p.fallback == "none":
+        if settings.fallback == "none":
             raise
-        log.warning("%s; every frame falls back to %s", exc, p.fallback)
+        log.warning("%s; every frame falls back to %s", exc, settings.fallback)
         files = {}
 
 # label frames: every AU file of the subject covers the same frames (checked by the labels stage)
@@ -34,9 +36,7 @@ if not label_files:
     log.warning("subject %s: no label files in %s", subject, sm.input.labels)
 
 counts = compute_landmarks(
-    sm.input.video, sm.output[0], subject, landmark_files=files, read_landmark_file=disfa.read_landmark_file,
-    source=p.source, fallback=p.fallback, n_frames_labels=len(label_frames) if label_files else None,
-    plausibility=Plausibility(**p.plausibility), dlib_upsample=int(p.dlib_upsample),
-    dlib_detect_width=int(p.dlib_detect_width) or None, min_confidence=float(p.min_confidence), progress=False,
+    sm.input.video, sm.output[0], subject, settings, landmark_files=files, read_landmark_file=disfa.read_landmark_file,
+    n_frames_labels=len(label_frames) if label_files else None, progress=False,
 )
 disfa.reconcile_counts(subject, label_frames, counts["n_frames_video"], list(files or []))

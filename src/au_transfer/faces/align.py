@@ -72,7 +72,7 @@ def apply_transform(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ m[:, :2].T + m[:, 2]
 
 
-def alignment_transform(pts68: np.ndarray, size: int, margin: float = 0.15) -> np.ndarray:
+def alignment_transform(pts68: np.ndarray, size: int, margin: float) -> np.ndarray:
     """The (2, 3) similarity mapping frame coordinates of ``pts68`` into the aligned crop."""
     pts68 = np.asarray(pts68, np.float64)
     if pts68.shape != (68, 2) or not np.isfinite(pts68).all():
@@ -81,7 +81,7 @@ def alignment_transform(pts68: np.ndarray, size: int, margin: float = 0.15) -> n
     return umeyama(pts68[idx], template_points(size, margin)[idx])
 
 
-def align_face(rgb: np.ndarray, pts68: np.ndarray, size: int, margin: float = 0.15,
+def align_face(rgb: np.ndarray, pts68: np.ndarray, size: int, margin: float,
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Warp a face to the canonical pose: returns ``(crop (size,size,3) uint8, aligned pts (68,2), M (2,3))``.
 

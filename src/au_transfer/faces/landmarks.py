@@ -68,12 +68,14 @@ class Plausibility:
     ``outside_tol``: fraction of the frame size that points may lie outside the frame; ``min_face`` /
     ``max_face``: allowed face height (brow top to chin, landmark box) as a fraction of the frame height;
     ``jump``: largest mean point displacement from both neighbouring frames, in interocular distances.
+    The values come from the config (``faces.plausibility``; defaults in the schema): take them from
+    :attr:`au_transfer.faces.settings.FaceSettings.plausibility`.
     """
 
-    outside_tol: float = 0.05
-    min_face: float = 0.05
-    max_face: float = 1.2
-    jump: float = 0.5
+    outside_tol: float
+    min_face: float
+    max_face: float
+    jump: float
 
 
 def check_points(pts68: np.ndarray | None, frame_hw: tuple[int, int], plaus: Plausibility) -> int:
@@ -162,11 +164,12 @@ class DlibLandmarker:
     Detection is tried without upsampling first and upsampled (up to ``upsample`` times) only when no face was
     found, so large faces cost one pass and small ones are still found.
     Detection runs on a copy resized to at most ``detect_width`` pixels wide (faster on large frames); the
-    landmarks are then fitted at full resolution. Not picklable: create one per process.
+    landmarks are then fitted at full resolution. Not picklable: create one per process. The settings come from
+    the config: :meth:`au_transfer.faces.settings.FaceSettings.landmarker` builds one.
     """
 
-    def __init__(self, detector: str = "hog", upsample: int = 1, detect_width: int | None = 640,
-                 min_confidence: float = 0.0, model_paths: dict[str, Path] | None = None) -> None:
+    def __init__(self, detector: str, *, upsample: int, detect_width: int | None, min_confidence: float,
+                 model_paths: dict[str, Path] | None = None) -> None:
         import dlib
 
         paths = model_paths or dlib_model_paths()

@@ -1,4 +1,11 @@
-"""The two jobs of the faces stage (landmarks, then aligned faces) and the single-image API for new inputs."""
+"""The faces stage: the per-frame face pipeline (:func:`process_frame`) and the two jobs, landmarks then faces.
+
+:func:`process_frame` is the one place where a frame becomes an aligned face: the similarity alignment, the face
+store's encode round trip (``raw`` / ``png`` / ``jpeg``), the blank-image rule and the region boxes. The faces job
+(:func:`compute_faces`) calls it on every frame with landmarks and stores what it returns; the predictor
+(:mod:`au_transfer.predict`) calls it on new frames with a dlib landmarker and scores :attr:`FaceFrame.image`,
+which is exactly what the feature stage reads back from the face store.
+"""
 
 from __future__ import annotations
 
@@ -6,69 +13,130 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
 from ..io import atomic_path
-from .align import align_face, alignment_transform, apply_transform
+from .align import align_face
 from .landmarks import (
     REASON,
+    REASON_NAMES,
     SOURCE,
-    DlibLandmarker,
-    Plausibility,
     check_points,
     jump_outliers,
     map_66_to_68,
 )
 from .regions import REGION_NAMES, boxes_array
-from .store import FaceStoreWriter, LandmarkData, read_landmarks, write_landmarks
-from .video import iter_video, video_info
+from .settings import FaceSettings
+from .store import FaceStoreWriter, LandmarkData, decode_image, encode_image, read_landmarks, write_landmarks
+from .video import VideoError, iter_video, video_info
 
 log = logging.getLogger(__name__)
 
 
-def detect_and_align(rgb: np.ndarray, size: int, landmarker: DlibLandmarker, margin: float = 0.15,
-                     plausibility: Plausibility | None = None,
-                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool, str]:
-    """Landmarks (dlib) and alignment of one RGB image; for the predictor on new videos or images.
+class Landmarker(Protocol):
+    """What :func:`process_frame` needs of a detector (:class:`~au_transfer.faces.landmarks.DlibLandmarker`)."""
 
-    Returns ``(crop (size,size,3) uint8, aligned points (68,2) or None, region boxes (3,4) or None, valid,
-    reason)``; when no usable face is found the crop is black, ``valid`` is False and ``reason`` says why
-    (a name of :data:`~au_transfer.faces.landmarks.REASON_NAMES`).
+    last_reason: int
+
+    def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray | None, float]: ...
+
+
+# ----------------------------------------------------------------------------------------- one frame, one face
+@dataclass(eq=False)
+class FaceFrame:
+    """One frame through the face pipeline (:func:`process_frame`).
+
+    ``crop`` is the aligned crop as warped (black when there are no usable landmarks); :attr:`encoded` the bytes the
+    face store holds for it and :attr:`image` what the store gives back (``crop`` itself for ``raw``), both made on
+    first use. ``landmarks`` (68, 2) and ``boxes`` (3, 4: upper, middle, lower; x0, y0, x1, y1) are in aligned
+    pixels and set only for a valid frame; ``transform`` (2, 3) maps frame to aligned pixels (None without
+    landmarks). ``reason`` is a code of :data:`~au_transfer.faces.landmarks.REASON_NAMES` (0 = ok);
+    ``confidence`` the detector's, None when the landmarks were given.
     """
-    from .landmarks import REASON_NAMES
 
-    pts, _conf = landmarker(rgb)
-    reason = landmarker.last_reason if pts is None else check_points(pts, rgb.shape[:2],
-                                                                    plausibility or Plausibility())
-    if pts is None or reason:
-        return np.zeros((size, size, 3), np.uint8), None, None, False, REASON_NAMES[reason]
-    crop, aligned, _m = align_face(rgb, pts, size, margin)
-    return crop, aligned, boxes_array(aligned, size), True, "ok"
+    crop: np.ndarray
+    landmarks: np.ndarray | None
+    boxes: np.ndarray | None
+    transform: np.ndarray | None
+    valid: bool
+    reason: int
+    confidence: float | None
+    encoding: str
+    jpeg_quality: int
+
+    @property
+    def reason_name(self) -> str:
+        return REASON_NAMES[self.reason]
+
+    @cached_property
+    def encoded(self) -> np.ndarray | None:
+        """The face store's bytes of :attr:`crop` (JPEG or PNG), None for ``raw``."""
+        return encode_image(self.crop, self.encoding, self.jpeg_quality)
+
+    @cached_property
+    def image(self) -> np.ndarray:
+        """(S, S, 3) uint8 RGB: the aligned face as the face store gives it back (after the encode round trip)."""
+        if self.encoded is None:
+            return self.crop
+        img = decode_image(self.encoded)
+        if img is None:
+            raise ValueError(f"an aligned face encoded as {self.encoding} does not decode")
+        return img
+
+
+def process_frame(rgb: np.ndarray, settings: FaceSettings,
+                  landmarks: np.ndarray | Landmarker) -> FaceFrame:
+    """Align one RGB frame as the faces stage does, for the face store and for the predictor alike.
+
+    ``landmarks``: the frame's 68 points in frame pixels, already checked (the faces job reads them from the
+    landmark file), or a landmarker (called on ``rgb``; its points are checked with ``settings.plausibility``, and
+    when it finds none or they are implausible the frame is invalid with its reason). A frame is then aligned
+    (``settings.size``, ``margin``); it is invalid with reason ``blank_image`` when the aligned crop is flat
+    (grey-level standard deviation < ``settings.min_image_std``, on the crop before encoding); otherwise it gets its
+    aligned landmarks and region boxes (``region_pad``, ``region_forehead``). The encode round trip
+    (``encoding``, ``jpeg_quality``) is :attr:`FaceFrame.encoded` / :attr:`FaceFrame.image`.
+    """
+    confidence = None
+    if callable(landmarks):
+        pts, confidence = landmarks(rgb)
+        confidence = float(confidence)
+        reason = landmarks.last_reason if pts is None else check_points(pts, rgb.shape[:2], settings.plausibility)
+        if pts is None or reason:
+            return FaceFrame(np.zeros((settings.size, settings.size, 3), np.uint8), None, None, None, False,
+                             int(reason), confidence, settings.encoding, settings.jpeg_quality)
+    else:
+        pts = landmarks
+    crop, aligned, m = align_face(rgb, pts, settings.size, settings.margin)
+    if float(crop.std()) < settings.min_image_std:
+        return FaceFrame(crop, None, None, m, False, REASON["blank_image"], confidence, settings.encoding,
+                         settings.jpeg_quality)
+    boxes = boxes_array(aligned, settings.size, pad=settings.region_pad, forehead=settings.region_forehead)
+    return FaceFrame(crop, aligned, boxes, m, True, 0, confidence, settings.encoding, settings.jpeg_quality)
 
 
 # --------------------------------------------------------------------------------------------- landmarks job
-def compute_landmarks(video: str | os.PathLike[str], out: str | os.PathLike[str], subject: str, *,
+def compute_landmarks(video: str | os.PathLike[str], out: str | os.PathLike[str], subject: str,
+                      settings: FaceSettings | Mapping[str, Any] | None = None, *,
                       landmark_files: Mapping[int, Path] | None = None,
                       read_landmark_file: Callable[[Path], np.ndarray] | None = None,
-                      source: str = "disfa", fallback: str = "dlib", n_frames_labels: int | None = None,
-                      plausibility: Plausibility | None = None, dlib_upsample: int = 1,
-                      dlib_detect_width: int | None = 640, min_confidence: float = 0.0,
-                      progress: bool = True) -> dict:
+                      n_frames_labels: int | None = None, progress: bool = True, **overrides: Any) -> dict:
     """Decode every frame of ``video`` and write 68 landmarks per frame to ``out`` (atomically).
 
-    ``source``: ``disfa`` (the DISFA 66-point files, ``landmark_files`` = {1-based frame: path}, read with
-    ``read_landmark_file``), ``dlib`` or ``dlib_cnn``. With ``source = disfa``, frames whose file is missing or whose
-    points are implausible fall back to dlib when ``fallback = dlib`` (else they are invalid). Returns the counts
-    (also stored as attributes and logged).
+    ``settings``: the ``faces`` section (:class:`FaceSettings`, or a mapping; ``overrides`` are section keys on
+    top). It uses ``landmarks``: ``disfa`` (the DISFA 66-point files, ``landmark_files`` = {1-based frame: path},
+    read with ``read_landmark_file``), ``dlib`` or ``dlib_cnn``; with ``disfa``, frames whose file is missing or
+    whose points are implausible (``plausibility``) fall back to dlib when ``fallback`` is ``dlib`` / ``dlib_cnn``
+    (else they are invalid); dlib uses ``dlib_upsample``, ``dlib_detect_width`` and ``min_confidence``. Returns the
+    counts (also stored as attributes and logged).
     """
-    plaus = plausibility or Plausibility()
-    if source not in ("disfa", "dlib", "dlib_cnn"):
-        raise ValueError(f"faces.landmarks must be disfa, dlib or dlib_cnn, got {source!r}")
-    if fallback not in ("dlib", "dlib_cnn", "none"):
-        raise ValueError(f"faces.fallback must be dlib, dlib_cnn or none, got {fallback!r}")
+    s = FaceSettings.from_config(settings, **overrides)
+    source, fallback, plaus = s.landmarks, s.fallback, s.plausibility
     if source == "disfa" and (landmark_files is None or read_landmark_file is None):
         raise ValueError("faces.landmarks = disfa needs the DISFA landmark files and a reader")
     info = video_info(video, subject)
@@ -120,8 +188,7 @@ def compute_landmarks(video: str | os.PathLike[str], out: str | os.PathLike[str]
     landmarker = None
     t_setup = time.perf_counter()
     if need_dlib.any() and fallback_name != "none":
-        landmarker = DlibLandmarker("cnn" if fallback_name == "dlib_cnn" else "hog", upsample=dlib_upsample,
-                                    detect_width=dlib_detect_width, min_confidence=min_confidence)
+        landmarker = s.landmarker()  # the detector of fallback_name (FaceSettings.dlib_detector)
 
     # Pass 2: decode every frame (checks the count); convert to RGB only frames that need dlib.
     t1 = time.perf_counter()
@@ -201,28 +268,29 @@ def compute_landmarks(video: str | os.PathLike[str], out: str | os.PathLike[str]
 
 # ------------------------------------------------------------------------------------------------- faces job
 def compute_faces(video: str | os.PathLike[str], landmarks: str | os.PathLike[str], out: str | os.PathLike[str],
-                  *, size: int = 160, margin: float = 0.15, encoding: str = "jpeg", compression: str = "gzip",
-                  compression_level: int = 4, jpeg_quality: int = 95, region_pad: float = 0.15,
-                  region_forehead: float = 0.4, min_image_std: float = 3.0, crop_aspect: str = "pad",
-                  progress: bool = True) -> dict:
+                  settings: FaceSettings | Mapping[str, Any] | None = None, *, progress: bool = True,
+                  **overrides: Any) -> dict:
     """Decode ``video`` again and write the aligned faces, aligned landmarks and region boxes to ``out``.
 
-    A frame is valid in the store when its landmarks are valid and its aligned crop is not flat (grey-level
-    standard deviation >= ``min_image_std``; catches blank frames that still have tracker landmarks).
+    ``settings``: the ``faces`` section (:class:`FaceSettings`, or a mapping; ``overrides`` are section keys on
+    top); it uses ``size``, ``margin``, ``min_image_std``, ``region_pad``, ``region_forehead``, ``crop_aspect``,
+    ``encoding``, ``compression``, ``compression_level`` and ``jpeg_quality``. Every frame with valid landmarks
+    goes through :func:`process_frame`: it is valid in the store unless its aligned crop is flat (reason
+    ``blank_image``; catches blank frames that still have tracker landmarks).
     """
-    if crop_aspect not in ("pad", "stretch"):
-        raise ValueError(f"faces.crop_aspect must be pad or stretch, got {crop_aspect!r}")
+    s = FaceSettings.from_config(settings, **overrides)
+    size = s.size
     lm = read_landmarks(landmarks)
     subject = str(lm.attrs.get("subject", Path(video).stem))
     n = len(lm)
     t0 = time.perf_counter()
     times = {"decode": 0.0, "align": 0.0, "write": 0.0}
     with atomic_path(out) as tmp:
-        w = FaceStoreWriter(tmp, n, size, subject=subject, encoding=encoding, compression=compression,
-                            compression_level=compression_level, jpeg_quality=jpeg_quality,
-                            attrs={"margin": float(margin), "region_pad": float(region_pad),
-                                   "region_forehead": float(region_forehead),
-                                   "min_image_std": float(min_image_std), "crop_aspect": crop_aspect,
+        w = FaceStoreWriter(tmp, n, size, subject=subject, encoding=s.encoding, compression=s.compression,
+                            compression_level=s.compression_level, jpeg_quality=s.jpeg_quality,
+                            attrs={"margin": float(s.margin), "region_pad": float(s.region_pad),
+                                   "region_forehead": float(s.region_forehead),
+                                   "min_image_std": float(s.min_image_std), "crop_aspect": s.crop_aspect,
                                    "video": str(video),
                                    "landmarks": str(landmarks)})
         try:
@@ -241,23 +309,13 @@ def compute_faces(video: str | os.PathLike[str], landmarks: str | os.PathLike[st
                     ta = time.perf_counter()
                     times["write"] += ta - tb
                     continue
-                m = alignment_transform(lm.points[i], size, margin)
-                crop = _warp(rgb, m, size)
-                if float(crop.std()) < min_image_std:
-                    w.put(i, k, crop, None, None, m.astype(np.float32), False, REASON["blank_image"])
-                    ta = time.perf_counter()
-                    times["align"] += ta - tb
-                    continue
-                aligned = apply_transform(m, lm.points[i]).astype(np.float32)
-                boxes = boxes_array(aligned, size, pad=region_pad, forehead=region_forehead)
+                fr = process_frame(rgb, s, lm.points[i])
                 tc = time.perf_counter()
                 times["align"] += tc - tb
-                w.put(i, k, crop, aligned, boxes, m.astype(np.float32), True, 0)
+                w.put(i, k, fr.crop, fr.landmarks, fr.boxes, fr.transform, fr.valid, fr.reason, encoded=fr.encoded)
                 ta = time.perf_counter()
                 times["write"] += ta - tc
             if k_last != n:
-                from .video import VideoError
-
                 raise VideoError(f"video {video} (subject {subject}): decoded {k_last} frames but the landmark file "
                                  f"{landmarks} has {n}")
             w.close({"n_frames_video": int(lm.attrs.get("n_frames_video", n)),
@@ -273,11 +331,4 @@ def compute_faces(video: str | os.PathLike[str], landmarks: str | os.PathLike[st
     return summary
 
 
-def _warp(rgb: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
-    return cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=(0, 0, 0))
-
-
-__all__ = ["detect_and_align", "compute_landmarks", "compute_faces", "align_face", "REGION_NAMES"]
+__all__ = ["FaceFrame", "process_frame", "compute_landmarks", "compute_faces", "REGION_NAMES"]

@@ -27,7 +27,7 @@ REGION_NAMES: tuple[str, ...] = ("upper", "middle", "lower")
 CROP_REGIONS: tuple[str, ...] = ("face", "upper", "middle", "lower")
 
 
-def region_boxes(pts68: np.ndarray, size: int, *, pad: float = 0.15, forehead: float = 0.4,
+def region_boxes(pts68: np.ndarray, size: int, *, pad: float, forehead: float,
                  ) -> dict[str, tuple[float, float, float, float]]:
     """Upper, middle and lower boxes ``(x0, y0, x1, y1)`` in pixels of an aligned ``size`` crop (see module doc)."""
     p = np.asarray(pts68, np.float64)
@@ -51,9 +51,9 @@ def region_boxes(pts68: np.ndarray, size: int, *, pad: float = 0.15, forehead: f
     return {"upper": clip(upper), "middle": clip(middle), "lower": clip(lower)}
 
 
-def boxes_array(pts68: np.ndarray, size: int, **kw) -> np.ndarray:
+def boxes_array(pts68: np.ndarray, size: int, *, pad: float, forehead: float) -> np.ndarray:
     """Region boxes as a (3, 4) float32 array in :data:`REGION_NAMES` order."""
-    b = region_boxes(pts68, size, **kw)
+    b = region_boxes(pts68, size, pad=pad, forehead=forehead)
     return np.array([b[r] for r in REGION_NAMES], np.float32)
 
 

@@ -31,6 +31,29 @@ class StoreError(ValueError):
     """A landmark or face store is missing, incomplete or inconsistent; the message names the file."""
 
 
+def encode_image(rgb: np.ndarray, encoding: str, jpeg_quality: int) -> np.ndarray | None:
+    """The bytes (1-D uint8) the face store holds for an aligned RGB face: ``jpeg`` (``jpeg_quality``) or ``png``;
+    None for ``raw`` (stored as the array itself). :func:`decode_image` reads them back."""
+    if encoding == "raw":
+        return None
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if encoding == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    elif encoding == "jpeg":
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    else:
+        raise ValueError(f"faces.encoding must be one of {ENCODINGS}, got {encoding!r}")
+    if not ok:
+        raise StoreError(f"could not encode a face image as {encoding}")
+    return buf.reshape(-1)
+
+
+def decode_image(buf: np.ndarray) -> np.ndarray | None:
+    """An RGB image from the bytes of :func:`encode_image` (None when they do not decode)."""
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
 # ------------------------------------------------------------------------------------------------ landmarks
 @dataclass
 class LandmarkData:
@@ -122,19 +145,14 @@ class FaceStoreWriter:
         for k, v in (attrs or {}).items():
             f.attrs[k] = v
 
-    def _encode(self, img: np.ndarray) -> np.ndarray:
-        bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-        if self.encoding == "png":
-            ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-        else:
-            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-        if not ok:
-            raise StoreError(f"could not encode a face image as {self.encoding}")
-        return buf.reshape(-1)
-
     def put(self, i: int, frame: int, image: np.ndarray | None, landmarks: np.ndarray | None,
-            boxes: np.ndarray | None, transform: np.ndarray | None, valid: bool, reason: int) -> None:
-        """Store row ``i`` (an invalid row keeps a black image and NaN geometry)."""
+            boxes: np.ndarray | None, transform: np.ndarray | None, valid: bool, reason: int, *,
+            encoded: np.ndarray | None = None) -> None:
+        """Store row ``i`` (an invalid row keeps a black image and NaN geometry).
+
+        ``encoded``: the image's bytes from :func:`encode_image` with this store's encoding, when the caller has
+        them already (:class:`au_transfer.faces.pipeline.FaceFrame`); else ``image`` is encoded here.
+        """
         self.frames[i] = frame
         self.valid[i] = valid
         self.reason[i] = reason
@@ -143,7 +161,7 @@ class FaceStoreWriter:
         if self.encoding == "raw":
             self.images[i] = image
         else:
-            self.images[i] = self._encode(image)
+            self.images[i] = encoded if encoded is not None else encode_image(image, self.encoding, self.jpeg_quality)
         if landmarks is not None:
             self.landmarks[i] = landmarks
         if boxes is not None:
@@ -290,11 +308,11 @@ class FaceStore:
                 return out
             bufs = [ds[int(r)] for r in uniq]
         for j, r in enumerate(inv):
-            img = cv2.imdecode(bufs[r], cv2.IMREAD_COLOR)
+            img = decode_image(bufs[r])
             if img is None:
                 raise StoreError(f"face store {self.path}: row {rows[j]} (frame {self.frames[rows[j]]}) does not "
                                  "decode")
-            out[j] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            out[j] = img
         return out
 
     def region_boxes(self, idx, region: str) -> np.ndarray:

@@ -1,0 +1,110 @@
+"""The whole report in one folder: every table (CSV, Markdown), every figure, ``index.md`` and ``report.html``."""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..io import write_csv_atomic, write_text_atomic
+from .figures import FORMATS, FigureData, draw_figure, figure_data
+from .tables import (
+    ReportError,
+    choose_split,
+    headline,
+    paper_comparison,
+    per_au_table,
+    read_metrics,
+    to_markdown,
+)
+
+log = logging.getLogger(__name__)
+
+
+def build_report(metrics_files: Iterable[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *,
+                 corpus: str, split: str | None = None, paper_models: Mapping[str, str] | None = None,
+                 ensembles: Mapping[str, Mapping[str, Any]] | None = None, paper_ensembles: Sequence[str] = (),
+                 formats: Sequence[str] = FORMATS) -> dict[str, Any]:
+    """Write every table and figure into ``out_dir``; returns ``{split, notes, headline}``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = read_metrics(metrics_files)
+    if metrics.empty:
+        raise ReportError("no metrics to report: every metrics file is empty")
+    split = choose_split(metrics, split)
+    tables = {
+        "f1_per_au": per_au_table(metrics, "f1"),
+        "rate_per_au": per_au_table(metrics, "accuracy"),
+        "headline": headline(metrics, split),
+        "paper_comparison": paper_comparison(metrics, paper_models, corpus, split),
+    }
+    for name, df in tables.items():
+        write_csv_atomic(df, out / f"{name}.csv")
+        write_text_atomic(to_markdown(df), out / f"{name}.md")
+    figs = figure_data(metrics, split, ensembles, paper_ensembles)
+    notes = {}
+    for fd in figs:
+        draw_figure(fd, out / fd.name, corpus=corpus, split=split, formats=formats)
+        if fd.note:
+            notes[fd.name] = fd.note
+            log.info("figure %s: %s", fd.name, fd.note)
+    write_text_atomic(_index_md(tables, figs, corpus, split), out / "index.md")
+    write_text_atomic(_html(tables, figs, corpus, split), out / "report.html")
+    log.info("report of %d models/ensembles (split %s) written to %s", len(tables["headline"]), split, out)
+    return {"split": split, "notes": notes, "headline": tables["headline"]}
+
+
+_TABLE_TITLES = {
+    "headline": "Headline: mean F1 and classification rate per model and ensemble, best first",
+    "f1_per_au": "F1 (%) per AU",
+    "rate_per_au": "Classification rate (%) per AU",
+    "paper_comparison": "The paper's published numbers beside ours",
+}
+
+
+def _index_md(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus: str, split: str) -> str:
+    lines = [f"# AU recognition report ({corpus})", "",
+             f"Figures and the headline show split `{split}`; the per-AU tables show every split. "
+             "F1 and classification rate in percent; `mean` averages the evaluated AUs, `mean12` / `mean8` the "
+             "12 DISFA AUs / the 8 standard ones (only where all of them are evaluated).",
+             ""]
+    if corpus.lower().startswith("synthetic"):
+        lines += ["**The corpus is synthetic**: these numbers show that the chain runs; they say nothing about "
+                  "performance on real faces and are not comparable with the paper's.", ""]
+    for name in ("headline", "paper_comparison", "f1_per_au", "rate_per_au"):
+        lines += [f"## {_TABLE_TITLES[name]}", "", to_markdown(tables[name]), f"([CSV]({name}.csv))", ""]
+    lines += ["## Figures", ""]
+    for fd in figs:
+        lines.append(f"- [{fd.title}]({fd.name}.png) ([SVG]({fd.name}.svg))" + (f": {fd.note}" if fd.note else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _html(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus: str, split: str) -> str:
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+             f"<title>AU recognition report ({html.escape(corpus)})</title>",
+             "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+             "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+             "img{max-width:100%;border:1px solid #eee;margin:0.5em 0}.note{color:#666}</style></head><body>",
+             f"<h1>AU recognition report</h1><p>Corpus: <b>{html.escape(corpus)}</b>; figures and headline: split "
+             f"<code>{html.escape(split)}</code>. F1 and classification rate in percent.</p>"]
+    if corpus.lower().startswith("synthetic"):
+        parts.append("<p><b>The corpus is synthetic</b>: these numbers show that the chain runs; they say nothing "
+                     "about performance on real faces and are not comparable with the paper's.</p>")
+    for name in ("headline", "paper_comparison", "f1_per_au", "rate_per_au"):
+        parts.append(f"<h2>{html.escape(_TABLE_TITLES[name])}</h2>")
+        parts.append(tables[name].to_html(index=False, na_rep="", float_format=lambda v: f"{v:.1f}"))
+    parts.append("<h2>Figures</h2>")
+    for fd in figs:
+        parts.append(f"<h3>{html.escape(fd.title)}</h3>")
+        if fd.note:
+            parts.append(f"<p class='note'>{html.escape(fd.note)}</p>")
+        else:
+            parts.append(f"<img src='{fd.name}.png' alt='{html.escape(fd.title)}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+

@@ -1,0 +1,228 @@
+"""Report tables: reading metrics, per-AU tables, the headline, the paper comparison, Markdown, the summary text.
+
+Metrics tables have columns ``model, split, au, f1, accuracy, n_pos, n_neg`` (:data:`METRIC_COLUMNS`); see
+:mod:`au_transfer.report` for the whole report.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import DISFA_AUS
+from ..config import MODEL_RE
+from ..evaluation import MEAN_ROWS, MEAN_SETS
+
+METRIC_COLUMNS: tuple[str, ...] = ("model", "split", "au", "f1", "accuracy", "n_pos", "n_neg")
+PAPER_CORPUS = "Lim et al., DISFA, 12 AUs, 12/6/9 split"
+TABLES: tuple[str, ...] = ("f1_per_au", "rate_per_au", "headline", "paper_comparison")
+
+
+class ReportError(ValueError):
+    """Bad report input; the message names the file and what is wrong."""
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def read_metrics(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Concatenate metrics tables (duplicate model/split/au rows keep the last file's); errors name the file."""
+    frames = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ReportError(f"{path}: metrics file does not exist")
+        df = pd.read_csv(path, dtype={"au": str, "model": str, "split": str})
+        missing = [c for c in METRIC_COLUMNS if c not in df.columns]
+        if missing:
+            raise ReportError(f"{path}: missing column(s) {missing}; expected {list(METRIC_COLUMNS)}")
+        for col in ("f1", "accuracy"):
+            v = pd.to_numeric(df[col], errors="coerce")
+            bad = v.notna() & ((v < 0) | (v > 1))
+            if bad.any():
+                r = df[bad].iloc[0]
+                raise ReportError(f"{path}: model {r.model} AU {r.au}: {col} {r[col]} is not a fraction in [0, 1]")
+            df[col] = v
+        frames.append(df[list(METRIC_COLUMNS)])
+    if not frames:
+        return pd.DataFrame(columns=list(METRIC_COLUMNS))
+    out = pd.concat(frames, ignore_index=True)
+    out["au"] = out["au"].astype(str).str.replace(r"^AU", "", regex=True)
+    return out.drop_duplicates(["model", "split", "au"], keep="last").reset_index(drop=True)
+
+
+def paper_results() -> pd.DataFrame:
+    """The paper's published mean F1 values (``au_transfer/data/paper_results.csv``), labelled with their source."""
+    with resources.files("au_transfer").joinpath("data/paper_results.csv").open() as fh:
+        return pd.read_csv(fh, keep_default_na=False, dtype={"note": str})
+
+
+def parse_id(model: str) -> dict[str, str]:
+    """``{backbone, region, classifier, kind}`` of a model id; ensembles (``ens-…``) have kind ``ensemble``."""
+    if model.startswith("ens-"):
+        return {"backbone": "", "region": "", "classifier": "ensemble", "kind": "ensemble"}
+    if model == "always_present":
+        return {"backbone": "", "region": "", "classifier": "", "kind": "baseline"}
+    m = MODEL_RE.match(model)
+    if not m:
+        return {"backbone": model, "region": "", "classifier": "", "kind": "other"}
+    kind = "finetuned" if m["backbone"].endswith("_ft") else "feature extraction"
+    return {"backbone": m["backbone"], "region": m["region"], "classifier": m["classifier"], "kind": kind}
+
+
+def choose_split(metrics: pd.DataFrame, split: str | None = None) -> str:
+    """The split whose numbers the figures and headline show: ``split`` if given, else a fold mean, else the first."""
+    splits = list(dict.fromkeys(metrics["split"].astype(str)))
+    if split:
+        if split not in splits:
+            raise ReportError(f"report.split: {split!r} has no metrics; splits with metrics: {splits}")
+        return split
+    for s in splits:
+        if s.endswith("_mean"):
+            return s
+    if not splits:
+        raise ReportError("no metrics to report")
+    return splits[0]
+
+
+# ------------------------------------------------------------------------------------------------- tables
+def _au_label(au: str) -> str:
+    return f"AU{au}" if str(au).isdigit() else str(au)
+
+
+def per_au_table(metrics: pd.DataFrame, value: str = "f1") -> pd.DataFrame:
+    """Per-AU table in percent: one row per (split, model), columns AU1 … AU26, then the mean rows present."""
+    if metrics.empty:
+        return pd.DataFrame(columns=["split", "model"])
+    wide = metrics.pivot_table(index=["split", "model"], columns="au", values=value, aggfunc="first") * 100.0
+    aus = [str(a) for a in DISFA_AUS if str(a) in wide.columns]
+    others = [c for c in wide.columns if c not in aus and c not in MEAN_ROWS]
+    cols = aus + others + [c for c in MEAN_ROWS if c in wide.columns]
+    wide = wide[cols].round(1)
+    wide.columns = [_au_label(c) for c in cols]
+    sort_col = "mean" if "mean" in wide.columns else wide.columns[-1]
+    wide = wide.reset_index().sort_values(["split", sort_col], ascending=[True, False], na_position="last")
+    return wide.reset_index(drop=True)
+
+
+HEADLINE_COLUMNS: tuple[str, ...] = ("rank", "model", "kind", "split", "n_aus", "f1_mean", "rate_mean", "f1_mean12",
+                                     "f1_mean8")
+
+
+def headline(metrics: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
+    """Mean F1 and classification rate (percent) over the evaluated AUs (``n_aus`` of them) per model and ensemble
+    of one split, best first; beside them the means over DISFA's 12 and the 8 standard AUs where all of those AUs
+    are evaluated (empty otherwise)."""
+    if metrics.empty:
+        return pd.DataFrame(columns=list(HEADLINE_COLUMNS))
+    split = choose_split(metrics, split)
+    m = metrics[metrics["split"] == split]
+    rows = []
+    for model, g in m.groupby("model", sort=False):
+        by_au = g.set_index("au")
+        aus = by_au.loc[[a for a in by_au.index if str(a).isdigit()]]
+        f1 = by_au["f1"].get("mean", np.nan)
+        rate = by_au["accuracy"].get("mean", np.nan)
+        if pd.isna(f1):  # a table without mean rows: average the AU rows
+            f1, rate = aus["f1"].mean(), aus["accuracy"].mean()
+        rows.append({"model": model, "kind": parse_id(model)["kind"], "split": split, "n_aus": len(aus),
+                     "f1_mean": round(100 * f1, 1), "rate_mean": round(100 * rate, 1),
+                     **{f"f1_{k}": round(100 * by_au["f1"].get(k, np.nan), 1) for k in MEAN_SETS}})
+    out = pd.DataFrame(rows).sort_values(["f1_mean", "rate_mean"], ascending=False, na_position="last")
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    return out.reset_index(drop=True)[list(HEADLINE_COLUMNS)]
+
+
+def _paper_aus(row: Any) -> tuple[int, ...]:
+    return tuple(int(a) for a in str(row.aus).split())
+
+
+def paper_comparison(metrics: pd.DataFrame, paper_models: Mapping[str, str] | None, corpus: str,
+                     split: str | None = None) -> pd.DataFrame:
+    """The paper's published numbers beside ours: one row per paper result, our model (from ``paper_models``:
+    paper key -> our model id) and its mean F1 on ``split``, each labelled with the corpus it comes from.
+
+    Our number stands beside a published one only when it averages the same AUs (the paper's are means over
+    DISFA's 12): a model evaluated on other AUs gets no number, and the note says why."""
+    paper = paper_results()
+    paper_models = dict(paper_models or {})
+    unknown = sorted(set(paper_models) - set(paper["key"]))
+    if unknown:
+        raise ReportError(f"report.paper_models: unknown paper result key(s) {unknown}; "
+                          f"choose from {paper['key'].tolist()}")
+    split = choose_split(metrics, split) if not metrics.empty else split
+    m = metrics[metrics["split"] == split] if not metrics.empty else metrics
+    rows = []
+    for r in paper.itertuples(index=False):
+        ours, f1, note = paper_models.get(r.key, ""), np.nan, r.note or ""
+        want = _paper_aus(r)
+        if ours and not m.empty:
+            g = m[m["model"] == ours]
+            have = tuple(sorted(int(a) for a in g["au"] if str(a).isdigit()))
+            label = next((k for k, v in MEAN_SETS.items() if tuple(sorted(v)) == tuple(sorted(want))), None)
+            if g.empty:
+                note = f"{ours} has no metrics on split {split}"
+            elif label is None or not set(want) <= set(have):
+                missing = sorted(set(want) - set(have))
+                note = (f"not compared: the paper averages AUs {list(want)}; {ours} is evaluated on "
+                        f"{len(have)} AUs {list(have)} (missing {missing})")
+            else:
+                f1 = round(100 * float(g.set_index("au")["f1"][label]), 1)
+        rows.append({"key": r.key, "result": r.description, "figure": r.figure, "paper_f1": r.f1,
+                     "paper_corpus": r.source, "paper_aus": len(want), "our_model": ours, "our_f1": f1,
+                     "our_corpus": corpus if ours else "", "note": note})
+    return pd.DataFrame(rows)
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.1f}") -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    def cell(v: Any) -> str:
+        if isinstance(v, float | np.floating):
+            return "" if np.isnan(v) else floatfmt.format(v)
+        return str(v).replace("|", "\\|")
+
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ summary
+def find_metrics(results_dir: str | os.PathLike[str]) -> list[Path]:
+    """Every per-model metrics file under ``results_dir/metrics/{split}/`` (summary.csv when there are none)."""
+    root = Path(results_dir) / "metrics"
+    files = sorted(p for p in root.glob("*/*.csv"))
+    if not files and (root / "summary.csv").is_file():
+        files = [root / "summary.csv"]
+    return files
+
+
+def summary_text(results_dir: str | os.PathLike[str], split: str | None = None, top: int | None = None) -> str:
+    """Where the report is, and the headline table (best first) as text; used by ``au-transfer summary``."""
+    results = Path(results_dir)
+    head_csv = results / "report" / "headline.csv"
+    if head_csv.is_file() and split is None:
+        head = pd.read_csv(head_csv)
+    else:
+        files = find_metrics(results)
+        if not files:
+            raise ReportError(f"{results}: no metrics found under {results / 'metrics'}; run the workflow first")
+        head = headline(read_metrics(files), split)
+    if top:
+        head = head.head(top)
+    lines = []
+    report = results / "report"
+    if (report / "report.html").is_file():
+        lines.append(f"Report: {report / 'report.html'} (tables, figures; Markdown: {report / 'index.md'})")
+    else:
+        lines.append(f"No report yet under {report}; headline computed from {results / 'metrics'}")
+    s = str(head["split"].iloc[0]) if len(head) else "?"
+    lines.append(f"Headline (split {s}; mean over AUs, percent; best first):")
+    show = head[["rank", "model", "kind", "f1_mean", "rate_mean"]].rename(
+        columns={"f1_mean": "F1", "rate_mean": "rate"})
+    lines.append(show.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    return "\n".join(lines)
