@@ -194,7 +194,7 @@ def test_generation_is_atomic(tmp_path, monkeypatch):
             raise RuntimeError("boom")
         return real(*a, **k)
 
-    monkeypatch.setattr(demo, "render_frame", failing)
+    monkeypatch.setattr(demo.layout, "render_frame", failing)  # where generate_subject looks it up
     with pytest.raises(RuntimeError, match="boom"):
         demo.generate_subject(tmp_path, "SN001", n_frames=20, width=96, height=72, seed=1)
     assert not list(tmp_path.rglob("*.avi")) and not list(tmp_path.rglob("*.txt"))

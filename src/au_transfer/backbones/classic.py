@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .registry import (
+from .base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     RAW255_STD,

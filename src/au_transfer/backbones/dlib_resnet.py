@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .registry import Backbone, BackboneError, BackboneSpec, register_backbone
+from .base import Backbone, BackboneError, BackboneSpec, register_backbone
 from .weights import (
     DOCS,
     KeyMap,

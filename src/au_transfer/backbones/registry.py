@@ -11,7 +11,8 @@ In the spirit of ``timm.create_model``::
 The feature is the paper's (IV-B): the first fully connected layer after the convolutional blocks, after its ReLU
 (fc6 of AlexNet, ZFNet, VGG, CNN-F/M/S) or the pooled vector (GoogLeNet, ResNet, timm models).
 Other modules register their own networks with :func:`register_backbone` (``dlib_resnet``, ``mtcnn_onet`` are
-imported lazily on first use).
+imported lazily on first use). The spec, the :class:`Backbone` wrapper and the table of registered networks live in
+:mod:`au_transfer.backbones.base`, which the network modules import; this module imports them, never the reverse.
 """
 
 from __future__ import annotations
@@ -20,90 +21,28 @@ import functools
 import importlib
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from .base import (
+    _REGISTRY,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RAW255_STD,
+    Backbone,
+    BackboneError,
+    BackboneSpec,
+    Builder,
+    register_backbone,
+)
 from .weights import KeyMap, WeightsError
 
 log = logging.getLogger(__name__)
 
-#: torchvision's ImageNet normalisation, on the [0, 1] pixel scale.
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-#: Caffe / MatConvNet style: subtract a pixel mean on the [0, 255] scale, no scaling (std = 1/255 on [0, 1]).
-RAW255_STD: tuple[float, float, float] = (1 / 255, 1 / 255, 1 / 255)
-
-
-class BackboneError(KeyError):
-    """Unknown backbone name or a backbone whose module is missing."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What the rest of the toolkit needs to know about a backbone without building it.
-
-    ``mean`` and ``std`` are per RGB channel on the [0, 1] scale: ``x = (pixel / 255 - mean) / std``. A caffe-style
-    "subtract the mean pixel in 0-255" network has ``mean = m / 255`` and ``std = 1 / 255``.
-    """
-
-    name: str
-    family: str                      # alexnet | zfnet | vgg | cnn | googlenet | resnet | timm | dlib | mtcnn | ...
-    layer: str                       # the feature layer, e.g. "fc6 (after ReLU)"
-    feature_dim: int
-    input_size: int                  # square input side in pixels
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    pretrained: str = "torchvision"  # where pretrained=... weights come from: torchvision | timm | package | none
-    mean_image: bool = False         # the training-set mean image may replace `mean` (VGG-Face, paper IV-A)
-    key_maps: tuple[str, ...] = ()   # names of built-in key maps for converted checkpoints
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-
-class Backbone(nn.Module):
-    """A network split at its feature layer: ``features(x) = fc(body(x))``, ``forward(x) = tail(features(x))``.
-
-    ``body`` maps an image batch (B, 3, S, S), normalised as :func:`preprocess` does, to the flattened output of the
-    convolutional blocks; ``fc`` holds the fully connected layers up to and including the feature layer and its
-    ReLU (empty for networks whose feature is the pooled vector); ``tail`` is the rest, up to the original logits.
-    """
-
-    def __init__(self, spec: BackboneSpec, body: nn.Module, fc: nn.Sequential | None = None,
-                 tail: nn.Sequential | None = None, *, weights: str = "random",
-                 weights_sha256: str | None = None) -> None:
-        super().__init__()
-        self.spec = spec
-        self.body = body
-        self.fc = fc if fc is not None else nn.Sequential()
-        self.tail = tail if tail is not None else nn.Sequential()
-        self.weights = weights
-        self.weights_sha256 = weights_sha256
-
-    def features(self, x: Tensor) -> Tensor:
-        """The paper's feature vector (B, feature_dim)."""
-        return self.fc(self.body(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """The original network's logits."""
-        return self.tail(self.features(x))
-
-    def extra_repr(self) -> str:
-        return f"name={self.spec.name!r}, layer={self.spec.layer!r}, dim={self.spec.feature_dim}"
-
-
-#: ``builder(weights, *, key_map, seed) -> Backbone``; ``weights`` is "pretrained", "random" or a file path.
-Builder = Callable[..., Backbone]
-
-_REGISTRY: dict[str, tuple[BackboneSpec, Builder]] = {}
 #: Backbones that register themselves when their module is imported (written by other stages).
 _LAZY: dict[str, str] = {
     "dlib_resnet": "au_transfer.backbones.dlib_resnet",
@@ -111,19 +50,6 @@ _LAZY: dict[str, str] = {
 }
 _TIMM_PREFIXES = ("timm:", "timm.")
 _TIMM_SPECS: dict[str, BackboneSpec] = {}
-
-
-def register_backbone(name: str, spec: BackboneSpec, builder: Builder, *, overwrite: bool = False) -> None:
-    """Add a backbone to the registry (names: letters, digits, ``_`` and ``.``, as in the workflow's paths)."""
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9_.]+", name):
-        raise ValueError(f"backbone name {name!r} may hold only letters, digits, '_' and '.'")
-    if name in _REGISTRY and not overwrite:
-        raise ValueError(f"backbone {name!r} is already registered")
-    if spec.name != name:
-        spec = replace(spec, name=name)
-    _REGISTRY[name] = (spec, builder)
 
 
 def _ensure_classic() -> None:
