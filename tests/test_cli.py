@@ -31,12 +31,12 @@ def test_subcommand_help(command, capsys):
 
 
 def test_usage_errors_exit_2(capsys):
-    for argv in ([], ["nope"], ["predict", "video.avi", "--model", "x-face-svm"],
-                 ["predict", "video.avi", "-o", "o.csv", "--model", "x-face-svm"]):
+    for argv in ([], ["nope"], ["predict", "video.avi", "--model", "x-face-svm"], ["predict", "-o", "o.csv"],
+                 ["predict", "v.avi", "-o", "o.csv", "--detector", "mtcnn"]):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2, argv
-    assert "--results and --split" in capsys.readouterr().err
+    assert "the following arguments are required: -o/--output" in capsys.readouterr().err
 
 
 def test_predict_missing_models_exit_1(tmp_path, capsys):

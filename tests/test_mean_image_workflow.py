@@ -62,7 +62,7 @@ def test_predictor_reproduces_mean_image_models(mean_image_run, tmp_path):
     model = MODELS[0]
     out = tmp_path / "pred.csv"
     assert main(["predict", str(video), "-o", str(out), "--results", str(wd / "results"), "--split", split,
-                 "--model", model, "-q"]) == 0
+                 "--model", model, "--largest-face", "-q"]) == 0
     df = pd.read_csv(out).set_index("frame")
     wf = pd.read_csv(wd / f"results/predictions/{split}/{model}.csv", dtype={"subject": str})
     wf = wf[(wf["subject"] == subject) & (wf["set"] == "test")]

@@ -76,14 +76,17 @@ def results(tmp_path_factory):
 
 
 def test_predict_video_single_model(face_video, results, tmp_path):
-    df = predict(face_video, results / "models" / SPLIT, model="dlib_resnet-face-svm", progress=False)
+    df = predict(face_video, results / "models" / SPLIT, model="dlib_resnet-face-svm", progress=False,
+                 largest_only=True)
     assert list(df.columns) == [*BASE_COLUMNS, *au_columns(AUS), "file"]
-    assert list(df.columns[4:8]) == ["AU01_p", "AU12_p", "AU01_c", "AU12_c"]
+    assert list(df.columns[:6]) == ["frame", "face", "timestamp", "success", "confidence", "reason"]
+    assert list(df.columns[6:10]) == ["AU01_p", "AU12_p", "AU01_c", "AU12_c"]
     assert df["frame"].tolist() == [1, 2, 3, 4, 5, 6]
     assert df["success"].tolist() == [1, 1, 0, 1, 1, 1]
     blank = df.iloc[2]
     assert blank[au_columns(AUS)].isna().all()
-    assert blank["confidence"] == 0
+    assert blank["confidence"] == 0 and blank["reason"] == "no_face_detected" and pd.isna(blank["face"])
+    assert (df.loc[df["success"] == 1, "face"] == 0).all() and (df.loc[df["success"] == 1, "reason"] == "").all()
     faces = df[df["success"] == 1]
     assert faces[au_columns(AUS)].notna().all().all()
     assert set(faces["AU01_c"].astype(int)) <= {0, 1}
@@ -93,8 +96,8 @@ def test_predict_video_single_model(face_video, results, tmp_path):
     # the CLI path streams the same rows into a CSV
     out = tmp_path / "out.csv"
     stats = predict_to_csv(face_video, out, model="dlib_resnet-face-svm", results=results, split=SPLIT,
-                           chunk_size=4, progress=False)
-    assert stats == {"frames": 6, "faces": 5}
+                           chunk_size=4, progress=False, largest_only=True)
+    assert stats == {"frames": 6, "rows": 6, "faces": 5}
     written = pd.read_csv(out)
     assert list(written.columns) == list(df.columns)
     np.testing.assert_allclose(written["AU12_p"].to_numpy(), df["AU12_p"].to_numpy(dtype=float), rtol=1e-4)
@@ -108,6 +111,7 @@ def test_predict_ensemble_combines_members(face_video, results):
     ens = predict(face_video, models, model="ens-pair", chunk_size=2, progress=False)
     svm = predict(face_video, models, model="dlib_resnet-face-svm", progress=False)
     lda = predict(face_video, models, model="dlib_resnet-face-lda", progress=False)
+    assert ens[["frame", "face"]].equals(svm[["frame", "face"]])
     params = load_params(models / "ens-pair" / "ensemble.json")
     ok = ens["success"] == 1
     for au in AUS:
@@ -135,7 +139,8 @@ def test_predict_folder_of_images(results, tmp_path):
 
 def test_missing_models_are_named(face_video, results, tmp_path):
     models = results / "models" / SPLIT
-    with pytest.raises(PredictError, match=r"ensemble ens-nope: .*ens-nope/ensemble.json does not exist"):
+    with pytest.raises(PredictError, match=r"model ens-nope: no trained AU models .*ens-nope/ensemble.json does not "
+                                           r"exist"):
         predict(face_video, models, model="ens-nope", progress=False)
     with pytest.raises(PredictError, match=r"model dlib_resnet-face-lstm: no trained AU models"):
         predict(face_video, models, model="dlib_resnet-face-lstm", progress=False)
@@ -195,7 +200,7 @@ def test_predict_reproduces_the_workflow_on_a_test_video(finished_workflow, tmp_
     for model in ("dlib_resnet-face-svm", ensemble):
         out = tmp_path / f"{model}.csv"
         assert main(["predict", str(video), "-o", str(out), "--results", str(wd / "results"), "--split", split,
-                     "--model", model, "--chunk-size", "16", "-q"]) == 0
+                     "--model", model, "--chunk-size", "16", "--largest-face", "-q"]) == 0
         df = pd.read_csv(out).set_index("frame")
         wf = pd.read_csv(wd / "results" / "predictions" / split / f"{model}.csv", dtype={"subject": str})
         wf = wf[wf["subject"] == subject]

@@ -80,12 +80,26 @@ def _version() -> str:
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict_to_csv
+    from .predict import check_output, default_model, default_split, predict_to_csv, resolve_models_dir
 
-    stats = predict_to_csv(args.input, args.output, model=args.model, model_dir=args.models, results=args.results,
-                           split=args.split, device=args.device, batch_size=args.batch_size,
-                           chunk_size=args.chunk_size, aus=args.aus, progress=not args.quiet)
-    print(f"{args.output}: {stats['frames']} frames, {stats['faces']} with a face (model {args.model})")
+    check_output(args.output)  # before any work
+    if args.models is not None:
+        _models, results, split = resolve_models_dir(None, args.split, args.models)
+    else:
+        results = Path(args.results)
+        split = args.split or default_split(results)
+    model = args.model
+    if model is None:
+        model, f1 = default_model(results, split)
+        print(f"model {model} (split {split}): the best mean F1 on validation frames ({100 * f1:.1f} %); choose "
+              "another with --model", flush=True)
+    else:
+        print(f"model {model} (split {split})", flush=True)
+    stats = predict_to_csv(args.input, args.output, model=model, results=results, split=split, device=args.device,
+                           batch_size=args.batch_size, chunk_size=args.chunk_size, aus=args.aus,
+                           progress=not args.quiet, largest_only=args.largest_face, detector=args.detector)
+    print(f"{args.output}: {stats['frames']} frames, {stats['rows']} rows, {stats['faces']} with a face "
+          f"(model {model})")
     return 0
 
 
@@ -188,12 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "or ensemble needs, and write one OpenFace-style row per frame: frame, timestamp, success, "
                         "confidence, AU01_p ... (score), AU01_c ... (0/1), file. See docs/predict.md.")
     pr.add_argument("input", help="a video file, an image file or a folder of images")
-    pr.add_argument("-o", "--output", required=True, help="output CSV")
-    pr.add_argument("--model", required=True, help="model id (e.g. dlib_resnet-face-svm) or ensemble (ens-NAME)")
+    pr.add_argument("-o", "--output", required=True, help="output CSV (checked before any work)")
+    pr.add_argument("--model", help="model id (e.g. dlib_resnet-face-svm) or ensemble (ens-NAME); default: the "
+                    "model with the best mean F1 on the split's validation frames")
     where = pr.add_argument_group("trained models (one of)")
     where.add_argument("--models", help="a split's models folder: results/models/<split>")
-    where.add_argument("--results", help="a workflow's results folder (with --split)")
-    pr.add_argument("--split", help="the split whose models to use (with --results)")
+    where.add_argument("--results", default="results", help="a workflow's results folder (default: results)")
+    pr.add_argument("--split", help="the split whose models to use (default: the only one, or the report's)")
+    pr.add_argument("--detector", choices=["hog", "cnn"],
+                    help="dlib face detector (default: the run's; cnn finds faces that hog misses, e.g. in "
+                    "grayscale photos, and is slower)")
+    pr.add_argument("--largest-face", action="store_true",
+                    help="one row per frame, for its largest face (default: one row per face, column face)")
     pr.add_argument("--device", type=device_name, default="auto",
                     help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     pr.add_argument("--batch-size", type=positive_int, default=32, help="crops per backbone batch (default 32)")
@@ -242,9 +262,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "command", None) == "predict":
-        if args.models is None and (args.results is None or args.split is None):
-            parser.error("predict: name the trained models with --models results/models/<split>, "
-                         "or with --results and --split")
         logging.getLogger("au_transfer").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.func(args))

@@ -42,6 +42,8 @@ class Needs:
     network: str = ""                 # fine-tuned network file whose features or crops are read
     dim: int = 0                      # the feature dimension the model was fitted on (0: not known yet)
     members: tuple[str, ...] = ()     # members: model ids, in column order
+    weights_sha256: str = ""          # features: the backbone weights the model was fitted on ("" = not recorded)
+    mean_image_sha256: str = ""       # features: the training mean image subtracted first ("" = none)
 
 
 class AUModel(ABC):
@@ -147,7 +149,9 @@ class _BundleModel(AUModel):
     @property
     def needs(self) -> Needs:
         attrs = self.bundle.get("feature_attrs") or {}
-        return Needs("features", self.backbone, self.crop_region, dim=int(attrs.get("dim") or self._fitted_dim()))
+        return Needs("features", self.backbone, self.crop_region, dim=int(attrs.get("dim") or self._fitted_dim()),
+                     weights_sha256=str(attrs.get("weights_sha256") or ""),
+                     mean_image_sha256=str(attrs.get("mean_image_sha256") or ""))
 
     def _fitted_dim(self) -> int:
         return 0

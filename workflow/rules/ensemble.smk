@@ -47,6 +47,7 @@ rule predictor_manifest:
         backbones=config["backbones"],
         au_region=config["regions"]["au_region"],
         threshold=config["data"]["threshold"],
+        corpus=report_corpus(),
     log:
         "logs/ensembles/{split}/predictor_manifest.log",
     conda:

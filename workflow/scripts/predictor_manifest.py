@@ -5,5 +5,6 @@ from au_transfer.predict import write_manifest
 
 sm = snakemake  # type: ignore[name-defined]  # noqa: F821
 setup_logging(sm.log[0])
-write_manifest(sm.output[0], split=sm.wildcards.split, aus=sm.params.aus, faces=sm.params.faces,
-               backbones=sm.params.backbones, au_region=sm.params.au_region, threshold=sm.params.threshold)
+p = sm.params
+write_manifest(sm.output[0], split=sm.wildcards.split, aus=p.aus, faces=p.faces, backbones=p.backbones,
+               au_region=p.au_region, threshold=p.threshold, corpus=p.corpus)

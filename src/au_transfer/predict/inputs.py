@@ -1,0 +1,146 @@
+"""What the models read, computed for a chunk of aligned faces: region crops, and the features of frozen or
+fine-tuned backbones (each network built once, each chunk's features computed once per network and crop)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..backbones.weights import file_sha256
+from ..config import parse_model_id
+from ..faces.regions import REGION_NAMES, cut_region
+from ..layout import FT_SUFFIX, Layout
+from ..models import Needs
+from .manifest import PredictError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FaceChunk:
+    """Aligned faces of consecutive valid frames of one face track, their region boxes, and per-chunk caches."""
+
+    faces: np.ndarray           # (B, S, S, 3) uint8
+    boxes: np.ndarray           # (B, 3, 4) upper, middle, lower
+    aspect: str
+    _crops: dict = field(default_factory=dict)
+    features: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def crops(self, region: str, size: int) -> np.ndarray:
+        key = (region, size)
+        if key not in self._crops:
+            out = np.empty((len(self.faces), size, size, 3), np.uint8)
+            for j, face in enumerate(self.faces):
+                box = None if region == "face" else self.boxes[j, REGION_NAMES.index(region)]
+                out[j] = cut_region(face, box, size, self.aspect)
+            self._crops[key] = out
+        return self._crops[key]
+
+
+class FeatureNet:
+    """A backbone's feature layer on uint8 crops, batched; float16-rounded like the feature store."""
+
+    def __init__(self, net: Any, device: torch.device, batch_size: int, mean_image: np.ndarray | None = None):
+        self.net = net.to(device).eval()
+        self.spec = net.spec
+        self.device = device
+        self.batch_size = batch_size
+        self.mean_image = None if mean_image is None else torch.as_tensor(mean_image, device=device)
+
+    @torch.inference_mode()
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        from ..backbones import preprocess
+
+        out = []
+        for i in range(0, len(crops), self.batch_size):
+            x = preprocess(self.spec, crops[i:i + self.batch_size], self.device, mean_image=self.mean_image)
+            out.append(self.net.features(x).float().cpu().numpy())
+        feats = np.concatenate(out) if out else np.zeros((0, self.spec.feature_dim), np.float32)
+        return feats.astype(np.float16).astype(np.float32)
+
+
+class Inputs:
+    """Builds what a model's :class:`~au_transfer.models.Needs` ask for, from a results folder's networks."""
+
+    def __init__(self, layout: Layout, split: str, manifest: Mapping[str, Any], device: torch.device,
+                 batch_size: int):
+        self.layout, self.split, self.manifest = layout, split, manifest
+        self.device, self.batch_size = device, batch_size
+        self._nets: dict[tuple, FeatureNet] = {}
+
+    # ------------------------------------------------------------------------------------------ networks
+    def _frozen(self, needs: Needs, model: str, au: int) -> tuple[tuple, FeatureNet]:
+        backbone, crop = needs.backbone, needs.crop_region
+        opts = dict(self.manifest.get("backbones", {}).get(backbone) or {})
+        weights, seed = str(opts.get("weights", "pretrained")), int(opts.get("seed", 0))
+        mean_image = None
+        if opts.get("mean_image"):
+            mi = Path(self.layout.mean_image(self.split, backbone, crop))
+            if not mi.is_file():
+                raise PredictError(f"model {model}: backbone {backbone} subtracts the training mean image, but {mi} "
+                                   "does not exist")
+            if not needs.mean_image_sha256:
+                raise PredictError(f"model {model} AU{au} was trained on {backbone} features without the mean image, "
+                                   f"but predictor.json says backbones.{backbone}.mean_image is set; rerun the "
+                                   "workflow so that the model and the manifest agree")
+            if needs.mean_image_sha256 != file_sha256(mi):
+                raise PredictError(f"model {model} AU{au} was trained with another mean image than {mi}; rerun the "
+                                   "workflow")
+            mean_image = np.load(mi).astype(np.float32)
+        elif needs.mean_image_sha256:
+            raise PredictError(f"model {model} AU{au} was trained on {backbone} features with the split's mean image "
+                               f"subtracted, but predictor.json does not set backbones.{backbone}.mean_image")
+        key = ("frozen", backbone, weights, seed, crop if mean_image is not None else "")
+        if key not in self._nets:
+            from ..backbones import create_backbone
+
+            net = create_backbone(backbone, weights, key_map=opts.get("key_map"), seed=seed)
+            self._nets[key] = FeatureNet(net, self.device, self.batch_size, mean_image)
+        fnet = self._nets[key]
+        have = str(getattr(fnet.net, "weights_sha256", "") or "")
+        if needs.weights_sha256 and have and needs.weights_sha256 != have:
+            raise PredictError(
+                f"model {model} AU{au} was trained on {backbone} features with weights sha256 {needs.weights_sha256}, "
+                f"but the backbone built here ({weights}) has {have}; pass the same weights (predictor.json backbones)")
+        return key, fnet
+
+    def _finetuned(self, model: str, au: int) -> tuple[tuple, FeatureNet]:
+        backbone, region, _ = parse_model_id(model)
+        path = Path(self.layout.finetune_net(self.split, backbone.removesuffix(FT_SUFFIX), region, au))
+        if not path.is_file():
+            raise PredictError(f"model {model}: fine-tuned network {path} does not exist (AU{au})")
+        key = ("ft", str(path))
+        if key not in self._nets:
+            from ..finetune import load_finetuned
+
+            net, _bundle = load_finetuned(path, "cpu")
+            self._nets[key] = FeatureNet(net.backbone, self.device, self.batch_size)
+        return key, self._nets[key]
+
+    def check(self, needs: Needs, model: str, au: int) -> None:
+        """Build (once) what a model reads, so that a mismatch is an error before any frame is read."""
+        if needs.kind == "features":
+            (self._finetuned(model, au) if needs.backbone.endswith(FT_SUFFIX) else self._frozen(needs, model, au))
+
+    # ------------------------------------------------------------------------------------------ per chunk
+    def __call__(self, needs: Needs, model: str, au: int, chunk: FaceChunk) -> np.ndarray:
+        """The model's input for the chunk's faces: features (B, D) or crops (B, S, S, 3)."""
+        if needs.kind == "crops":
+            return chunk.crops(needs.crop_region, needs.size)
+        if needs.kind != "features":
+            raise PredictError(f"model {model}: cannot build inputs of kind {needs.kind!r} from faces")
+        key, net = (self._finetuned(model, au) if needs.backbone.endswith(FT_SUFFIX)
+                    else self._frozen(needs, model, au))
+        full = (*key, needs.crop_region)
+        if full not in chunk.features:
+            chunk.features[full] = net(chunk.crops(needs.crop_region, int(net.spec.input_size)))
+        return chunk.features[full]

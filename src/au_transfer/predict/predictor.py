@@ -1,0 +1,175 @@
+"""A trained model or ensemble of a workflow's results folder, ready to score aligned faces.
+
+Every model is an :class:`~au_transfer.models.AUModel` loaded by kind from its file; the predictor builds what each
+model's :class:`~au_transfer.models.Needs` ask for (:class:`~au_transfer.predict.inputs.Inputs`) and never branches
+on the kind. An ensemble's members are models too: its input is their scores and votes. Sequence models (the LSTM)
+carry their state per face track, from chunk to chunk.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..device import resolve_device
+from ..layout import Layout
+from ..models import AUModel, AUModelError, load_au_model, model_file
+from .inputs import FaceChunk, Inputs
+from .manifest import MANIFEST, PredictError, face_settings, read_manifest
+
+log = logging.getLogger(__name__)
+
+DEMO_CORPUS = "synthetic demo corpus"
+
+
+@dataclass
+class _Node:
+    """A loaded model of one AU and, for an ensemble, its members' nodes."""
+
+    model: AUModel
+    members: list[_Node] = field(default_factory=list)
+
+    def fresh(self) -> _Node:
+        """A copy with its own sequence state (the fitted parameters are shared)."""
+        m = copy.copy(self.model)
+        m.reset()
+        return _Node(m, [c.fresh() for c in self.members])
+
+
+def resolve_models_dir(results: str | os.PathLike[str] | None, split: str | None,
+                       model_dir: str | os.PathLike[str] | None) -> tuple[Path, Path, str]:
+    """``(models_dir, results_dir, split)`` from ``--results/--split`` or ``--models results/models/<split>``."""
+    if model_dir is not None:
+        models_dir = Path(model_dir)
+        if (models_dir / "ensemble.json").is_file() or list(models_dir.glob("AU*.joblib")):
+            models_dir = models_dir.parent  # a model's own folder was given
+        return models_dir, models_dir.parent.parent, split or models_dir.name
+    if results is None or split is None:
+        raise PredictError("name the trained models with --models results/models/<split>, or --results and --split")
+    return Path(results) / "models" / split, Path(results), split
+
+
+def default_split(results: str | os.PathLike[str]) -> str:
+    """The split to predict with: the only trained one, or the report's (its headline) when there are several."""
+    results = Path(results)
+    splits = sorted(p.parent.name for p in (results / "models").glob(f"*/{MANIFEST}"))
+    if not splits:
+        raise PredictError(f"{results}: no trained split (no models/*/{MANIFEST}); run the workflow first, or name "
+                           "the results folder with --results")
+    if len(splits) == 1:
+        return splits[0]
+    head = results / "report" / "headline.csv"
+    if head.is_file():
+        split = str(pd.read_csv(head, nrows=1)["split"].iloc[0])
+        if split in splits:
+            return split
+    raise PredictError(f"{results}: several trained splits {splits}; choose one with --split")
+
+
+def validation_ranking(results: str | os.PathLike[str], split: str) -> pd.DataFrame:
+    """Models of a split ranked by their mean F1 over AUs on the **validation** frames (never test), best first;
+    columns ``model, val_f1, n_aus``."""
+    from sklearn.metrics import f1_score
+
+    rows = []
+    for path in sorted((Path(results) / "predictions" / split).glob("*.csv")):
+        if path.stem == "always_present":
+            continue
+        pred = pd.read_csv(path, usecols=["au", "set", "pred", "label"])
+        val = pred[pred["set"] == "val"]
+        if val.empty:
+            continue
+        f1 = [f1_score(g["label"], g["pred"], zero_division=0) for _, g in val.groupby("au")]
+        rows.append({"model": path.stem, "val_f1": float(np.mean(f1)), "n_aus": len(f1)})
+    out = pd.DataFrame(rows, columns=["model", "val_f1", "n_aus"])
+    return out.sort_values(["val_f1", "model"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def default_model(results: str | os.PathLike[str], split: str) -> tuple[str, float]:
+    """The model that did best on validation (:func:`validation_ranking`) among those whose trained files are in
+    the results folder, with its validation F1."""
+    layout = Layout.of(results)
+    aus = [int(a) for a in read_manifest(Path(results) / "models" / split).get("aus") or []]
+    ranking = validation_ranking(results, split)
+    for r in ranking.itertuples(index=False):
+        if any(model_file(layout, split, str(r.model), au).is_file() for au in aus):
+            return str(r.model), float(r.val_f1)
+    raise PredictError(f"{results}: split {split} has no trained model with validation predictions; name one with "
+                       "--model")
+
+
+class Predictor:
+    """A trained model or ensemble, ready to score aligned faces; built from a workflow's results folder."""
+
+    def __init__(self, model: str, *, results: str | os.PathLike[str] | None = None, split: str | None = None,
+                 model_dir: str | os.PathLike[str] | None = None, device: str = "auto", batch_size: int = 32,
+                 aus: Sequence[int] | None = None, detector: str | None = None):
+        self.models_dir, self.results_dir, self.split = resolve_models_dir(results, split, model_dir)
+        if not self.models_dir.is_dir():
+            raise PredictError(f"models folder {self.models_dir} does not exist; run the workflow first")
+        self.model = model
+        self.device = resolve_device(device, what="predictor device")
+        self.manifest = read_manifest(self.models_dir)
+        self.face = face_settings(self.manifest, self.models_dir / MANIFEST)
+        if detector is not None:  # --detector hog | cnn at predict time
+            self.face = self.face.replace(landmarks={"hog": "dlib", "cnn": "dlib_cnn"}.get(detector, detector))
+        self.corpus = str(self.manifest.get("corpus") or "")
+        if self.corpus == DEMO_CORPUS:
+            log.warning("model %s was trained on the synthetic demo corpus: its scores say nothing about real faces",
+                        model)
+        self.layout = Layout.of(self.results_dir)
+        self.inputs = Inputs(self.layout, self.split, self.manifest, self.device, batch_size)
+        self._kw = {"device": str(self.device), "batch_size": batch_size}
+        candidates = [int(a) for a in self.manifest.get("aus") or []] or list(range(1, 65))
+        model_aus = [a for a in candidates if self._path(model, a).is_file()]
+        if not model_aus:
+            raise PredictError(f"model {model}: no trained AU models under {self.results_dir} (split {self.split}); "
+                               f"e.g. {self._path(model, candidates[0])} does not exist")
+        unknown = sorted(set(aus or []) - set(model_aus))
+        if unknown:
+            raise PredictError(f"--aus: model {model} does not predict AU(s) {unknown} (its AUs: {model_aus})")
+        self.aus = [a for a in model_aus if aus is None or a in set(aus)]
+        self._trees = {au: self._load(model, au) for au in self.aus}
+        self._tracks: dict[int, dict[int, _Node]] = {}
+        log.info("predictor %s (split %s): AUs %s, device %s", model, self.split, self.aus, self.device)
+
+    def _path(self, model: str, au: int) -> Path:
+        try:
+            return model_file(self.layout, self.split, model, au)
+        except ValueError as exc:
+            raise PredictError(f"--model: {exc}") from None
+
+    def _load(self, model: str, au: int) -> _Node:
+        try:
+            m = load_au_model(self._path(model, au), model, au, **self._kw)
+        except AUModelError as exc:
+            raise PredictError(str(exc)) from None
+        self.inputs.check(m.needs, model, au)
+        return _Node(m, [self._load(member, au) for member in m.needs.members])
+
+    def _score(self, node: _Node, chunk: FaceChunk) -> tuple[np.ndarray, np.ndarray]:
+        m = node.model
+        if node.members:
+            parts = [self._score(c, chunk) for c in node.members]
+            X = np.stack([np.column_stack([p[0] for p in parts]), np.column_stack([p[1] for p in parts])], axis=-1)
+        else:
+            X = self.inputs(m.needs, m.model_id, m.au, chunk)
+        return m.score(X)
+
+    def score_chunk(self, chunk: FaceChunk, track: int = 0) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Per AU, ``(score, pred)`` of the chunk's faces, which continue face track ``track``'s sequence."""
+        trees = self._tracks.get(track)
+        if trees is None:
+            trees = self._tracks[track] = {au: t.fresh() for au, t in self._trees.items()}
+        out = {}
+        for au, node in trees.items():
+            s, p = self._score(node, chunk)
+            out[au] = (np.asarray(s, np.float64), np.asarray(p, np.int8))
+        return out
