@@ -176,3 +176,19 @@ def test_report_split_may_be_a_fold_mean():
         c["report"]["split"] = "2fold_mean"
 
     assert _checked(folds)["report"]["split"] == "2fold_mean"
+
+
+@pytest.mark.parametrize("key", ["features.backbones", "finetune.backbones", "classifiers.lstm.backbones",
+                                 "backbones"])
+def test_unknown_backbone_names_stop_before_any_job(key):
+    def change(cfg):
+        section, _, sub = key.partition(".")
+        if key == "backbones":
+            cfg["backbones"]["resnet_152"] = {"weights": "pretrained"}
+        elif sub == "lstm.backbones":
+            cfg[section]["lstm"]["backbones"] = ["resnet_152"]
+        else:
+            cfg[section][sub] = [*cfg[section][sub], "resnet_152"]
+
+    with pytest.raises(ConfigError, match=rf"config key '{key}': unknown backbone 'resnet_152'"):
+        _checked(change)

@@ -98,10 +98,29 @@ def check_workflow(cfg: Mapping[str, Any]) -> None:
         if missing:
             raise ConfigError(f"config key 'splits' uses subject(s) {missing} that 'data.demo.subjects' does not "
                               "generate")
+    _check_backbones(cfg)
     _check_members(cfg)
     check_ensembles(cfg["ensembles"], member_ids(cfg))
     report_paper_ensembles(cfg)
     _check_report(cfg, splits)
+
+
+def _check_backbones(cfg: Mapping[str, Any]) -> None:
+    """Every backbone a section names is known to the registry (or is a timm model): a typo stops the run before
+    any job, not hours later in its first feature job."""
+    from .backbones import get_spec
+
+    named = [("features.backbones", b) for b in cfg["features"].get("backbones") or []]
+    named += [("classifiers.backbones", b) for b in cfg["classifiers"].get("backbones") or []]
+    named += [("classifiers.lstm.backbones", b) for b in cfg["classifiers"]["lstm"].get("backbones") or []]
+    named += [("classifiers.ft_backbones", b) for b in cfg["classifiers"].get("ft_backbones") or []]
+    named += [("finetune.backbones", b) for b in cfg["finetune"].get("backbones") or []]
+    named += [("backbones", b) for b in cfg.get("backbones") or {}]
+    for key, name in named:
+        try:
+            get_spec(name)
+        except (KeyError, ValueError) as exc:  # BackboneError (a KeyError), WeightsError
+            raise ConfigError(f"config key '{key}': {exc.args[0] if exc.args else exc}") from None
 
 
 def _configured_backbones(cfg: Mapping[str, Any]) -> dict[str, str]:
