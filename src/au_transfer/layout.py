@@ -93,6 +93,13 @@ class Layout:
     def ft_features(self, split: str, backbone: str, region: str, unit: str, subject: str) -> str:
         return _join(self.ft_feature_dir(split, backbone, region, unit), f"{subject}.h5")
 
+    @staticmethod
+    def split_of_ft_features(path: str | os.PathLike[str]) -> str | None:
+        """The split of a fine-tuned feature file (``.../ft_features/{split}/{backbone}_ft/{region}/{unit}/
+        {subject}.h5``), or None for a path outside that layout."""
+        parts = str(path).replace(os.sep, "/").split("/")
+        return parts[-5] if len(parts) >= 6 and parts[-6] == "ft_features" else None
+
     def model_features(self, backbone: str, region: str, subject: str, *, split: str, au: int | str,
                        crop_region: Callable[[str, int | str], str], mean_image: Callable[[str], bool],
                        ft_unit: Callable[[str, int | str], str] | None = None) -> str:
@@ -131,8 +138,20 @@ class Layout:
         return _join(self.finetune_dir(split, backbone, region), f"multilabel-{crop_region}.csv")
 
     # ------------------------------------------------------------------------------ models, predictions, metrics
+    def models_root(self) -> str:
+        """The folder of every split's models folder."""
+        return _join(self.root, "models")
+
+    def split_models(self, split: str) -> str:
+        """A split's models folder (its models, ensembles and ``predictor.json``)."""
+        return _join(self.models_root(), split)
+
+    def split_predictions(self, split: str) -> str:
+        """A split's predictions folder (merged ``{model}.csv`` files, per-AU files in ``{model}/``)."""
+        return _join(self.root, "predictions", split)
+
     def model_dir(self, split: str, model: str) -> str:
-        return _join(self.root, "models", split, model)
+        return _join(self.split_models(split), model)
 
     def model_file(self, split: str, model: str, au: int | str) -> str:
         """A fitted per-AU model bundle (frame classifiers and LSTM)."""
@@ -144,13 +163,13 @@ class Layout:
 
     def manifest(self, split: str) -> str:
         """``predictor.json``: the run's face and backbone settings, for ``au-transfer predict``."""
-        return _join(self.root, "models", split, "predictor.json")
+        return _join(self.split_models(split), "predictor.json")
 
     def au_predictions(self, split: str, model: str, au: int | str) -> str:
-        return _join(self.root, "predictions", split, model, f"AU{au}.csv")
+        return _join(self.split_predictions(split), model, f"AU{au}.csv")
 
     def predictions(self, split: str, model: str) -> str:
-        return _join(self.root, "predictions", split, f"{model}.csv")
+        return _join(self.split_predictions(split), f"{model}.csv")
 
     def metrics(self, split: str, model: str) -> str:
         return _join(self.root, "metrics", split, f"{model}.csv")

@@ -34,7 +34,9 @@ def ft_features_split(out_paths: Sequence[str | os.PathLike[str]]) -> str | None
     """The split that fine-tuned feature files belong to, from their path
     ``.../ft_features/{split}/{backbone}_ft/{region}/AU{au}/{subject}.h5``; None for paths outside that layout.
     Raises when the files name different splits."""
-    found = {Path(p).parts[-5] for p in out_paths if len(Path(p).parts) >= 6 and Path(p).parts[-6] == "ft_features"}
+    from ..layout import Layout
+
+    found = {s for s in map(Layout.split_of_ft_features, out_paths) if s is not None}
     if len(found) > 1:
         raise FinetuneError(f"fine-tuned feature files of different splits {sorted(found)} requested from one network")
     return next(iter(found), None)

@@ -53,13 +53,13 @@ def resolve_models_dir(results: str | os.PathLike[str] | None, split: str | None
         return models_dir, models_dir.parent.parent, split or models_dir.name
     if results is None or split is None:
         raise PredictError("name the trained models with --models results/models/<split>, or --results and --split")
-    return Path(results) / "models" / split, Path(results), split
+    return Path(Layout.of(results).split_models(split)), Path(results), split
 
 
 def default_split(results: str | os.PathLike[str]) -> str:
     """The split to predict with: the only trained one, or the report's (its headline) when there are several."""
     results = Path(results)
-    splits = sorted(p.parent.name for p in (results / "models").glob(f"*/{MANIFEST}"))
+    splits = sorted(p.parent.name for p in Path(Layout.of(results).models_root()).glob(f"*/{MANIFEST}"))
     if not splits:
         raise PredictError(f"{results}: no trained split (no models/*/{MANIFEST}); run the workflow first, or name "
                            "the results folder with --results")
@@ -79,7 +79,7 @@ def validation_ranking(results: str | os.PathLike[str], split: str) -> pd.DataFr
     from sklearn.metrics import f1_score
 
     rows = []
-    for path in sorted((Path(results) / "predictions" / split).glob("*.csv")):
+    for path in sorted(Path(Layout.of(results).split_predictions(split)).glob("*.csv")):
         if path.stem == "always_present":
             continue
         pred = pd.read_csv(path, usecols=["au", "set", "pred", "label"])
@@ -96,7 +96,7 @@ def default_model(results: str | os.PathLike[str], split: str) -> tuple[str, flo
     """The model that did best on validation (:func:`validation_ranking`) among those whose trained files are in
     the results folder, with its validation F1."""
     layout = Layout.of(results)
-    aus = [int(a) for a in read_manifest(Path(results) / "models" / split).get("aus") or []]
+    aus = [int(a) for a in read_manifest(Path(layout.split_models(split))).get("aus") or []]
     ranking = validation_ranking(results, split)
     for r in ranking.itertuples(index=False):
         if any(model_file(layout, split, str(r.model), au).is_file() for au in aus):
