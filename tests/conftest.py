@@ -97,6 +97,35 @@ def finished_workflow(tmp_path_factory, worker_id) -> Path:
     return wd
 
 
+def predict_like_the_workflow(workdir: Path, split: str, subject: str, model: str, out: Path, *args: str,
+                              data_root: str = "demo_corpus") -> tuple[float, float]:
+    """Run ``au-transfer predict`` on a test subject's video of a finished run and compare it with the workflow's
+    test predictions of ``model`` for that subject; returns (mean agreement of pred, mean correlation of scores)
+    over AUs. Every AU must have a predictor row with a face for most of the workflow's frames."""
+    import numpy as np
+    import pandas as pd
+
+    from au_transfer.cli import main
+
+    video = next(workdir.glob(f"{data_root}/Video*/*{subject}*"))
+    assert main(["predict", str(video), "-o", str(out), "--results", str(workdir / "results"), "--split", split,
+                 "--model", model, "--largest-face", "-q", *args]) == 0
+    df = pd.read_csv(out).set_index("frame")
+    wf = pd.read_csv(workdir / "results" / "predictions" / split / f"{model}.csv", dtype={"subject": str})
+    wf = wf[(wf["subject"] == subject) & (wf["set"] == "test")]
+    assert len(wf), f"no workflow test predictions of {model} for {subject}"
+    agree, corr = [], []
+    for au, w in wf.groupby("au"):
+        w = w.set_index("frame")
+        common = w.index.intersection(df.index[df["success"] == 1])
+        assert len(common) > 0.8 * len(w), (model, au, len(common), len(w))
+        agree.append((w.loc[common, "pred"].to_numpy() == df.loc[common, f"AU{au:02d}_c"].to_numpy()).mean())
+        a, b = w.loc[common, "score"].to_numpy(float), df.loc[common, f"AU{au:02d}_p"].to_numpy(float)
+        if a.std() > 0 and b.std() > 0:
+            corr.append(np.corrcoef(a, b)[0, 1])
+    return float(np.mean(agree)), float(np.mean(corr))
+
+
 def copy_workflow(src: Path, dst: Path) -> Path:
     """Copy a finished working directory (results, corpus, .snakemake metadata) for a test that changes it."""
     import shutil

@@ -6,11 +6,9 @@ from __future__ import annotations
 import hashlib
 
 import joblib
-import numpy as np
-import pandas as pd
 import pytest
 import yaml
-from conftest import TEST_CONFIG, copy_workflow, run_snakemake
+from conftest import TEST_CONFIG, copy_workflow, predict_like_the_workflow, run_snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("workflow")]
 
@@ -54,26 +52,10 @@ def test_fits_read_the_split_mean_image_features(mean_image_run):
 
 
 def test_predictor_reproduces_mean_image_models(mean_image_run, tmp_path):
-    from au_transfer.cli import main
 
     wd, cfg, split = mean_image_run
     subject = cfg["splits"][split]["test"][0]
-    video = next(wd.glob(f"{cfg['data_root']}/Video*/*{subject}*"))
-    model = MODELS[0]
-    out = tmp_path / "pred.csv"
-    assert main(["predict", str(video), "-o", str(out), "--results", str(wd / "results"), "--split", split,
-                 "--model", model, "--largest-face", "-q"]) == 0
-    df = pd.read_csv(out).set_index("frame")
-    wf = pd.read_csv(wd / f"results/predictions/{split}/{model}.csv", dtype={"subject": str})
-    wf = wf[(wf["subject"] == subject) & (wf["set"] == "test")]
-    agree, corr = [], []
-    for au, w in wf.groupby("au"):
-        w = w.set_index("frame")
-        common = w.index.intersection(df.index[df["success"] == 1])
-        assert len(common) > 0.8 * len(w)
-        agree.append((w.loc[common, "pred"].to_numpy() == df.loc[common, f"AU{au:02d}_c"].to_numpy()).mean())
-        a, b = w.loc[common, "score"].to_numpy(float), df.loc[common, f"AU{au:02d}_p"].to_numpy(float)
-        if a.std() > 0 and b.std() > 0:
-            corr.append(np.corrcoef(a, b)[0, 1])
-    assert np.mean(agree) > 0.85, agree
-    assert np.mean(corr) > 0.7, corr
+    agree, corr = predict_like_the_workflow(wd, split, subject, MODELS[0], tmp_path / "pred.csv",
+                                            data_root=cfg["data_root"])
+    assert agree > 0.85, agree
+    assert corr > 0.7, corr

@@ -58,7 +58,7 @@ def video_info(path: str | os.PathLike[str], subject: str | None = None) -> Vide
 
 
 def iter_video(path: str | os.PathLike[str], subject: str | None = None, *, expected: int | None = None,
-               tolerance: int = 0, retrieve: Callable[[int], bool] | None = None,
+               tolerance: int = 0, retrieve: Callable[[int], bool] | None = None, partial: bool = False,
                ) -> Iterator[tuple[int, np.ndarray | None]]:
     """Decode every frame of a video in order, yielding ``(frame_number, rgb)`` with 1-based frame numbers.
 
@@ -67,7 +67,9 @@ def iter_video(path: str | os.PathLike[str], subject: str | None = None, *, expe
 
     ``expected`` is the number of frames the caller needs (default: the container's frame count). When decoding
     stops more than ``tolerance`` frames before that, a :class:`VideoError` names the file, the subject, the
-    frame where decoding stopped and the count expected. Extra frames beyond the header count are yielded too.
+    frame where decoding stopped and the count expected; with ``partial`` it is one warning instead, after every
+    decoded frame (only a video where nothing decodes stays an error). Extra frames beyond the header count are
+    yielded too.
     """
     path = Path(path)
     cap = _open(path, subject)
@@ -86,11 +88,7 @@ def iter_video(path: str | os.PathLike[str], subject: str | None = None, *, expe
             if not ok or bgr is None:
                 n -= 1
                 break
-            if bgr.ndim == 2:
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
-            else:
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            yield n, rgb
+            yield n, to_rgb(bgr)
     finally:
         cap.release()
     who = f" (subject {subject})" if subject else ""
@@ -98,25 +96,50 @@ def iter_video(path: str | os.PathLike[str], subject: str | None = None, *, expe
         raise VideoError(f"video {path}{who}: no frame could be decoded (expected {want}); the file is corrupt "
                          "or empty")
     if n < want - tolerance:
+        if partial:
+            log.warning("video %s%s: decoding stopped after frame %d of the %d its header announces (truncated or "
+                        "corrupt stream); the %d decoded frames are kept", path, who, n, header, n)
+            return
         raise VideoError(f"video {path}{who}: decoding stopped after frame {n} of {want} expected "
                          f"(header says {header}); the file is truncated or corrupt")
     if n != header:
         log.warning("video %s%s: decoded %d frames, header says %d", path, who, n, header)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read one image file as RGB uint8 (clear error when unreadable)."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
+def to_rgb(img: np.ndarray) -> np.ndarray:
+    """An OpenCV image (BGR, BGRA, grayscale; 8 or 16 bits) as RGB uint8."""
+    if img.dtype == np.uint16:
+        img = (img / 257).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    if img.ndim == 2 or img.shape[2] == 1:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str | os.PathLike[str], *, missing_ok: bool = False) -> np.ndarray | None:
+    """Read one image file as RGB uint8 (grayscale, RGBA and 16-bit images converted). An unreadable file is a
+    clear error, or with ``missing_ok`` one warning and None."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        if missing_ok:
+            log.warning("image %s cannot be read (corrupt or unsupported format): skipped", path)
+            return None
         raise VideoError(f"image {path} cannot be read (missing, corrupt or unsupported format)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return to_rgb(img)
 
 
-def iter_frames(source: str | os.PathLike[str]) -> Iterator[tuple[int, str, np.ndarray]]:
+def iter_frames(source: str | os.PathLike[str], *, tolerant: bool = False,
+                ) -> Iterator[tuple[int, str, np.ndarray | None]]:
     """Iterate ``(frame_number, name, rgb)`` over a video file, one image file, or a folder of images.
 
     Frame numbers are 1-based. For a folder, images are taken in sorted file-name order and ``name`` is the file
-    name; for a video ``name`` is ``"{stem}:{frame}"``. This is what the predictor for new inputs uses.
+    name; for a video ``name`` is ``"{stem}:{frame}"``. ``tolerant`` (the predictor for new inputs) keeps what
+    can be read: an unreadable image of a folder is yielded with ``rgb = None``, a video that stops decoding
+    before its header's count yields its decoded frames and one warning; an input where nothing can be read stays
+    an error.
     """
     p = Path(source)
     if p.is_dir():
@@ -124,11 +147,11 @@ def iter_frames(source: str | os.PathLike[str]) -> Iterator[tuple[int, str, np.n
         if not files:
             raise VideoError(f"folder {p} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
         for i, f in enumerate(files, start=1):
-            yield i, f.name, read_image(f)
+            yield i, f.name, read_image(f, missing_ok=tolerant)
     elif p.suffix.lower() in IMAGE_EXTENSIONS:
         yield 1, p.name, read_image(p)
     elif p.is_file():
-        for i, rgb in iter_video(p):
+        for i, rgb in iter_video(p, partial=tolerant):
             yield i, f"{p.stem}:{i}", rgb
     else:
         raise VideoError(f"input {p} is neither a video, an image nor a folder of images")

@@ -23,12 +23,11 @@ from .run import (
     iter_predictions,
     predict,
     predict_to_csv,
-    read_frames,
 )
 
 __all__ = [
     "BASE_COLUMNS", "LEGACY_FACE_KEYS", "MANIFEST", "FaceChunk", "FaceTracker", "FeatureNet", "Inputs",
     "PredictError", "Predictor", "au_columns", "check_output", "default_model", "default_split", "detect_faces",
-    "face_settings", "iter_predictions", "predict", "predict_to_csv", "read_frames", "read_manifest",
+    "face_settings", "iter_predictions", "predict", "predict_to_csv", "read_manifest",
     "resolve_models_dir", "validation_ranking", "write_manifest",
 ]

@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..faces.landmarks import REASON, REASON_NAMES, check_points
 from ..faces.pipeline import FaceFrame, process_frame
-from ..faces.video import IMAGE_EXTENSIONS, video_info
+from ..faces.video import IMAGE_EXTENSIONS, iter_frames, video_info
 from ..io import atomic_path
 from .inputs import FaceChunk
 from .manifest import PredictError
@@ -41,69 +41,6 @@ UNREADABLE = "unreadable_frame"
 def au_columns(aus: Sequence[int]) -> list[str]:
     """``AU01_p … AU26_p`` then ``AU01_c … AU26_c`` (OpenFace groups the scores, then the classes)."""
     return [f"AU{au:02d}_p" for au in aus] + [f"AU{au:02d}_c" for au in aus]
-
-
-# ------------------------------------------------------------------------------------------------ frames
-def read_frames(source: str | os.PathLike[str]) -> Iterator[tuple[int, str, np.ndarray | None]]:
-    """``(frame, name, rgb or None)`` of a video, an image or a folder of images, keeping what can be read."""
-    import cv2
-
-    p = Path(source)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
-            raise PredictError(f"folder {p} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-        for i, f in enumerate(files, start=1):
-            yield i, f.name, _read_image(f)
-        return
-    if p.suffix.lower() in IMAGE_EXTENSIONS:
-        rgb = _read_image(p)
-        if rgb is None:
-            raise PredictError(f"image {p} cannot be read (corrupt or unsupported format)")
-        yield 1, p.name, rgb
-        return
-    cap = cv2.VideoCapture(str(p))
-    if not cap.isOpened():
-        raise PredictError(f"video {p} cannot be opened by OpenCV/FFmpeg (corrupt or unsupported file)")
-    header, n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0
-    try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok or bgr is None:
-                break
-            n += 1
-            yield n, p.name, _to_rgb(bgr)
-    finally:
-        cap.release()
-    if n == 0:
-        raise PredictError(f"video {p}: no frame could be decoded (header says {header}); the file is corrupt or "
-                           "empty")
-    if n < header:
-        log.warning("video %s: decoding stopped after frame %d of the %d its header announces (truncated or "
-                    "corrupt stream); the %d decoded frames are predicted", p, n, header, n)
-
-
-def _to_rgb(img: np.ndarray) -> np.ndarray:
-    import cv2
-
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def _read_image(path: Path) -> np.ndarray | None:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        log.warning("image %s cannot be read (corrupt or unsupported format): success = 0, reason %s", path,
-                    UNREADABLE)
-        return None
-    if img.dtype != np.uint8:  # 16-bit PNG/TIFF
-        img = (img / 257).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
-    return _to_rgb(img)
 
 
 # ------------------------------------------------------------------------------------------------- faces
@@ -206,13 +143,13 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
             info = video_info(src)
             fps, total = (info.fps if info.fps > 0 else np.nan), (info.n_frames or None)
         except (OSError, ValueError, RuntimeError):
-            pass  # read_frames says why it cannot be decoded
+            pass  # iter_frames says why it cannot be decoded
     settings = predictor.face
     landmarker = settings.landmarker()
     tracker = FaceTracker()
     cols = au_columns(predictor.aus)
     bar = tqdm(total=total, desc=f"predict {src.name}", unit="frame", disable=not progress, mininterval=1.0)
-    for frames in _chunks(read_frames(src), chunk_size):
+    for frames in _chunks(iter_frames(src, tolerant=True), chunk_size):
         rows: list[dict[str, Any]] = []
         per_track: dict[int, list[tuple[int, FaceFrame]]] = {}
         for no, name, rgb in frames:
