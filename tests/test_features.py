@@ -82,8 +82,11 @@ def _expected(store_path, net, region, size, mean_image=None):
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_extraction_matches_direct_forward_and_keeps_invalid_rows(store_path, tmp_path, num_workers):
     out = tmp_path / "feat.h5"
+    # workers are spawned, not forked: this long-lived pytest process may hold other libraries' threads (dlib,
+    # OpenBLAS), which can hang a forked child; a workflow job is a fresh process and forks safely
     info = extract_features(store_path, out, "tiny_feat", "upper", weights="random", seed=3, batch_size=5,
-                            num_workers=num_workers, device="cpu", progress=False)
+                            num_workers=num_workers, device="cpu", progress=False,
+                            mp_context="spawn" if num_workers else None)
     assert info["frames"] == N - len(INVALID)
     frames, X, valid, attrs = read_features(out)
     assert X.dtype == np.float32 and X.shape == (N, 8)

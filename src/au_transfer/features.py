@@ -99,17 +99,20 @@ def _worker_init(_: int) -> None:
 
 def iter_crop_batches(store_path: str, indices: np.ndarray, region: str, size: int, *, batch_size: int,
                       num_workers: int, opener: StoreOpener, pin_memory: bool = False, prefetch: int = 4,
-                      spec: BackboneSpec | None = None,
-                      mean_image: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+                      spec: BackboneSpec | None = None, mean_image: np.ndarray | None = None,
+                      mp_context: str | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Yield ``(row indices, batch)`` for ``indices`` of a face store, in order, read by ``num_workers``.
 
-    The batch is uint8 (B, S, S, 3), or with ``spec`` the network's normalised input (B, 3, S, S).
+    The batch is uint8 (B, S, S, 3), or with ``spec`` the network's normalised input (B, 3, S, S). ``mp_context``
+    starts the workers another way than fork (e.g. ``spawn`` in a long-lived process whose threads make a forked
+    child hang; a workflow job is a fresh process, where fork is safe and fastest).
     """
     batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
     ds = _CropBatches(store_path, batches, region, size, opener, spec, mean_image)
     loader = DataLoader(ds, batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin_memory,
                         worker_init_fn=_worker_init if num_workers else None,
-                        prefetch_factor=prefetch if num_workers else None)
+                        prefetch_factor=prefetch if num_workers else None,
+                        multiprocessing_context=mp_context if num_workers else None)
     for i, crops in loader:
         yield batches[int(i)], crops
 
@@ -135,7 +138,8 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
                      device: str = "auto", amp: str = "auto", weights: str = "pretrained", seed: int = 0,
                      key_map: Any = None, mean_image: str | os.PathLike[str] | None = None,
                      compression: str | None = "lzf", threads: int | None = None,
-                     store_opener: StoreOpener | None = None, progress: bool = True) -> dict[str, Any]:
+                     store_opener: StoreOpener | None = None, progress: bool = True,
+                     mp_context: str | None = None) -> dict[str, Any]:
     """Extract one backbone's features of one region for every frame of one face store; write ``out_path``.
 
     ``backbone`` is a :class:`Backbone` or a registry name (built with ``weights``, ``seed``, ``key_map``).
@@ -177,7 +181,7 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     # the GPU when there is one (pinned, asynchronous copies). On CUDA the features stay on the device until the
     # end, so the host never waits for a batch.
     batches = iter_crop_batches(store_path, valid_idx, region, spec.input_size, batch_size=batch_size,
-                                num_workers=num_workers, opener=opener, pin_memory=gpu)
+                                num_workers=num_workers, opener=opener, pin_memory=gpu, mp_context=mp_context)
     mi_t = torch.as_tensor(mi, device=dev) if mi is not None else None
     feats = torch.empty((len(valid_idx), spec.feature_dim), dtype=torch.float16, device=dev)
     bar = tqdm(total=len(valid_idx), desc=f"{spec.name}/{region}/{subject}", unit="frame", disable=not progress,
