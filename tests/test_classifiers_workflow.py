@@ -17,8 +17,11 @@ pytestmark = pytest.mark.workflow
 SUBJECTS = ["SN001", "SN002", "SN003", "SN004"]
 AUS = [12]  # one AU keeps the job count low; au_region -> lower (Table VI)
 RULES = ["fit_frame", "fit_lstm", "merge_predictions", "always_present", "metrics", "summary"]
-MODELS = ["synthetic-face-lda", "synthetic-face-svm", "synthetic-au_region-lda", "synthetic-au_region-svm",
-          "synthetic-face-lstm"]
+# synthetic features stored under a registered backbone's name (the workflow checks backbone names against the
+# registry before any job); --allowed-rules keeps the features rule from ever running
+BACKBONE = "mtcnn_onet"
+MODELS = [f"{BACKBONE}-face-lda", f"{BACKBONE}-face-svm", f"{BACKBONE}-au_region-lda", f"{BACKBONE}-au_region-svm",
+          f"{BACKBONE}-face-lstm"]
 
 
 def _config(path, svm_c=(0.01, 1.0)):
@@ -27,7 +30,7 @@ def _config(path, svm_c=(0.01, 1.0)):
         "data": {"aus": AUS},
         "splits": {"s": {"train": SUBJECTS[:2], "val": SUBJECTS[2:3], "test": SUBJECTS[3:]}},
         "classifiers": {
-            "backbones": ["synthetic"],
+            "backbones": [BACKBONE],
             "svm": {"C_grid": list(svm_c)},
             "lstm": {"hidden": 8, "lr": 0.2, "weight_noise_std": 0.01, "inactive_min": 15, "inactive_max": 25,
                      "epochs": 5, "patience": 0, "batch_size": 4, "device": "cpu"},
@@ -43,7 +46,7 @@ def synth_run(tmp_path_factory):
     wd = tmp_path_factory.mktemp("clf_wf")
     for i, s in enumerate(SUBJECTS):
         for region in ("face", "lower"):
-            write_synthetic_subject(wd / f"results/features/synthetic/{region}/{s}.h5", wd / f"results/labels/{s}.csv",
+            write_synthetic_subject(wd / f"results/features/{BACKBONE}/{region}/{s}.h5", wd / f"results/labels/{s}.csv",
                                     s, aus=AUS, n_frames=90, dim=8, n_labelled=85, invalid=[4], seed=i,
                                     region=region)
     cfg = _config(wd / "config.yaml")
@@ -60,18 +63,18 @@ def test_summary_has_every_model_and_the_baseline(synth_run):
         rows = summary[summary["model"] == model]
         assert set(rows["au"]) == {"12", "mean"}, model  # one AU: neither mean12 nor mean8
     means = summary[summary["au"] == "mean"].set_index("model")["f1"]
-    assert means["synthetic-face-svm"] > means["always_present"]
+    assert means[f"{BACKBONE}-face-svm"] > means["always_present"]
 
 
 def test_predictions_cover_every_valid_labelled_frame_and_bundles_predict(synth_run):
     wd, _ = synth_run
-    pred = pd.read_csv(wd / "results/predictions/s/synthetic-au_region-svm.csv")
-    fp = {s: wd / f"results/features/synthetic/lower/{s}.h5" for s in SUBJECTS}
+    pred = pd.read_csv(wd / f"results/predictions/s/{BACKBONE}-au_region-svm.csv")
+    fp = {s: wd / f"results/features/{BACKBONE}/lower/{s}.h5" for s in SUBJECTS}
     lp = {s: wd / f"results/labels/{s}.csv" for s in SUBJECTS}
     te = load_frames(fp, lp, 12, 2, SUBJECTS[3:])
     t = pred[(pred["set"] == "test") & (pred["au"] == 12)]
     np.testing.assert_array_equal(t["frame"].to_numpy(), te.frame)
-    bundle = load_model(wd / "results/models/s/synthetic-au_region-svm/AU12.joblib")
+    bundle = load_model(wd / f"results/models/s/{BACKBONE}-au_region-svm/AU12.joblib")
     assert bundle["crop_region"] == "lower" and bundle["region"] == "au_region"
     assert bundle["feature_attrs"]["region"] == "lower"
     from au_transfer.classifiers import predict_bundle

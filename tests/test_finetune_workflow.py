@@ -15,6 +15,7 @@ from au_transfer import AU_REGION
 from au_transfer.faces.store import FaceStoreWriter
 from au_transfer.features import read_features
 from au_transfer.finetune import load_bundle
+from au_transfer.layout import Layout
 
 pytestmark = pytest.mark.workflow
 
@@ -67,8 +68,8 @@ def per_au_run(tmp_path_factory):
     path = wd / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     targets = [f"results/finetune/s/dlib_resnet-au_region/AU{a}.pt" for a in AUS]
-    targets += [f"results/ft_features/s/dlib_resnet_ft/au_region/AU{a}/{s}.h5" for a in AUS for s in SUBJECTS]
-    run_snakemake(wd, "--allowed-rules", "finetune", "ft_features_s", "--printshellcmds", *targets, configfile=path)
+    targets += [f"results/ft_features/s/dlib_resnet_ft/au_region/AU{a}" for a in AUS]  # one folder per network
+    run_snakemake(wd, "--allowed-rules", "finetune", "ft_features", "--printshellcmds", *targets, configfile=path)
     return wd
 
 
@@ -131,8 +132,9 @@ def test_finetuned_models_flow_into_metrics(finished_workflow):
                 assert b["crop_region"] == crop and b["au"] == au and b["aus"][b["au_index"]] == au
                 assert b["head"] == ft["head"]
                 if ft.get("extract_features", True):
+                    unit = Layout.ft_unit(ft["head"], au, crop)  # the network that serves the AU
                     for s in cfg["splits"][split]["train"] + cfg["splits"][split]["test"]:
-                        path = wd / f"results/ft_features/{split}/{backbone}_ft/{region}/AU{au}/{s}.h5"
+                        path = wd / Layout().ft_features(split, backbone, region, unit, s)
                         with h5py.File(path) as h5:
                             assert h5.attrs["backbone"] == f"{backbone}_ft" and h5.attrs["region"] == crop
                             assert h5.attrs["weights_sha256"] == b["weights_sha256"]
