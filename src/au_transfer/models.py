@@ -83,8 +83,8 @@ class AUModel(ABC):
     def _where(self) -> str:
         return f"model {self.model_id or self.kind} AU{self.au}"
 
-    def _check_features(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float32)
+    def _check_features(self, X: np.ndarray, convert: bool = True) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32) if convert else np.asarray(X)
         dim = self.needs.dim
         if X.ndim != 2 or (dim and X.shape[1] != dim):
             raise AUModelError(f"{self._where()}: got features of shape {X.shape}, expected (frames, {dim}) "
@@ -208,10 +208,12 @@ class FrameModel(_BundleModel):
         return self
 
     def score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from .classifiers.frame import decision_values
+
         if self.skipped:
             return _skipped(len(X))
-        X = self._check_features(X)
-        s = np.asarray(self.estimator.decision_function(X), dtype=np.float64)
+        X = self._check_features(X, convert=False)  # float16 features stay float16: scored block by block
+        s = np.asarray(decision_values(self.estimator, X), dtype=np.float64)
         return s, (s > 0).astype(np.int8)
 
 

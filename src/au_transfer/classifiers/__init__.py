@@ -4,7 +4,15 @@ Model bundles (``results/models/{split}/{model}/AU{au}.joblib``) are loaded with
 features with :func:`predict_bundle`; see docs/classifiers.md for the rules (balancing, skipping, selection).
 """
 
-from .data import ClassifierDataError, FrameData, balance_indices, check_subject_exclusive, load_frames
+from .data import (
+    ClassifierDataError,
+    FrameData,
+    FrameIndex,
+    balance_indices,
+    check_subject_exclusive,
+    index_frames,
+    load_frames,
+)
 from .frame import (
     FRAME_CLASSIFIERS,
     PRED_COLUMNS,
@@ -16,7 +24,7 @@ from .frame import (
 from .jobs import predict_bundle, run_frame_job, run_lstm_job
 
 __all__ = [
-    "FRAME_CLASSIFIERS", "PRED_COLUMNS", "ClassifierDataError", "FrameData", "balance_indices",
-    "check_subject_exclusive", "fit_frame_classifier", "load_frames", "load_model", "make_estimator",
+    "FRAME_CLASSIFIERS", "PRED_COLUMNS", "ClassifierDataError", "FrameData", "FrameIndex", "balance_indices",
+    "check_subject_exclusive", "fit_frame_classifier", "index_frames", "load_frames", "load_model", "make_estimator",
     "predict_bundle", "run_frame_job", "run_lstm_job", "save_model",
 ]

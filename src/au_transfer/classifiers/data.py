@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,8 +20,8 @@ import pandas as pd
 from .. import config
 from ..labels import balance_indices, read_label_table
 
-__all__ = ["ClassifierDataError", "FrameData", "balance_indices", "check_subject_exclusive", "load_frames",
-           "read_feature_file", "read_label_file", "write_synthetic_subject"]
+__all__ = ["ClassifierDataError", "FrameData", "FrameIndex", "balance_indices", "check_subject_exclusive",
+           "index_frames", "load_frames", "read_feature_file", "read_label_file", "write_synthetic_subject"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,12 @@ class FrameData:
     def subset(self, idx: np.ndarray) -> FrameData:
         return FrameData(self.subject[idx], self.frame[idx], self.X[idx], self.y[idx], self.counts, self.attrs)
 
+    def features(self, idx: np.ndarray | None = None, dtype: Any = None) -> np.ndarray:
+        """Features of rows ``idx`` (default all), as ``dtype`` (default as held): the interface of
+        :meth:`FrameIndex.features`."""
+        X = self.X if idx is None else self.X[idx]
+        return X if dtype is None else X.astype(dtype, copy=False)
+
     def subjects(self) -> list[str]:
         return list(dict.fromkeys(self.subject.tolist()))
 
@@ -77,14 +84,70 @@ class FrameData:
         return [np.flatnonzero(self.subject == s) for s in self.subjects()]
 
 
-def load_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[str, str | Path], au: int,
-                threshold: int, subjects: Sequence[str] | None = None) -> FrameData:
-    """Features and binary labels of one AU for the given subjects: valid, labelled frames only.
+@dataclass
+class FrameIndex:
+    """The frames of :class:`FrameData` without their features: labels, frame numbers and each frame's row in its
+    subject's feature file; :meth:`features` reads the rows a caller needs, subject by subject."""
+
+    subject: np.ndarray  # (N,) str
+    frame: np.ndarray  # (N,) int64
+    y: np.ndarray  # (N,) int8, 1 = AU present
+    row: np.ndarray  # (N,) int64: the frame's row in its subject's feature file
+    paths: dict[str, str]  # subject -> feature file
+    dim: int
+    counts: dict = field(default_factory=dict)  # per subject: total, invalid, unlabelled, used
+    attrs: dict = field(default_factory=dict)  # attrs of the first feature file
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subjects(self) -> list[str]:
+        return list(dict.fromkeys(self.subject.tolist()))
+
+    def features(self, idx: np.ndarray | None = None, dtype: Any = None) -> np.ndarray:
+        """Features ``(len(idx), D)`` of rows ``idx`` of this index (default all), read from the feature files
+        one subject at a time (only the rows asked for), as ``dtype`` (default: as stored, float16; any other
+        stored type as float32, as :func:`read_feature_file` gives it).
+
+        Non-finite values on a row read (a valid frame) are an error naming the file, subject and frame.
+        """
+        from ..feature_store import FeatureError, read_feature_rows
+
+        idx = np.arange(len(self)) if idx is None else np.asarray(idx, dtype=np.int64)
+        subj = self.subject[idx]
+        out: np.ndarray | None = None
+        for s in self.subjects():
+            sel = np.flatnonzero(subj == s)
+            if not len(sel):
+                continue
+            path, rows = self.paths[s], idx[sel]
+            try:
+                X = read_feature_rows(path, self.row[rows])
+            except FeatureError as exc:
+                raise ClassifierDataError(f"{exc} (subject {s})") from exc
+            if X.dtype != np.float16:
+                X = X.astype(np.float32, copy=False)
+            bad = ~np.isfinite(X).all(axis=1)
+            if bad.any():
+                raise ClassifierDataError(f"{path} (subject {s}), frame {self.frame[rows][bad][0]}: non-finite "
+                                          "feature values on a frame marked valid")
+            if out is None:
+                out = np.empty((len(idx), self.dim), dtype=X.dtype if dtype is None else dtype)
+            elif dtype is None and X.dtype.itemsize > out.dtype.itemsize:  # files stored in different types
+                out = out.astype(X.dtype)
+            out[sel] = X
+        return out if out is not None else np.empty((len(idx), self.dim), dtype=dtype or np.float16)
+
+
+def index_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[str, str | Path], au: int,
+                 threshold: int, subjects: Sequence[str] | None = None) -> FrameIndex:
+    """The valid, labelled frames of one AU for the given subjects, without reading their features.
 
     ``feature_paths`` and ``label_paths`` map subject -> file. Invalid frames (``valid`` False in the feature file)
-    and unlabelled frames (beyond the label file) are excluded and counted (``FrameData.counts``, logged). NaN or
-    infinite features on a valid frame are an error naming the file, subject and frame.
+    and unlabelled frames (beyond the label file) are excluded and counted (``counts``, logged).
     """
+    from ..feature_store import FeatureError, read_feature_index
+
     subjects = list(subjects if subjects is not None else feature_paths)
     parts: list[tuple] = []
     counts: dict[str, dict[str, int]] = {}
@@ -94,20 +157,20 @@ def load_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[st
         if s not in feature_paths or s not in label_paths:
             raise ClassifierDataError(f"subject {s}: no feature file or label file given")
         fpath = feature_paths[s]
-        frames, X, valid, attrs = read_feature_file(fpath)
+        try:
+            frames, valid, attrs, d = read_feature_index(fpath)
+        except FeatureError as exc:
+            raise ClassifierDataError(str(exc)) from exc
+        frames = frames.astype(np.int64)
         if not attrs0:
-            attrs0 = attrs
+            attrs0 = dict(attrs)
         if dim is None:
-            dim = X.shape[1]
-        elif X.shape[1] != dim:
-            raise ClassifierDataError(f"{fpath} (subject {s}): feature dimension {X.shape[1]} != {dim} of the others")
+            dim = d
+        elif d != dim:
+            raise ClassifierDataError(f"{fpath} (subject {s}): feature dimension {d} != {dim} of the others")
         labels = read_label_file(label_paths[s], au, threshold, s)
         labelled = np.isin(frames, labels.index.to_numpy())
         keep = valid & labelled
-        bad = keep & ~np.isfinite(X).all(axis=1)
-        if bad.any():
-            raise ClassifierDataError(f"{fpath} (subject {s}), frame {frames[bad][0]}: non-finite feature values "
-                                      "on a frame marked valid")
         n_missing = int((~np.isin(labels.index.to_numpy(), frames)).sum())
         counts[s] = {"total": len(frames), "invalid": int((~valid).sum()),
                      "unlabelled": int((valid & ~labelled).sum()), "labels_without_features": n_missing,
@@ -116,12 +179,27 @@ def load_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[st
                  au, s, len(frames), counts[s]["invalid"], counts[s]["unlabelled"], n_missing, counts[s]["used"])
         idx = np.flatnonzero(keep)
         order = idx[np.argsort(frames[idx], kind="stable")]
-        parts.append((np.full(len(order), s, dtype=object), frames[order], X[order],
-                      labels.loc[frames[order]].to_numpy().astype(np.int8)))
+        parts.append((np.full(len(order), s, dtype=object), frames[order],
+                      labels.loc[frames[order]].to_numpy().astype(np.int8), order.astype(np.int64)))
     if not parts:
         raise ClassifierDataError("no subjects given")
-    subj, fr, X, y = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    return FrameData(subj.astype(str), fr, X.astype(np.float32, copy=False), y, counts, attrs0)
+    subj, fr, y, row = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    return FrameIndex(subj.astype(str), fr, y, row, {s: str(feature_paths[s]) for s in subjects}, int(dim or 0),
+                      counts, attrs0)
+
+
+def load_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[str, str | Path], au: int,
+                threshold: int, subjects: Sequence[str] | None = None) -> FrameData:
+    """Features and binary labels of one AU for the given subjects: valid, labelled frames only.
+
+    ``feature_paths`` and ``label_paths`` map subject -> file. Invalid frames (``valid`` False in the feature file)
+    and unlabelled frames (beyond the label file) are excluded and counted (``FrameData.counts``, logged). NaN or
+    infinite features on a valid frame are an error naming the file, subject and frame. The LSTM reads whole
+    sequences this way; the LDA/SVM jobs read :func:`index_frames` and then only the rows they need.
+    """
+    index = index_frames(feature_paths, label_paths, au, threshold, subjects)
+    return FrameData(index.subject, index.frame, index.features(dtype=np.float32), index.y, index.counts,
+                     index.attrs)
 
 
 def check_subject_exclusive(train: Sequence[str], val: Sequence[str], test: Sequence[str], split: str = "") -> None:

@@ -31,13 +31,13 @@ from sklearn.svm import LinearSVC
 
 from ..io import atomic_path
 from ..predictions import PRED_COLUMNS, prediction_rows
-from .data import ClassifierDataError, FrameData, balance_indices
+from .data import ClassifierDataError, FrameData, FrameIndex, balance_indices
 
 log = logging.getLogger(__name__)
 
 FRAME_CLASSIFIERS: tuple[str, ...] = ("lda", "svm")
-__all__ = ["FRAME_CLASSIFIERS", "PRED_COLUMNS", "feature_attrs", "fit_frame_classifier", "load_model", "make_bundle",
-           "make_estimator", "prediction_frame", "save_model"]
+__all__ = ["FRAME_CLASSIFIERS", "PRED_COLUMNS", "decision_values", "feature_attrs", "fit_frame_classifier",
+           "load_model", "make_bundle", "make_estimator", "prediction_frame", "save_model"]
 
 
 def make_estimator(classifier: str, params: Mapping[str, Any], *, C: float | None = None, seed: int = 0) -> Pipeline:
@@ -59,8 +59,31 @@ def make_estimator(classifier: str, params: Mapping[str, Any], *, C: float | Non
     return Pipeline([("scaler", StandardScaler()), ("clf", est)])
 
 
+def decision_values(est: Any, X: np.ndarray, *, block_rows: int = 4096) -> np.ndarray:
+    """``est.decision_function(X as float32)``, bit for bit, with less memory (``X`` may stay float16).
+
+    A ``Pipeline``'s transformers (the scaler: row by row) run on blocks of rows, written into one array of the type
+    in which the final linear step computes ``X @ coef_.T`` (float64 for LinearSVC, float32 for LDA on float32
+    features); the final step then scores all rows in one call, so that BLAS sees the same matrix as in one call on
+    all rows (scoring in pieces changes the last bits of a few rows: BLAS treats the last rows of a call apart).
+    """
+    steps = getattr(est, "steps", None)
+    if not steps or len(steps) < 2 or len(X) == 0:
+        return est.decision_function(np.asarray(X, dtype=np.float32))
+    head, last = est[:-1], est[-1]
+    out: np.ndarray | None = None
+    for a in range(0, len(X), block_rows):
+        Xt = head.transform(np.asarray(X[a:a + block_rows], dtype=np.float32))
+        if out is None:
+            coef = getattr(last, "coef_", None)
+            dtype = Xt.dtype if coef is None else np.result_type(Xt.dtype, coef.dtype)
+            out = np.empty((len(X), Xt.shape[1]), dtype=dtype)
+        out[a:a + len(Xt)] = Xt
+    return last.decision_function(out)
+
+
 def _scores(est: Pipeline, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    score = np.asarray(est.decision_function(X), dtype=np.float64)
+    score = np.asarray(decision_values(est, X), dtype=np.float64)
     return score, (score > 0).astype(np.int8)
 
 
@@ -68,11 +91,14 @@ def _f1(y: np.ndarray, pred: np.ndarray) -> float:
     return float(f1_score(y, pred, pos_label=1, zero_division=0))
 
 
-def fit_frame_classifier(train: FrameData, val: FrameData | None, classifier: str, params: Mapping[str, Any], *,
-                         seed: int, balance: bool = True, refit: str = "train") -> dict[str, Any]:
+def fit_frame_classifier(train: FrameData | FrameIndex, val: FrameData | FrameIndex | None, classifier: str,
+                         params: Mapping[str, Any], *, seed: int, balance: bool = True,
+                         refit: str = "train") -> dict[str, Any]:
     """Fit one AU's classifier; returns ``{estimator, status, chosen, val_scores, selection, n_train, ...}``.
 
-    ``val`` is used for the choice of C (SVM) and for validation scores only; test data never reaches this.
+    ``val`` is used for the choice of C (SVM) and for validation scores only; test data never reaches this. With a
+    :class:`FrameIndex`, only the features of the balanced training and validation rows are read (the training
+    rows as float32, the validation rows as stored until they are scored).
     """
     rng = np.random.default_rng(seed)
     info: dict[str, Any] = {"status": "ok", "reason": "", "chosen": {}, "val_scores": {}, "selection": "none"}
@@ -83,17 +109,19 @@ def fit_frame_classifier(train: FrameData, val: FrameData | None, classifier: st
         info.update(status="skipped", reason=f"training set has {n_pos} positive and {n_neg} negative frames",
                     estimator=None)
         return info
-    Xtr, ytr = train.X[tr_idx], train.y[tr_idx]
+    if refit not in ("train", "train_val"):
+        raise ClassifierDataError(f"classifiers.refit: {refit!r} is not train or train_val")
+    Xtr, ytr = train.features(tr_idx, np.float32), train.y[tr_idx]
     va_idx = np.empty(0, dtype=np.int64)
     if val is not None and len(val):
         va_idx = balance_indices(val.y, rng) if balance else np.arange(len(val))
     info["val_index"] = va_idx
     val_ok = len(va_idx) > 0 and len(np.unique(val.y[va_idx])) == 2 if val is not None else False
+    Xva, yva = (val.features(va_idx), val.y[va_idx]) if val_ok else (None, None)
 
     if classifier == "svm":
         grid = [float(c) for c in params.get("C_grid", [1.0])]
         if val_ok and len(grid) > 1:
-            Xva, yva = val.X[va_idx], val.y[va_idx]
             best = None
             for C in grid:  # ascending order of the grid: ties keep the smaller (more regularised) C
                 est = make_estimator("svm", params, C=C, seed=seed).fit(Xtr, ytr)
@@ -112,18 +140,16 @@ def fit_frame_classifier(train: FrameData, val: FrameData | None, classifier: st
     else:
         C = None
     est = make_estimator(classifier, params, C=C, seed=seed)
+    Xfit, yfit = Xtr, ytr
+    del Xtr  # from here on only Xfit holds the training rows (freed once the concatenation replaces them)
     if refit == "train_val" and val_ok:
-        Xfit = np.concatenate([Xtr, val.X[va_idx]])
-        yfit = np.concatenate([ytr, val.y[va_idx]])
-    elif refit in ("train", "train_val"):
-        Xfit, yfit = Xtr, ytr
-    else:
-        raise ClassifierDataError(f"classifiers.refit: {refit!r} is not train or train_val")
+        Xfit, yfit = np.concatenate([Xfit, Xva], dtype=np.float32), np.concatenate([yfit, yva])
     est.fit(Xfit, yfit)
+    del Xfit
     if val_ok:
-        p = _scores(est, val.X[va_idx])[1]
-        info["val_scores"]["f1"] = _f1(val.y[va_idx], p)
-        info["val_scores"]["accuracy"] = float(accuracy_score(val.y[va_idx], p))
+        p = _scores(est, Xva)[1]
+        info["val_scores"]["f1"] = _f1(yva, p)
+        info["val_scores"]["accuracy"] = float(accuracy_score(yva, p))
     info["estimator"] = est
     return info
 
@@ -142,7 +168,7 @@ def save_model(bundle: Mapping[str, Any], path: str | Path) -> None:
         joblib.dump(dict(bundle), tmp)
 
 
-def prediction_frame(data: FrameData, au: int, which: str, score: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
+def prediction_frame(data: FrameData | FrameIndex, au: int, which: str, score: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
     """Rows of the predictions file for one set (:func:`au_transfer.predictions.prediction_rows`)."""
     return prediction_rows(data.subject, data.frame, au, which, score, pred.astype(int), data.y.astype(int))
 

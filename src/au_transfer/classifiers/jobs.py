@@ -16,7 +16,7 @@ import pandas as pd
 from ..io import write_csv_atomic
 from ..models import model_from_bundle
 from ..predictions import empty_predictions
-from .data import check_subject_exclusive, load_frames
+from .data import check_subject_exclusive, index_frames, load_frames
 from .frame import fit_frame_classifier, make_bundle, prediction_frame, save_model
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,16 @@ def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str,
                   val: Sequence[str], test: Sequence[str], au: int, backbone: str, region: str, crop_region: str,
                   classifier: str, params: Mapping[str, Any], seed: int, threshold: int, balance: bool = True,
                   refit: str = "train", model_out: str | Path, pred_out: str | Path, split: str = "") -> dict:
-    """One (split, model, AU) job: load frames, fit on train (select on val), predict val + test, write both files."""
+    """One (split, model, AU) job: fit on train (select on val), predict val + test, write both files.
+
+    Memory: labels and ``valid`` of every subject are read first (:func:`index_frames`); then only the features of
+    the balanced training and validation rows (for the fit), and each set's rows, subject by subject, as stored
+    (float16), to score them (one scoring call per set: :func:`~au_transfer.classifiers.frame.decision_values`).
+    """
     check_subject_exclusive(train, val, test, split)
-    tr = load_frames(feature_paths, label_paths, au, threshold, train)
-    va = load_frames(feature_paths, label_paths, au, threshold, val) if val else None
-    te = load_frames(feature_paths, label_paths, au, threshold, test)
+    tr = index_frames(feature_paths, label_paths, au, threshold, train)
+    va = index_frames(feature_paths, label_paths, au, threshold, val) if val else None
+    te = index_frames(feature_paths, label_paths, au, threshold, test)
     log.info("AU%d %s-%s-%s split %s: train %d frames (%d pos), val %d, test %d", au, backbone, region, classifier,
              split, len(tr), int(tr.y.sum()), len(va) if va is not None else 0, len(te))
     info = fit_frame_classifier(tr, va, classifier, params, seed=seed, balance=balance, refit=refit)
@@ -53,13 +58,12 @@ def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str,
     for which, data in (("val", va), ("test", te)):
         if data is None or not len(data):
             continue
-        score, pred = predict_bundle(bundle, data.X)
+        score, pred = predict_bundle(bundle, data.features())
         rows.append(prediction_frame(data, au, which, score, pred))
     preds = pd.concat(rows, ignore_index=True) if rows else empty_predictions()
     save_model(bundle, model_out)
     write_csv_atomic(preds, pred_out)
     return bundle
-
 
 
 def run_lstm_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, str], train: Sequence[str],
