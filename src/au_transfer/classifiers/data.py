@@ -169,14 +169,18 @@ def index_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[s
         elif d != dim:
             raise ClassifierDataError(f"{fpath} (subject {s}): feature dimension {d} != {dim} of the others")
         labels = read_label_file(label_paths[s], au, threshold, s)
+        unknown_frames = labels.index.to_numpy()[labels.to_numpy() < 0]
+        labels = labels[labels >= 0]  # unknown labels (-1): neither trained on nor scored
         labelled = np.isin(frames, labels.index.to_numpy())
+        unknown = valid & np.isin(frames, unknown_frames)
         keep = valid & labelled
         n_missing = int((~np.isin(labels.index.to_numpy(), frames)).sum())
         counts[s] = {"total": len(frames), "invalid": int((~valid).sum()),
-                     "unlabelled": int((valid & ~labelled).sum()), "labels_without_features": n_missing,
-                     "used": int(keep.sum())}
-        log.info("AU%d %s: %d frames, %d invalid, %d valid but unlabelled, %d labels without features -> %d used",
-                 au, s, len(frames), counts[s]["invalid"], counts[s]["unlabelled"], n_missing, counts[s]["used"])
+                     "unlabelled": int((valid & ~labelled & ~unknown).sum()), "unknown": int(unknown.sum()),
+                     "labels_without_features": n_missing, "used": int(keep.sum())}
+        log.info("AU%d %s: %d frames, %d invalid, %d valid but unlabelled, %d unknown label, %d labels without "
+                 "features -> %d used", au, s, len(frames), counts[s]["invalid"], counts[s]["unlabelled"],
+                 counts[s]["unknown"], n_missing, counts[s]["used"])
         idx = np.flatnonzero(keep)
         order = idx[np.argsort(frames[idx], kind="stable")]
         parts.append((np.full(len(order), s, dtype=object), frames[order],

@@ -41,6 +41,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from ..config import subject_of
+
+__all__ = ["CORPORA", "Corpus", "CorpusError", "Recording", "check_name", "corpus_names", "get_corpus", "label_frame",
+           "parse_frame_number", "positions_of", "recording_id", "register", "subject_of"]
+
 #: A subject id or a sequence name: letters, digits, ``_`` and ``-`` (no ``.``: it separates them in recording ids).
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -60,11 +65,6 @@ def check_name(name: str, what: str, where: str = "") -> str:
 def recording_id(subject: str, sequence: str | None) -> str:
     """``subject`` (one recording per subject) or ``subject.sequence``."""
     return subject if sequence is None else f"{subject}.{sequence}"
-
-
-def subject_of(recording: str) -> str:
-    """The subject of a recording id (``F001.T1`` -> ``F001``; ``SN001`` -> ``SN001``)."""
-    return str(recording).split(".", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,8 @@ class Corpus(ABC):
     intensity_aus: ClassVar[tuple[int, ...]] = ()
     #: whether subjects have exactly one recording each (then recording id == subject id)
     one_recording_per_subject: ClassVar[bool] = False
+    #: whether the corpus ships 68/66-point landmarks (``faces.landmarks: disfa`` reads them)
+    ships_landmarks: ClassVar[bool] = False
 
     def __init__(self, root: str | Path, *, prefix: str = "", options: Mapping[str, Any] | None = None) -> None:
         self.root = Path(root)
@@ -179,20 +181,14 @@ def register(cls: type[Corpus]) -> type[Corpus]:
     return cls
 
 
-def _load_builtin() -> None:
-    # importing the modules registers them (kept out of module import time: no cycle with the adapters)
-    from . import disfa  # noqa: F401
-
-
 def corpus_names() -> list[str]:
-    _load_builtin()
+    """Names of the registered corpora (the package ``au_transfer.datasets`` imports every built-in adapter)."""
     return sorted(CORPORA)
 
 
 def get_corpus(name: str, root: str | Path, *, prefix: str = "", options: Mapping[str, Any] | None = None,
                key: str = "data.corpus") -> Corpus:
     """An adapter instance by registry name; an unknown name is an error naming ``key`` and the known names."""
-    _load_builtin()
     if name not in CORPORA:
         raise CorpusError(f"{key}: unknown corpus {name!r}; known corpora: {', '.join(sorted(CORPORA))}")
     return CORPORA[name](root, prefix=prefix, options=options)
