@@ -180,8 +180,12 @@ def register(cls: type[Corpus]) -> type[Corpus]:
 
 
 def _load_builtin() -> None:
-    # importing the modules registers them (kept out of module import time: no cycle with the adapters)
-    from . import disfa  # noqa: F401
+    """The built-in adapters (disfa, bp4d, disfa_plus, generic) are registered by the package
+    ``au_transfer.datasets`` (its ``__init__`` imports every adapter module), which Python imports before any of its
+    modules, so before this one: the registry is complete whenever this module can be used, and this module imports
+    no adapter (an adapter imports it: importing them here would be an import cycle)."""
+    if not CORPORA:  # only reachable when this file is loaded outside its package
+        raise CorpusError("no corpus adapter is registered: import au_transfer.datasets")
 
 
 def corpus_names() -> list[str]:
