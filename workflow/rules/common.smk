@@ -130,6 +130,16 @@ def classifier_fit_params():
     )
 
 
+def split_corpora():
+    """Split -> the corpora its training (train + val) and test subjects come from (summary and report columns)."""
+    out = {}
+    for name, sp in SPLITS.items():
+        train = sorted({CATALOG.corpus_name(s) for s in (*sp.train, *sp.val)})
+        test = sorted({CATALOG.corpus_name(s) for s in sp.test})
+        out[name] = {"train": "+".join(train), "test": "+".join(test)}
+    return out
+
+
 def metrics_files():
     """Per-model metrics of every split, the always-present baseline first."""
     out = []
