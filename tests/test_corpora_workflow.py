@@ -4,6 +4,8 @@ and reported; recordings (BP4D tasks) are the unit of the per-frame stages and o
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +14,8 @@ import yaml
 from conftest import ROOT, plan, run_snakemake
 
 from au_transfer.datasets.bp4d import BP4D_SUBJECTS
+from au_transfer.faces.video import image_files
+from au_transfer.layout import Layout
 
 pytestmark = pytest.mark.xdist_group("corpora_workflow")
 
@@ -26,32 +30,48 @@ def _fake_bp4d(root: Path) -> None:
             occ.write_text("")
 
 
+def _job_counts(text: str) -> dict[str, int]:
+    """The `Job stats` table of a dry run: rule -> number of jobs."""
+    counts, inside = {}, False
+    for line in text.splitlines():
+        if line.startswith("Job stats"):
+            inside = True
+            continue
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip()) if inside else None
+        if m:
+            counts[m[1]] = int(m[2])
+    return counts
+
+
 def test_bp4d_three_fold_protocol_plans(tmp_path):
-    """`snakemake --configfile config/bp4d_3fold.yaml --config data_root=...` plans the whole protocol."""
+    """`snakemake --configfile config/bp4d_3fold.yaml --config data_root=...` plans the whole protocol (every
+    recording, fold, model and AU), and one fit reads every recording of its fold's subjects."""
     data = tmp_path / "BP4D"
     _fake_bp4d(data)
     work = tmp_path / "work"
     work.mkdir()
-    cfg = yaml.safe_load((ROOT / "config" / "bp4d_3fold.yaml").read_text())
+    configfile = ROOT / "config" / "bp4d_3fold.yaml"
+    cfg = yaml.safe_load(configfile.read_text())
     for opts in (cfg.get("backbones") or {}).values():  # local weight files the config names (e.g. cnn_f)
         if (opts or {}).get("weights") not in (None, "pretrained", "random"):
             (work / opts["weights"]).parent.mkdir(parents=True, exist_ok=True)
             (work / opts["weights"]).write_bytes(b"")
-    jobs, out = plan(work, ROOT / "config" / "bp4d_3fold.yaml", "--config", f"data_root={data}")
-    by_rule: dict[str, list] = {}
-    for j in jobs:
-        by_rule.setdefault(j.rule, []).append(j)
+    # the whole protocol: job counts only (listing ~20,000 jobs would take longer than planning them)
+    proc = run_snakemake(work, "--dry-run", "--quiet", "rules", "--config", f"data_root={data}",
+                         configfile=configfile)
+    counts = _job_counts(proc.stdout)
     n_rec = len(BP4D_SUBJECTS) * 8
-    assert len(by_rule["labels"]) == n_rec
-    assert len(by_rule["landmarks"]) == n_rec and len(by_rule["faces"]) == n_rec
-    recs = {j.wildcards["recording"] for j in by_rule["faces"]}
-    assert {"F001.T1", "M018.T8"} <= recs
-    assert {j.wildcards["split"] for j in by_rule["fit_frame"]} == set(cfg["splits"])
-    assert {int(j.wildcards["au"]) for j in by_rule["fit_frame"]} == set(cfg["data"]["aus"])
-    # a fit of fold1 reads every recording (all eight tasks) of the fold's subjects, and the labels of each
-    fit = next(j for j in by_rule["fit_frame"] if j.wildcards["split"] == "fold1")
+    assert counts["labels"] == n_rec and counts["landmarks"] == n_rec and counts["faces"] == n_rec, counts
+    n_folds, n_aus = len(cfg["splits"]), len(cfg["data"]["aus"])
+    assert counts["fit_frame"] > 0 and counts["fit_frame"] % (n_folds * n_aus) == 0, counts
+    assert counts["fit_lstm"] == n_folds * n_aus and counts["summary"] == 1 and counts["paper_report"] == 1
+    # one fit of fold1: it reads the labels (and features) of all eight tasks of each of the fold's subjects
+    target = Layout().model_file("fold1", "alexnet-face-svm", 1)
+    jobs, out = plan(work, configfile, "--config", f"data_root={data}", "--", target)
+    fit = next(j for j in jobs if j.rule == "fit_frame")
     n_subjects = sum(len(cfg["splits"]["fold1"][w]) for w in ("train", "val", "test"))
     assert sum("results/labels/" in f for f in fit.input) == n_subjects * 8, out[-3000:]
+    assert "results/labels/F001.T1.csv" in fit.input and "results/features/alexnet/face/M018.T8.h5" in fit.input
 
 
 def _write_config(path: Path, generic: dict, bp4d: dict) -> dict:
@@ -96,9 +116,15 @@ def test_generic_and_cross_corpus_run_end_to_end(corpora_run):
     # one label table per recording: P02 has two sequences, each BP4D subject (prefixed) its tasks
     assert "P01.csv" in labels and {"P02.a.csv", "P02.b.csv"} <= set(labels)
     assert any(name.startswith("bp4d-F001.T") for name in labels), labels
-    bp = pd.read_csv(next((work / "results" / "labels").glob("bp4d-F001.T*.csv")))
+    bp_csv = next((work / "results" / "labels").glob("bp4d-F001.T*.csv"))
+    bp = pd.read_csv(bp_csv)
     assert {"frame", "source_frame", "AU6_c", "AU12_c"} <= set(bp.columns)
-    assert bp["frame"].min() == 1 and bp["source_frame"].min() > 1  # a coded range that does not start at frame 1
+    # `frame` is the image's position in its folder (frame-number order), `source_frame` BP4D's own number; the coded
+    # range does not start at the first image
+    report = json.loads(bp_csv.with_suffix(".json").read_text())
+    numbers = [n for n, _ in image_files(report["source"])]
+    assert bp["frame"].min() > 1
+    assert [numbers[f - 1] for f in bp["frame"]] == bp["source_frame"].tolist()
     summary = pd.read_csv(work / "results" / "metrics" / "summary.csv", dtype={"au": str})
     svm = summary[(summary["model"] == "mtcnn_onet-face-svm") & (summary["au"] == "mean")].set_index("split")
     assert set(svm.index) == {"within", "cross"}
