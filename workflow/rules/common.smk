@@ -118,6 +118,26 @@ def classifier_fit_params():
     )
 
 
+def regressor_fit_params():
+    """Params of the regressor rule: those shared by the fits plus the options of the job's own regressor only
+    (so that changing an SVR key reruns SVR fits only, and no regressor key reaches a classifier)."""
+    reg = config["regressors"]
+    return dict(
+        sets=lambda wc: split_sets(wc.split),
+        features=model_feature_paths,
+        crop_region=lambda wc: crop_region_of(wc.region, wc.au),
+        threshold=config["data"]["threshold"],
+        seed=reg["seed"],
+        regressor=lambda wc: wc.regressor,
+        options=lambda wc: {**reg[wc.regressor.removesuffix("_med")], "sampling": reg["sampling"]},
+    )
+
+
+def intensity_metrics_files():
+    """Intensity metrics of every split and intensity model (none when regressors are off)."""
+    return [LAYOUT.intensity_metrics(split, m) for split in SPLITS for m in _plan.intensity_model_ids(config)]
+
+
 def metrics_files():
     """Per-model metrics of every split, the always-present baseline first."""
     out = []
@@ -145,6 +165,10 @@ localrules:
     always_present,
     metrics,
     summary,
+    merge_intensity,
+    intensity_ensemble,
+    intensity_metrics,
+    intensity_summary,
     ensemble,
     paper_report,
 
