@@ -206,6 +206,16 @@ def report_outputs(report_dir=LAYOUT.report_dir()):
     for name in TABLES:
         out[f"{name}_csv"] = report(f"{report_dir}/{name}.csv", caption=f"../report/{name}.rst", category="Tables")
         out[f"{name}_md"] = f"{report_dir}/{name}.md"
+    if config["regressors"]["enabled"]:  # the intensity table and figure (au_transfer.report.intensity)
+        from au_transfer.report.intensity import INTENSITY_FIGURE, INTENSITY_TABLE
+
+        for fmt in FORMATS:
+            path = f"{report_dir}/{INTENSITY_FIGURE}.{fmt}"
+            out[f"intensity_fig_{fmt}"] = (report(path, caption="../report/intensity.rst", category="Figures")
+                                           if fmt == "png" else path)
+        out["intensity_csv"] = report(f"{report_dir}/{INTENSITY_TABLE}.csv", caption="../report/intensity.rst",
+                                      category="Tables")
+        out["intensity_md"] = f"{report_dir}/{INTENSITY_TABLE}.md"
     out["html"] = f"{report_dir}/report.html"
     out["index"] = f"{report_dir}/index.md"
     return out
