@@ -88,7 +88,7 @@ def check_intensity(df: pd.DataFrame, name: str = "intensity predictions") -> pd
         if bad.any():
             r = out[bad].iloc[0]
             raise IntensityError(f"{name}: subject {r['subject']} frame {r['frame']} AU{r['au']}: {col} "
-                                 f"{df.loc[bad, col].iloc[0]!r} is not a number in 0..5")
+                                 f"{str(df.loc[bad, col].iloc[0])!r} is not a number in 0..5")
     if out.duplicated(["subject", "frame", "au", "set"]).any():
         r = out[out.duplicated(["subject", "frame", "au", "set"])].iloc[0]
         raise IntensityError(f"{name}: subject {r['subject']} frame {r['frame']} AU{r['au']} set {r['set']} is "
