@@ -16,9 +16,10 @@ pytestmark = pytest.mark.workflow
 
 SUBJECTS = ["SN001", "SN002", "SN003", "SN004"]
 AUS = [12]  # au_region -> lower (Table VI)
-RULES = ["fit_regress", "merge_intensity", "intensity_ensemble", "intensity_metrics", "intensity_summary"]
+RULES = ["fit_regress", "fit_lstm_regress", "merge_intensity", "intensity_ensemble", "intensity_metrics", "intensity_summary"]
 BACKBONE = "mtcnn_onet"  # synthetic features under a registered backbone's name (checked before any job)
 REGRESSORS = [f"{BACKBONE}-{r}-{m}" for r in ("face", "au_region") for m in ("svr", "svr_med", "ridge", "ridge_med")]
+REGRESSORS += [f"{BACKBONE}-face-lstmr"]
 TARGET = "results/intensity/summary.csv"
 
 
@@ -27,10 +28,13 @@ def _config(path, svr_c=(0.01, 1.0), svm_c=(0.01, 1.0)):
         "data_root": "no_corpus_needed",
         "data": {"aus": AUS},
         "splits": {"s": {"train": SUBJECTS[:2], "val": SUBJECTS[2:3], "test": SUBJECTS[3:]}},
-        "classifiers": {"backbones": [BACKBONE], "svm": {"C_grid": list(svm_c)}, "lstm": {"enabled": False}},
+        "classifiers": {"backbones": [BACKBONE], "svm": {"C_grid": list(svm_c)},
+                        "lstm": {"enabled": False, "hidden": 8, "lr": 0.2, "weight_noise_std": 0.01,
+                                 "inactive_min": 15, "inactive_max": 25, "epochs": 15, "patience": 0,
+                                 "batch_size": 4, "device": "cpu"}},
         "regressors": {
             "enabled": True, "regions": ["face", "au_region"], "models": ["svr", "ridge"],
-            "normalise": ["none", "median"], "svr": {"C_grid": list(svr_c)},
+            "normalise": ["none", "median"], "svr": {"C_grid": list(svr_c)}, "lstm": {"enabled": True},
             "ensembles": {"avg": {"members": [f"{BACKBONE}-face-svr_med", f"{BACKBONE}-face-ridge_med"]},
                           "wtd": {"members": [f"{BACKBONE}-face-svr", f"{BACKBONE}-face-ridge_med"],
                                   "method": "weighted"}},

@@ -93,6 +93,8 @@ CASES: dict[str, tuple[Callable[[], AUModel], Callable, np.ndarray]] = {
                  _member_data, np.zeros((4, 2, 2))),
     **{name: (_regressor(name), _intensity_data, np.zeros((5, DIM + 1), np.float32))
        for name in ("svr", "ridge", "svr_med", "ridge_med")},
+    "lstmr": (lambda: RegressorModel(au=12, backbone="b", crop_region="face", params=LSTM_PARAMS, seed=2,
+                                     classifier="lstmr", threshold=2), _intensity_data, np.zeros((5, DIM + 2), np.float32)),
 }
 
 
@@ -189,6 +191,16 @@ def test_model_from_bundle_dispatches_on_the_classifier():
     lstm, _ = _fitted("lstm")
     assert type(model_from_bundle(lda.bundle)) is FrameModel
     assert type(model_from_bundle(lstm.bundle)) is LSTMModel
+
+
+def test_lstm_regressor_state_carries_over_chunks_and_reset_clears_it():
+    model, Xt = _fitted("lstmr")
+    whole = _scores(model, [Xt[0]])[0]
+    assert whole.min() >= 0 and whole.max() <= 5 and model.bundle["classifier"] == "lstmr"
+    model.reset()
+    parts = np.concatenate([model.score(Xt[0][:7])[0], model.score(Xt[0][7:])[0]])
+    np.testing.assert_allclose(parts, whole, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(model.score(Xt[0][:7])[0], whole[:7])
 
 
 @pytest.mark.parametrize("kind", ["svr", "ridge", "svr_med"])

@@ -262,15 +262,15 @@ class LSTMModel(_BundleModel):
         return s, (s > 0.5).astype(np.int8)
 
 
-@register_kind("svr", "ridge", "svr_med", "ridge_med")
+@register_kind("svr", "ridge", "svr_med", "ridge_med", "lstmr")
 class RegressorModel(_BundleModel):
-    """An AU intensity regressor (:mod:`au_transfer.intensity.linear`): score = intensity clipped to 0..5, pred =
-    intensity >= the run's threshold; ``*_med`` models subtract a running median of the sequence's features."""
+    """An AU intensity regressor (:mod:`au_transfer.intensity`): score = intensity clipped to 0..5, pred = intensity
+    >= the run's threshold; ``*_med`` subtract a running median of the sequence; ``lstmr`` carries LSTM state."""
 
     kind = "regressor"
 
     def _fitted_dim(self) -> int:
-        return int(getattr(self.estimator, "n_features_in_", 0) or 0)
+        return int(getattr(self.estimator, "n_features_in_", 0) or getattr(self.estimator, "dim_", 0) or 0)
 
     def fit(self, X, y, X_val=None, y_val=None) -> RegressorModel:
         from .intensity.linear import fit_sequences
@@ -279,7 +279,7 @@ class RegressorModel(_BundleModel):
         return self
 
     def reset(self) -> None:
-        self._median: Any = None
+        self._state: Any = None  # the running median, or the LSTM stream
 
     def score(self, X: np.ndarray, *, normalised: bool = False) -> tuple[np.ndarray, np.ndarray]:
         from .intensity.linear import score_frames

@@ -85,8 +85,12 @@ def regressor_model_ids(cfg: Mapping[str, Any]) -> list[str]:
     b = reg.get("backbones")
     backbones = frame_backbones(cfg) if b is None else list(b)
     backbones += [f"{x}{FT_SUFFIX}" for x in reg["ft_backbones"]]
-    return list(dict.fromkeys(model_id(x, r, n) for x in backbones for r in reg["regions"]
-                              for n in regressor_names(cfg)))
+    ids = [model_id(x, r, n) for x in backbones for r in reg["regions"] for n in regressor_names(cfg)]
+    if reg["lstm"]["enabled"]:
+        lb = reg["lstm"].get("backbones")
+        lb = list(lb) if lb is not None else (cfg["classifiers"]["lstm"].get("backbones") or backbones[:1])
+        ids += [model_id(x, r, "lstmr") for x in lb for r in reg["lstm"]["regions"]]
+    return list(dict.fromkeys(ids))
 
 
 def intensity_ensemble_ids(cfg: Mapping[str, Any]) -> list[str]:
@@ -147,6 +151,7 @@ def _check_backbones(cfg: Mapping[str, Any]) -> None:
     named += [("finetune.backbones", b) for b in cfg["finetune"].get("backbones") or []]
     named += [("regressors.backbones", b) for b in cfg["regressors"].get("backbones") or []]
     named += [("regressors.ft_backbones", b) for b in cfg["regressors"].get("ft_backbones") or []]
+    named += [("regressors.lstm.backbones", b) for b in cfg["regressors"]["lstm"].get("backbones") or []]
     named += [("backbones", b) for b in cfg.get("backbones") or {}]
     for key, name in named:
         try:

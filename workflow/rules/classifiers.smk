@@ -137,6 +137,30 @@ rule fit_regress:
         "../scripts/fit_regress.py"
 
 
+rule fit_lstm_regress:
+    input:
+        unpack(classifier_inputs),
+    output:
+        model=LAYOUT.model_file("{split}", "{backbone}-{region}-lstmr", "{au}"),
+        pred=LAYOUT.intensity_au_predictions("{split}", "{backbone}-{region}-lstmr", "{au}"),
+    params:
+        sets=lambda wc: split_sets(wc.split),
+        features=model_feature_paths,
+        crop_region=lambda wc: crop_region_of(wc.region, wc.au),
+        threshold=config["data"]["threshold"],
+        seed=REG["seed"],
+        options={k: v for k, v in CLF["lstm"].items() if k not in ("enabled", "backbones", "regions")},
+    log:
+        "logs/intensity/{split}/{backbone}-{region}-lstmr/AU{au}.log",
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/fit_lstm_regress.py"
+
+
 rule merge_intensity:
     input:
         lambda wc: [LAYOUT.intensity_au_predictions(wc.split, wc.model, au) for au in AUS],

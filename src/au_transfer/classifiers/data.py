@@ -246,15 +246,16 @@ def sequence_medians(path: str | Path, frames: np.ndarray, valid: np.ndarray, se
 
 
 def load_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[str, str | Path], au: int,
-                threshold: int, subjects: Sequence[str] | None = None) -> FrameData:
+                threshold: int, subjects: Sequence[str] | None = None, *, intensity: bool = False) -> FrameData:
     """Features and binary labels of one AU for the given subjects: valid, labelled frames only.
 
     ``feature_paths`` and ``label_paths`` map subject -> file. Invalid frames (``valid`` False in the feature file)
     and unlabelled frames (beyond the label file) are excluded and counted (``FrameData.counts``, logged). NaN or
     infinite features on a valid frame are an error naming the file, subject and frame. The LSTM reads whole
     sequences this way; the LDA/SVM jobs read :func:`index_frames` and then only the rows they need.
+    ``intensity``: ``y`` holds intensities (see :func:`index_frames`).
     """
-    index = index_frames(feature_paths, label_paths, au, threshold, subjects)
+    index = index_frames(feature_paths, label_paths, au, threshold, subjects, intensity=intensity)
     return FrameData(index.subject, index.frame, index.features(dtype=np.float32), index.y, index.counts,
                      index.attrs)
 

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..classifiers.data import check_subject_exclusive, index_frames
+from ..classifiers.data import check_subject_exclusive, index_frames, load_frames
 from ..classifiers.frame import make_bundle, save_model
 from ..io import write_csv_atomic
 from ..models import model_from_bundle
 from .linear import fit_regressor, parse_regressor
+from .lstm import fit_lstm
 from .metrics import INTENSITY_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,46 @@ def run_regress_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[st
             continue
         value, _ = model.score(data.features(), normalised=True)
         rows.append(intensity_rows(data, au, which, value))
+    preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=INTENSITY_COLUMNS)
+    save_model(bundle, model_out)
+    write_csv_atomic(preds, pred_out)
+    return bundle
+
+
+def run_lstm_regress_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, str], train: Sequence[str],
+                         val: Sequence[str], test: Sequence[str], au: int, backbone: str, region: str,
+                         crop_region: str, params: Mapping[str, Any], seed: int, threshold: int,
+                         model_out: str | Path, pred_out: str | Path, split: str = "") -> dict:
+    """One (split, LSTM regressor, AU) job: cut train/val sequences, train, predict the full val and test
+    sequences (frames valid and of known intensity)."""
+    from ..classifiers.lstm import _cut
+
+    check_subject_exclusive(train, val, test, split)
+    tr = load_frames(feature_paths, label_paths, au, threshold, train, intensity=True)
+    va = load_frames(feature_paths, label_paths, au, threshold, val, intensity=True) if val else None
+    te = load_frames(feature_paths, label_paths, au, threshold, test, intensity=True)
+    rng = np.random.default_rng(seed)
+    Xtr, ytr = _cut(tr, params, rng)
+    Xva, yva = _cut(va, params, rng) if va is not None and len(va) else ([], [])
+    log.info("AU%d %s-%s-lstmr split %s: %d training sequences (%d frames of %d), %d validation sequences", au,
+             backbone, region, split, len(Xtr), sum(len(s) for s in Xtr), len(tr), len(Xva))
+    info = fit_lstm(Xtr, ytr, Xva, yva, params, seed)
+    if info["status"] == "skipped":
+        log.warning("AU%d skipped for %s-%s-lstmr on split %s: %s", au, backbone, region, split, info["reason"])
+    bundle = make_bundle(info, au=au, backbone=backbone, region=region, crop_region=crop_region, classifier="lstmr",
+                         params=params, seed=seed, threshold=threshold, balance=False, refit="train", split=split,
+                         train=train, val=val, test=test, attrs=tr.attrs,
+                         counts={**tr.counts, **(va.counts if va is not None else {}), **te.counts})
+    bundle.update(normalise="none", n_train=info["n_train"], n_val=info["n_val"])
+    model = model_from_bundle(bundle, device=str(params.get("device", "cpu")))
+    rows = []
+    for which, data in (("val", va), ("test", te)):
+        if data is None or not len(data):
+            continue
+        for seq in data.sequences():  # each subject's full sequence, from a fresh state
+            model.reset()
+            value, _ = model.score(data.X[seq])
+            rows.append(intensity_rows(data.subset(seq), au, which, value))
     preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=INTENSITY_COLUMNS)
     save_model(bundle, model_out)
     write_csv_atomic(preds, pred_out)

@@ -24,6 +24,7 @@ from .metrics import icc31
 log = logging.getLogger(__name__)
 
 REGRESSORS = ("svr", "ridge")
+LSTM_REGRESSOR = "lstmr"  # the LSTM regression variant (au_transfer.intensity.lstm)
 MEDIAN_SUFFIX = "_med"
 #: the grid key and the fallback key of each regressor, and whether a larger value regularises more
 _GRID = {"svr": ("C_grid", "C_fallback", False), "ridge": ("alpha_grid", "alpha_fallback", True)}
@@ -168,6 +169,10 @@ def fit_sequences(model: Any, X: Any, y: Any, X_val: Any = None, y_val: Any = No
     from ..classifiers.data import FrameData
 
     name = str(model.options.get("classifier", "svr"))
+    if name == LSTM_REGRESSOR:
+        from .lstm import fit_lstm_sequences
+
+        return fit_lstm_sequences(model, X, y, X_val, y_val)
     regressor, median = parse_regressor(name)
 
     def data(xs: Any, ys: Any) -> FrameData:
@@ -193,9 +198,17 @@ def score_frames(model: Any, X: np.ndarray, normalised: bool = False) -> tuple[n
     own median and is not re-scored later); ``normalised=True``: the caller already subtracted the sequence median
     (the workflow's jobs, which know the whole sequence).
     """
-    if model.bundle.get("normalise") == "median" and not normalised:
-        if getattr(model, "_median", None) is None:
-            model._median = RunningMedian(seed=model.seed)
-        X = np.asarray(X, np.float32) - model._median.update(X)
-    value = np.clip(model.estimator.predict(X), 0.0, 5.0)
+    if model.bundle.get("classifier") == LSTM_REGRESSOR:  # the LSTM's state carries over chunks until reset()
+        if getattr(model, "_state", None) is None:
+            from ..classifiers.lstm import LSTMStream
+
+            model._state = LSTMStream(model.estimator, model.options.get("device", "cpu"))
+        value = 5.0 * np.asarray(model._state(np.asarray(X, np.float32)), np.float64)
+    else:
+        if model.bundle.get("normalise") == "median" and not normalised:
+            if getattr(model, "_state", None) is None:
+                model._state = RunningMedian(seed=model.seed)
+            X = np.asarray(X, np.float32) - model._state.update(X)
+        value = model.estimator.predict(X)
+    value = np.clip(value, 0.0, 5.0)
     return value, (value >= float(model.bundle.get("threshold", 2))).astype(np.int8)
