@@ -91,3 +91,28 @@ def test_report_has_an_intensity_table_and_figure(members, metrics_files, tmp_pa
     html = (out / "report.html").read_text()
     assert "AU intensity" in html and f"{INTENSITY_FIGURE}.png" in html and html.rstrip().endswith("</html>")
     assert "ICC(3,1)" in (out / "index.md").read_text()
+
+
+def _cfg(**regressors):
+    from au_transfer.config import validate_config
+
+    return validate_config({"data_root": "x", "splits": {"s": {"train": ["SN001"], "val": ["SN002"],
+                                                               "test": ["SN003"]}},
+                            "features": {"backbones": ["dlib_resnet"]}, "regressors": regressors})
+
+
+def test_plan_lists_regressor_ids_and_checks_ensemble_members():
+    from au_transfer.config import ConfigError
+    from au_transfer.plan import check_workflow, intensity_model_ids
+
+    assert intensity_model_ids(_cfg()) == []  # off by default
+    cfg = _cfg(enabled=True, models=["svr", "ridge"], normalise=["none", "median"], lstm={"enabled": True},
+               ensembles={"e": {"members": ["dlib_resnet-face-svr", "dlib_resnet-face-ridge_med"]}})
+    assert intensity_model_ids(cfg) == ["dlib_resnet-face-svr", "dlib_resnet-face-svr_med", "dlib_resnet-face-ridge",
+                                        "dlib_resnet-face-ridge_med", "dlib_resnet-face-lstmr", "ens-e"]
+    check_workflow(cfg)
+    bad = _cfg(enabled=True, ensembles={"e": {"members": ["dlib_resnet-face-svr", "dlib_resnet-upper-svr"]}})
+    with pytest.raises(ConfigError, match=r"regressors.ensembles.e.members.*dlib_resnet-upper-svr"):
+        check_workflow(bad)
+    with pytest.raises(ConfigError, match="regressors.models"):
+        _cfg(enabled=True, models=["knn"])
