@@ -34,7 +34,8 @@ def test_ready_configs_validate(path):
     cfg = validate_config(load(path), str(SCHEMAS))
     # defaults were filled in for every section
     assert cfg["data"]["threshold"] == 2
-    assert set(cfg["regions"]["au_region"]) == {str(a) for a in DISFA_AUS}
+    assert set(cfg["regions"]["au_region"]) == {str(a) for a in AU_REGION}  # Table VI + BP4D's other AUs
+    assert {str(a) for a in DISFA_AUS} <= set(cfg["regions"]["au_region"])
     for split in check_splits(cfg["splits"]).values():
         assert set(split.all) <= set(DISFA_SUBJECTS)
 
@@ -57,7 +58,7 @@ def base_config() -> dict:
     [
         (lambda c: c.update(bogus=1), "<top level>"),
         (lambda c: c["data"].update(camera="middle"), "data.camera"),
-        (lambda c: c["data"].update(aus=[1, 3]), "data.aus.1"),
+        (lambda c: c["data"].update(aus=[1, 0]), "data.aus.1"),
         (lambda c: c["data"].update(threshold=7), "data.threshold"),
         (lambda c: c["data"]["demo"].update(n_frames="many"), "data.demo.n_frames"),
         (lambda c: c["data"].update(unknown_key=True), "data"),
@@ -85,10 +86,32 @@ def test_subject_twice_in_one_set_is_an_error():
 def test_split_errors_name_the_key():
     with pytest.raises(ConfigError, match=r"splits\.s\.test is empty"):
         check_splits({"s": {"train": ["SN001"], "val": [], "test": []}})
-    with pytest.raises(ConfigError, match=r"splits\.s\.train: 'S1'"):
-        check_splits({"s": {"train": ["S1"], "val": [], "test": ["SN002"]}})
+    with pytest.raises(ConfigError, match=r"splits\.s\.train: 'S\.1'"):  # '.' separates subject and sequence
+        check_splits({"s": {"train": ["S.1"], "val": [], "test": ["SN002"]}})
     with pytest.raises(ConfigError, match=r"splits\.s: unknown key"):
         check_splits({"s": {"train": ["SN001"], "test": ["SN002"], "dev": ["SN003"]}})
+
+
+def test_corpus_checks_name_the_corpus_and_key():
+    """AUs the corpus does not code and subjects it does not have stop the run before any job (plan)."""
+    from au_transfer.plan import check_workflow
+
+    cfg = validate_config(base_config(), str(SCHEMAS))
+    cfg["data"]["aus"] = [1, 3]
+    with pytest.raises(ConfigError, match=r"data\.aus .*AU\(s\) \[3\] are not coded in corpus disfa"):
+        check_workflow(cfg)
+    cfg = validate_config(base_config(), str(SCHEMAS))
+    cfg["data"]["demo"]["enabled"] = False
+    cfg["splits"] = {"s": {"train": ["SN001", "F001"], "val": [], "test": ["SN002"]}}
+    with pytest.raises(ConfigError, match=r"\['F001'\] are not in corpus disfa"):
+        check_workflow(cfg)
+    cfg["data"]["corpus"] = "nope"
+    with pytest.raises(ConfigError, match=r"data\.corpus: unknown corpus 'nope'"):
+        check_workflow(cfg)
+    cfg = validate_config(base_config(), str(SCHEMAS))
+    cfg["data"]["corpus"] = "bp4d"
+    with pytest.raises(ConfigError, match=r"data\.demo\.enabled"):
+        check_workflow(cfg)
 
 
 def test_overlapping_split_stops_validate_config():

@@ -64,3 +64,24 @@ def test_check_subject_exclusive_names_split_subjects_and_sets():
         check_subject_exclusive(["SN001"], ["SN002"], ["SN002", "SN003"], split="fold1")
     with pytest.raises(KeyError, match=r"\['SN001'\] in both train and val"):
         check_subject_exclusive(["SN001"], ["SN001"], [], error=KeyError)
+
+
+def test_recordings_of_one_subject_in_two_sets_are_refused():
+    """Jobs get recordings (BP4D tasks F001.T1, F001.T2): two recordings of one subject in two sets leak identity."""
+    check_subject_exclusive(["F001.T1", "F001.T2"], ["F002.T1"], ["F003.T1"])  # one subject, one set: fine
+    with pytest.raises(ConfigError, match=r"\['F001'\] in both train and test"):
+        check_subject_exclusive(["F001.T1"], [], ["F001.T2"])
+
+
+def test_unknown_labels_and_occurrence_columns(tmp_path):
+    """An empty cell is unknown (-1, never a negative); AU{n}_c occurrence codes win over the intensity threshold."""
+    path = tmp_path / "F001.T1.csv"
+    pd.DataFrame({"frame": [1, 2, 3, 4], "source_frame": [10, 11, 12, 13], "AU6": [0, 3, None, 1],
+                  "AU6_c": [0, 1, None, 1], "AU1_c": [1, None, 0, 1], "AU2": [None, 5, 2, 1]}).to_csv(path, index=False)
+    t = read_label_table(path, [1, 2, 6], threshold=2)
+    assert t["AU1"].tolist() == [1, -1, 0, 1]
+    assert t["AU2"].tolist() == [-1, 1, 1, 0]
+    assert t["AU6"].tolist() == [0, 1, -1, 1]  # intensity 1 < threshold, but coded present
+    pd.DataFrame({"frame": [1, 2], "AU1_c": [1, 2]}).to_csv(path, index=False)
+    with pytest.raises(LabelError, match=r"frame 2: AU1_c occurrence '2' is not a number in 0\.\.1 \(line 3\)"):
+        read_label_table(path, [1], threshold=2)

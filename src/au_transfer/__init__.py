@@ -11,6 +11,9 @@ AU_REGION: dict[int, str] = {
     1: "upper", 2: "upper", 4: "upper", 5: "upper", 6: "upper",
     9: "middle",
     12: "lower", 15: "lower", 17: "lower", 20: "lower", 25: "lower", 26: "lower",
+    # beyond Table VI: BP4D's other AUs, after the muscles they move (lid tightener; upper lip raiser, dimpler,
+    # lip tightener, lip pressor)
+    7: "upper", 10: "lower", 14: "lower", 23: "lower", 24: "lower",
 }
 #: Crop regions stored in the feature store; ``au_region`` is resolved per AU through :data:`AU_REGION`.
 CROP_REGIONS: tuple[str, ...] = ("face", "upper", "middle", "lower")

@@ -21,7 +21,8 @@ DISFA_SUBJECTS: tuple[str, ...] = tuple(
     + [f"SN{i:03d}" for i in (16, 17, 18, 21)]
     + [f"SN{i:03d}" for i in range(23, 33)]
 )
-SUBJECT_RE = re.compile(r"^SN\d{3}$")
+#: A subject id in a split: letters, digits, '_' and '-' (DISFA SN001, BP4D F001, a prefixed bp4d-F001).
+SUBJECT_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 SETS: tuple[str, ...] = ("train", "val", "test")
 
 
@@ -77,7 +78,8 @@ def check_splits(splits: Mapping[str, Mapping[str, Iterable[str]]]) -> dict[str,
             subjects = tuple(sets.get(which, []) or [])
             for s in subjects:
                 if not SUBJECT_RE.match(str(s)):
-                    raise ConfigError(f"splits.{name}.{which}: {s!r} is not a subject id like SN001")
+                    raise ConfigError(f"splits.{name}.{which}: {s!r} is not a subject id (letters, digits, '_' and "
+                                      "'-', like SN001 or F001)")
                 if s in seen:
                     where = "twice in" if seen[s] == which else f"in both {seen[s]} and"
                     raise ConfigError(f"splits.{name}: subject {s} is {where} {which}; splits must be subject-exclusive")
@@ -95,9 +97,11 @@ def check_subject_exclusive(train: Iterable[str], val: Iterable[str], test: Iter
     """Refuse overlapping train/val/test subject lists (a subject in two sets leaks identity into evaluation).
 
     The one check of a job's sets (classifiers, LSTM, fine-tuning); raises ``error`` naming the subjects, both sets
-    and, when given, the split. (:func:`check_splits` checks the config's ``splits`` section itself.)
+    and, when given, the split. (:func:`check_splits` checks the config's ``splits`` section itself.) The sets may
+    list recordings (``F001.T1``): two recordings of one subject in two sets are refused too (:func:`subject_of`).
     """
-    sets = {"train": set(train), "val": set(val), "test": set(test)}
+    sets = {"train": {subject_of(x) for x in train}, "val": {subject_of(x) for x in val},
+            "test": {subject_of(x) for x in test}}
     names = list(sets)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -107,20 +111,28 @@ def check_subject_exclusive(train: Iterable[str], val: Iterable[str], test: Iter
                 raise error(f"{where}subject(s) {both} in both {a} and {b}: splits must be subject-exclusive")
 
 
+def subject_of(recording: str) -> str:
+    """The subject of a recording id: ``F001.T1`` -> ``F001``; a subject id (``SN001``) is its own recording
+    (:mod:`au_transfer.datasets.base`)."""
+    return str(recording).split(".", 1)[0]
+
+
 def split_subjects(splits: Mapping[str, Split]) -> list[str]:
     """All subjects used by any split, sorted."""
     return sorted({s for sp in splits.values() for s in sp.all})
 
 
-def check_aus(aus: Iterable[int]) -> tuple[int, ...]:
-    """Validate an AU list against DISFA's 12 AUs, keeping DISFA order."""
-    aus = list(aus)
-    bad = [a for a in aus if a not in DISFA_AUS]
+def check_aus(aus: Iterable[int], coded: Iterable[int] | None = DISFA_AUS, corpus: str = "DISFA") -> tuple[int, ...]:
+    """Validate an AU list against the AUs a corpus codes (default DISFA's 12; ``coded=None``: any AU 1-99), in
+    increasing order (DISFA's and BP4D's order)."""
+    aus = [int(a) for a in aus]
+    known = list(coded) if coded is not None else list(range(1, 100))
+    bad = [a for a in aus if a not in known]
     if bad:
-        raise ConfigError(f"data.aus: AU(s) {bad} are not annotated in DISFA; choose from {list(DISFA_AUS)}")
+        raise ConfigError(f"data.aus: AU(s) {bad} are not annotated in {corpus}; choose from {known}")
     if len(set(aus)) != len(aus):
         raise ConfigError(f"data.aus: duplicate AU in {aus}")
-    return tuple(a for a in DISFA_AUS if a in aus)
+    return tuple(sorted(aus))
 
 
 def region_for(region: str, au: int, au_region: Mapping[int | str, str] | None = None) -> str:
@@ -216,5 +228,5 @@ def validate_config(cfg: dict, schema_dir: str | os.PathLike[str] = SCHEMA_DIR) 
         cfg.setdefault(section, {})
         validate_section(cfg[section], str(Path(schema_dir) / f"{section}.schema.yaml"), section)
     check_splits(cfg["splits"])
-    check_aus(cfg["data"]["aus"])
+    check_aus(cfg["data"]["aus"], coded=None)  # against the corpora's codes: au_transfer.plan.check_workflow
     return cfg

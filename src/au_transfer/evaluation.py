@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
@@ -143,6 +143,23 @@ def summarize(metric_tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
     df = pd.concat(tables, ignore_index=True)[METRIC_COLUMNS]
     df["au"] = df["au"].astype(str)
     return pd.concat([df, fold_means(df)], ignore_index=True)
+
+
+def add_corpus_columns(summary: pd.DataFrame, corpora: Mapping[str, Mapping[str, str]] | None) -> pd.DataFrame:
+    """Columns ``train_corpus`` and ``test_corpus``: the corpora a split trains (train + val) and tests on
+    (``corpora``: split -> {train, test}, e.g. ``disfa`` / ``bp4d (bp4d-)``); a k-fold mean row gets its folds' when
+    they agree, else ``mixed``. A split that trains on one corpus and tests on another is cross-corpus."""
+    out = summary.copy()
+    corpora = dict(corpora or {})
+    groups = fold_groups(out["split"].unique()) if len(out) else {}
+    for which in ("train", "test"):
+        def lookup(split: str, which: str = which) -> str:
+            if split in corpora:
+                return str(corpora[split][which])
+            values = {str(corpora[f][which]) for f in groups.get(split, []) if f in corpora}
+            return values.pop() if len(values) == 1 else ("mixed" if values else "")
+        out[f"{which}_corpus"] = [lookup(s) for s in out["split"]] if len(out) else []
+    return out
 
 
 def headline(summary: pd.DataFrame, au: str = "mean") -> pd.DataFrame:

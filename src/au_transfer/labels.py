@@ -1,10 +1,14 @@
 """Label tables (``results/labels/{subject}.csv``) and class balancing by label: one home for both consumers.
 
-The label table of a subject has a ``frame`` column (1-based video frame numbers) and one ``AU{n}`` intensity column
-(0-5) per configured AU. :func:`read_label_table` turns it into 0/1 occurrence columns (present = intensity >=
-``threshold``, paper III); the classifiers (:mod:`au_transfer.classifiers.data`) and fine-tuning
-(:mod:`au_transfer.finetune.data`) both read labels through it. :func:`read_intensity_table` keeps the intensities
-(unknown cells as NaN) and the ``sequence`` column for the intensity regressors (:mod:`au_transfer.intensity`). :func:`balance_indices` is the balancing rule of
+The label table of a recording (``results/labels/{recording}.csv``, written by the labels stage from the corpus
+adapter, :mod:`au_transfer.datasets.base`) has a ``frame`` column (1-based frame positions), an ``AU{n}`` intensity
+column (0-5) per AU the corpus codes with an intensity and, for corpora that code occurrence separately (BP4D), an
+``AU{n}_c`` occurrence column (0/1); an empty cell is an unknown label. :func:`read_label_table` turns them into
+occurrence columns: ``AU{n}_c`` when present, else intensity >= ``threshold`` (paper III); unknown = -1, which
+every consumer leaves out of training and scoring (and counts); the classifiers (:mod:`au_transfer.classifiers.data`)
+and fine-tuning (:mod:`au_transfer.finetune.data`) both read labels through it. :func:`read_intensity_table` keeps
+the intensities (unknown cells as NaN) for the intensity regressors (:mod:`au_transfer.intensity`).
+:func:`balance_indices` is the balancing rule of
 paper IV-A (as many randomly kept frames of the majority class as there are of the minority class) that both use.
 
 Needs numpy and pandas only (no torch): the many small LDA/SVM jobs import it.
@@ -31,12 +35,13 @@ def _line(i: int) -> int:
 
 def read_label_table(path: str | os.PathLike[str], aus: Sequence[int], threshold: int, *, subject: str | None = None,
                      error: type[Exception] = LabelError) -> pd.DataFrame:
-    """Read ``results/labels/{subject}.csv`` as ``frame`` (int64) + 0/1 occurrence columns ``AU{n}`` (int8,
-    present = intensity >= ``threshold``) for ``aus``, in the file's row order.
+    """Read ``results/labels/{recording}.csv`` as ``frame`` (int64) + occurrence columns ``AU{n}`` (int8) for
+    ``aus``, in the file's row order: 1 present, 0 absent, -1 unknown (an empty cell). Occurrence is the ``AU{n}_c``
+    column when the table has one, else intensity ``AU{n}`` >= ``threshold``.
 
     Raises ``error`` (a :class:`LabelError` unless the caller names its own error class) naming the file (and
     ``subject`` when given), the frame and its line: an unreadable file, a missing column, a frame number that is
-    not an integer, a frame listed twice, an intensity that is not a number in 0..5.
+    not an integer, a frame listed twice, an intensity that is not a number in 0..5, an occurrence not 0 or 1.
     """
     path = Path(path)
     where = f"{path} (subject {subject})" if subject else str(path)
@@ -44,7 +49,8 @@ def read_label_table(path: str | os.PathLike[str], aus: Sequence[int], threshold
         df = pd.read_csv(path)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise error(f"{where}: cannot read the label table: {err}") from err
-    missing = [c for c in ["frame", *[f"AU{a}" for a in aus]] if c not in df.columns]
+    missing = [c for c in ["frame"] if c not in df.columns]
+    missing += [f"AU{a}" for a in aus if f"AU{a}" not in df.columns and f"AU{a}_c" not in df.columns]
     if missing:
         raise error(f"{where}: missing column(s) {missing}; columns are {list(df.columns)}")
     frame = pd.to_numeric(df["frame"], errors="coerce")
@@ -60,22 +66,32 @@ def read_label_table(path: str | os.PathLike[str], aus: Sequence[int], threshold
         raise error(f"{where}, frame {int(frame.iloc[i])}: frame listed twice (lines {_line(first)} and {_line(i)})")
     out = pd.DataFrame({"frame": frame.to_numpy()})
     for a in aus:
-        col = f"AU{a}"
+        occurrence = f"AU{a}_c" in df.columns
+        col = f"AU{a}_c" if occurrence else f"AU{a}"
         values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna() | (values < 0) | (values > 5)
+        unknown = df[col].isna().to_numpy()
+        top = 1 if occurrence else 5
+        bad = (values.isna() & ~unknown) | (values < 0) | (values > top)
+        if occurrence:
+            bad |= values.notna() & (values != values.round())
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise error(f"{where}, frame {int(frame.iloc[i])}: {col} intensity {str(df[col].iloc[i])!r} is not a "
-                        f"number in 0..5 (line {_line(i)})")
-        out[col] = (values.to_numpy() >= threshold).astype(np.int8)
+            what = "occurrence" if occurrence else "intensity"
+            raise error(f"{where}, frame {int(frame.iloc[i])}: {col} {what} {str(df[col].iloc[i])!r} is not a "
+                        f"number in 0..{top} (line {_line(i)})")
+        v = values.to_numpy(dtype=np.float64)
+        occ = (v >= (1 if occurrence else threshold)).astype(np.int8)
+        occ[unknown] = -1
+        out[f"AU{a}"] = occ
     return out
 
 
 def read_intensity_table(path: str | os.PathLike[str], aus: Sequence[int], *, subject: str | None = None,
                          error: type[Exception] = LabelError) -> pd.DataFrame:
     """Read a label table as ``frame`` (int64), ``sequence`` (str: the table's ``sequence`` column, or ``""`` when
-    it has none: the whole subject is one sequence) and float intensity columns ``AU{n}`` (0..5; an empty cell =
-    unknown = NaN, left out of training and scoring by the callers), in the file's row order.
+    it has none: the whole recording is one sequence) and float intensity columns ``AU{n}`` (0..5; an empty cell =
+    unknown = NaN, left out of training and scoring by the callers; all NaN for an AU the table codes for
+    occurrence only, ``AU{n}_c``), in the file's row order.
 
     Frame numbers are checked as :func:`read_label_table` checks them (its errors); a value that is neither empty
     nor a number in 0..5 is an error naming the file, subject, frame and line.
@@ -84,13 +100,16 @@ def read_intensity_table(path: str | os.PathLike[str], aus: Sequence[int], *, su
     where = f"{path} (subject {subject})" if subject else str(path)
     frames = read_label_table(path, [], 0, subject=subject, error=error)["frame"]
     df = pd.read_csv(path)
-    missing = [f"AU{a}" for a in aus if f"AU{a}" not in df.columns]
+    missing = [f"AU{a}" for a in aus if f"AU{a}" not in df.columns and f"AU{a}_c" not in df.columns]
     if missing:
         raise error(f"{where}: missing column(s) {missing}; columns are {list(df.columns)}")
     out = pd.DataFrame({"frame": frames.to_numpy(),
                         "sequence": df["sequence"].astype(str).to_numpy() if "sequence" in df.columns else ""})
     for a in aus:
         col = f"AU{a}"
+        if col not in df.columns:  # coded for occurrence only (AU{n}_c, e.g. most BP4D AUs): intensity unknown
+            out[col] = np.nan
+            continue
         values = pd.to_numeric(df[col], errors="coerce")
         bad = (df[col].notna() & values.isna()) | (values < 0) | (values > 5)
         if bad.any():

@@ -121,6 +121,7 @@ def check_workflow(cfg: Mapping[str, Any]) -> None:
     from .ensemble import check_ensembles
 
     splits = check_splits(cfg["splits"])
+    _check_corpora(cfg, splits)
     demo = cfg["data"]["demo"]
     if demo["enabled"]:
         unknown = [s for s in demo["subjects"] if s not in DISFA_SUBJECTS]
@@ -137,6 +138,33 @@ def check_workflow(cfg: Mapping[str, Any]) -> None:
     check_ensembles(cfg["ensembles"], member_ids(cfg))
     report_paper_ensembles(cfg)
     _check_report(cfg, splits)
+
+
+def _check_corpora(cfg: Mapping[str, Any], splits: Mapping[str, Any]) -> None:
+    """The corpora: known adapters, every split subject in its corpus, every AU coded by each corpus a split reads,
+    the demo (a DISFA-layout corpus) only with ``data.corpus: disfa``, shipped landmarks only where a corpus ships
+    them or a fallback detector is set."""
+    from .datasets.base import CorpusError
+    from .datasets.catalog import Catalog
+
+    data = cfg["data"]
+    if data["demo"]["enabled"] and data["corpus"] != "disfa":
+        raise ConfigError(f"config key 'data.demo.enabled': the demo corpus is written in the DISFA layout; it needs "
+                          f"data.corpus: disfa (not {data['corpus']!r})")
+    subjects = split_subjects(splits)
+    try:
+        catalog = Catalog(cfg)
+        if not data["demo"]["enabled"]:
+            catalog.check_subjects(subjects)
+        catalog.check_aus(data["aus"], subjects)
+    except CorpusError as exc:
+        raise ConfigError(f"config: {exc}") from None
+    faces = cfg["faces"]
+    if faces.get("landmarks") == "disfa" and faces.get("fallback") == "none":
+        without = sorted({catalog.corpus_of(s).name for s in subjects if not catalog.corpus_of(s).ships_landmarks})
+        if without:
+            raise ConfigError(f"config key 'faces.landmarks': corpus {', '.join(without)} ships no landmarks; set "
+                              "faces.landmarks to dlib (or faces.fallback to dlib) for it")
 
 
 def _check_backbones(cfg: Mapping[str, Any]) -> None:

@@ -107,6 +107,8 @@ rule summary:
         lambda wc: metrics_files(),
     output:
         LAYOUT.summary(),
+    params:
+        corpora=split_corpora(),
     log:
         "logs/classifiers/summary.log",
     conda:

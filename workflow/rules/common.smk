@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from au_transfer import plan as _plan  # noqa: E402
 from au_transfer.config import check_aus, check_splits, region_for, split_subjects, validate_config  # noqa: E402
+from au_transfer.datasets.catalog import Catalog  # noqa: E402
 from au_transfer.layout import Layout  # noqa: E402
 
 LAYOUT = Layout()  # every results path (au_transfer.layout)
@@ -18,13 +19,24 @@ LAYOUT = Layout()  # every results path (au_transfer.layout)
 validate_config(config)
 _plan.check_workflow(config)  # the checks that span sections (ensemble members, demo subjects, report), once
 SPLITS = check_splits(config["splits"])
-AUS = list(check_aus(config["data"]["aus"]))
+AUS = list(check_aus(config["data"]["aus"], coded=None))  # each corpus's codes: checked by check_workflow
 SUBJECTS = split_subjects(SPLITS)
 DATA_ROOT = config["data_root"]
+# The corpora (au_transfer.datasets.catalog): data.corpus in data_root plus data.corpora. A subject has one or more
+# recordings (DISFA: one, id = subject id; BP4D: one per task, F001.T1): the unit of every per-frame stage and file.
+CATALOG = Catalog(config)
+RECORDINGS = CATALOG.recording_ids(SUBJECTS)
+
+
+def split_recordings(split, which=None):
+    """Recordings of a split's subjects (of one set, or train + val + test), subject by subject."""
+    sp = SPLITS[split]
+    return CATALOG.recording_ids(sp.all if which is None else sp.subjects(which))
 
 
 wildcard_constraints:
-    subject=r"SN\d{3}",
+    subject=r"[A-Za-z0-9_-]+",
+    recording=r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)?",
     split="|".join(SPLITS),
     region=r"face|upper|middle|lower|au_region",
     crop_region=r"face|upper|middle|lower",
@@ -79,15 +91,15 @@ def feature_file(backbone, region, subject, split, au):
 
 
 def model_feature_paths(wildcards):
-    """Feature files of one (split, model, AU) fit, one per subject of the split (train, val, test order)."""
-    return [feature_file(wildcards.backbone, wildcards.region, s, wildcards.split, wildcards.au)
-            for s in SPLITS[wildcards.split].all]
+    """Feature files of one (split, model, AU) fit, one per recording of the split (train, val, test order)."""
+    return [feature_file(wildcards.backbone, wildcards.region, r, wildcards.split, wildcards.au)
+            for r in split_recordings(wildcards.split)]
 
 
 def classifier_inputs(wildcards):
     """Inputs of one (split, model, AU) fit: the feature files (for a fine-tuned backbone: its network's feature
-    folder) and the label files of every subject of the split."""
-    subjects = SPLITS[wildcards.split].all
+    folder) and the label files of every recording of the split."""
+    subjects = split_recordings(wildcards.split)
     if wildcards.backbone.endswith("_ft"):
         base = wildcards.backbone[: -len("_ft")]
         unit = ft_unit(wildcards.region, wildcards.au)
@@ -98,8 +110,8 @@ def classifier_inputs(wildcards):
 
 
 def split_sets(split):
-    sp = SPLITS[split]
-    return {"train": list(sp.train), "val": list(sp.val), "test": list(sp.test)}
+    """The recordings of each set of a split (the jobs' units; they check subject-exclusiveness on subject_of)."""
+    return {which: split_recordings(split, which) for which in ("train", "val", "test")}
 
 
 def classifier_fit_params():
@@ -116,6 +128,16 @@ def classifier_fit_params():
         classifier=lambda wc: wc.classifier,
         options=lambda wc: clf[wc.classifier],
     )
+
+
+def split_corpora():
+    """Split -> the corpora its training (train + val) and test subjects come from (summary and report columns)."""
+    out = {}
+    for name, sp in SPLITS.items():
+        train = sorted({CATALOG.corpus_name(s) for s in (*sp.train, *sp.val)})
+        test = sorted({CATALOG.corpus_name(s) for s in sp.test})
+        out[name] = {"train": "+".join(train), "test": "+".join(test)}
+    return out
 
 
 def regressor_fit_params():
@@ -221,7 +243,7 @@ def report_outputs(report_dir=LAYOUT.report_dir()):
     return out
 
 
-# --- corpus (DISFA reader, demo corpus, labels): where each subject's files are; used by corpus.smk and faces.smk
+# --- corpus (corpus adapters, demo corpus, labels): where each recording's files are; used by corpus.smk, faces.smk
 from au_transfer.datasets import disfa as _disfa  # noqa: E402
 
 
@@ -230,26 +252,38 @@ def demo_video_file(subject):
     return str(_disfa.canonical_video_path(DATA_ROOT, subject, config["data"]["camera"]))
 
 
-def video_file(subject):
-    """Video of a subject: the demo corpus's path, or the real one found in data_root (Videos_/Video_ prefix,
-    any case of comp); when it is not there, the canonical path, so that Snakemake reports it as missing."""
-    if config["data"]["demo"]["enabled"]:
-        return demo_video_file(subject)
-    try:
-        return str(_disfa.video_path(DATA_ROOT, subject, config["data"]["camera"]))
-    except _disfa.DisfaError:
-        return demo_video_file(subject)
+def source_file(recording):
+    """The frames of a recording: a video file or a folder of images (its corpus adapter says where); the demo
+    corpus's video path when the demo is on."""
+    if config["data"]["demo"]["enabled"] and CATALOG.corpus_of(recording) is CATALOG.primary:
+        return demo_video_file(recording)
+    return str(CATALOG.recording(recording).source)
+
+
+def _is_disfa(recording):
+    return CATALOG.corpus_of(recording).name == "disfa"
 
 
 def label_dir(subject):
-    """Folder of a subject's AU label files: data_root/ActionUnit_Labels/{subject}."""
+    """Folder of a DISFA subject's AU label files: data_root/ActionUnit_Labels/{subject}."""
     return f"{DATA_ROOT}/ActionUnit_Labels/{subject}"
 
 
 def landmark_dir(subject):
-    """Folder of a subject's landmark files: data_root/Landmark_Points/{subject} (read with
+    """Folder of a DISFA subject's landmark files: data_root/Landmark_Points/{subject} (read with
     au_transfer.datasets.disfa.landmark_files(data_root, subject))."""
     return f"{DATA_ROOT}/Landmark_Points/{subject}"
+
+
+def labels_inputs(wildcards):
+    """Inputs of the labels job of a recording: its frames (video or image folder) and what its corpus reads the
+    labels (and, for DISFA, the landmark file list of the frame report) from."""
+    rec = wildcards.recording
+    if _is_disfa(rec) and not CATALOG.corpus_of(rec).prefix:
+        return {"video": source_file(rec), "labels": label_dir(rec), "landmarks": landmark_dir(rec)}
+    corpus = CATALOG.corpus_of(rec)
+    r = CATALOG.recording(rec)
+    return {"video": source_file(rec), "labels": [str(x) for x in corpus.label_inputs(r)]}
 
 
 # --- features (backbones, feature store): options per backbone, inputs and targets; used by features.smk
@@ -268,7 +302,7 @@ def uses_mean_image(backbone):
 
 def features_inputs(wildcards):
     """Face store of the subject, plus a local weights file so that replacing it reruns the extraction."""
-    out = {"faces": LAYOUT.faces(wildcards.subject)}
+    out = {"faces": LAYOUT.faces(wildcards.recording)}
     weights = backbone_options(wildcards.backbone)["weights"]
     if weights not in ("pretrained", "random"):
         out["weights"] = os.path.expanduser(weights)
@@ -287,18 +321,23 @@ def feature_targets():
     for b in feat["backbones"]:
         for r in feat["regions"]:
             if uses_mean_image(b):
-                out += [frozen_feature_file(b, r, s, sp) for sp, split in SPLITS.items() for s in split.all]
+                out += [frozen_feature_file(b, r, s, sp) for sp in SPLITS for s in split_recordings(sp)]
             else:
-                out += [frozen_feature_file(b, r, s) for s in SUBJECTS]
+                out += [frozen_feature_file(b, r, s) for s in RECORDINGS]
     return out
 
 
 # --- faces (landmarks, aligned faces, QC): inputs of the landmarks rule; used by faces.smk
 def faces_landmark_inputs(wildcards):
-    """Video, label folder and (with faces.landmarks = disfa) the subject's DISFA landmark folder."""
-    inp = {"video": video_file(wildcards.subject), "labels": label_dir(wildcards.subject)}
-    if config["faces"]["landmarks"] == "disfa":
-        inp["landmarks"] = landmark_dir(wildcards.subject)
+    """Frames (video or image folder) of a recording; for a DISFA recording also its label folder and (with
+    faces.landmarks = disfa) its landmark folder. A corpus that ships no landmarks gives the frames only (with
+    faces.landmarks = disfa its frames all take the fallback detector)."""
+    rec = wildcards.recording
+    inp = {"video": source_file(rec)}
+    if _is_disfa(rec) and not CATALOG.corpus_of(rec).prefix:
+        inp["labels"] = label_dir(rec)
+        if config["faces"]["landmarks"] == "disfa":
+            inp["landmarks"] = landmark_dir(rec)
     return inp
 
 
@@ -328,8 +367,9 @@ def ft_groups(region):
 
 
 def ft_train_inputs(wildcards):
-    """Face stores and label tables of every subject of the split, plus a local weights file (replacing it reruns)."""
-    subjects = SPLITS[wildcards.split].all
+    """Face stores and label tables of every recording of the split, plus a local weights file (replacing it
+    reruns)."""
+    subjects = split_recordings(wildcards.split)
     out = {
         "faces": [LAYOUT.faces(s) for s in subjects],
         "labels": [LAYOUT.labels(s) for s in subjects],

@@ -1,6 +1,7 @@
 # Stage corpus + labels: the synthetic demo corpus in the DISFA layout (only when data.demo.enabled), and the
-# validated per-subject label tables results/labels/{subject}.csv with a label/video/landmark frame report.
-# Input helpers video_file(), label_dir(), landmark_dir() are in common.smk, block "# --- corpus".
+# validated label table of each recording, results/labels/{recording}.csv, with a label/frames/landmark report, read
+# by the recording's corpus adapter (au_transfer.datasets; docs/corpora.md). Input helpers source_file(),
+# labels_inputs() are in common.smk, block "# --- corpus".
 
 DATA = config["data"]
 DEMO = DATA["demo"]
@@ -33,18 +34,15 @@ if DEMO["enabled"]:  # demo subjects checked before any job (au_transfer.plan.ch
 
 rule labels:
     input:
-        video=lambda wc: video_file(wc.subject),
-        labels=lambda wc: label_dir(wc.subject),
-        landmarks=lambda wc: landmark_dir(wc.subject),
+        unpack(labels_inputs),
     output:
-        csv=LAYOUT.labels("{subject}"),
-        report=LAYOUT.labels_report("{subject}"),
+        csv=LAYOUT.labels("{recording}"),
+        report=LAYOUT.labels_report("{recording}"),
     params:
-        root=lambda wc, input: str(Path(input.labels).parent.parent),
+        corpus=lambda wc: CATALOG.spec_of(wc.recording),
         aus=AUS,
-        camera=DATA["camera"],
     log:
-        "logs/labels/{subject}.log",
+        "logs/labels/{recording}.log",
     threads: 1
     conda:
         "../../envs/au_transfer.yaml"
@@ -52,6 +50,6 @@ rule labels:
         "../scripts/labels.py"
 
 
-register_targets("labels", lambda: [LAYOUT.labels(s) for s in SUBJECTS])
+register_targets("labels", lambda: [LAYOUT.labels(r) for r in RECORDINGS])
 if DEMO["enabled"]:
     register_targets("corpus", lambda: expand(f"{DATA_ROOT}/Demo_Info/{{subject}}.json", subject=DEMO["subjects"]))

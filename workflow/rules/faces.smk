@@ -1,4 +1,5 @@
-# Stage faces (paper III, IV-A, IV-E): per subject, 68 landmarks per video frame (DISFA's files or dlib), then
+# Stage faces (paper III, IV-A, IV-E): per recording (one sequence of a subject: au_transfer.datasets), 68 landmarks
+# per frame of its video or image folder (the corpus's shipped landmarks, e.g. DISFA's files, or dlib), then
 # similarity-aligned face crops with landmarks and region boxes (upper / middle / lower, Fig. 3), then a QC sheet.
 # Two jobs, so that changing the alignment (faces.size, margin, regions...) never reruns landmark detection.
 # Package: au_transfer.faces (docs/faces.md). Rows of every file are the decoded video frames (1-based);
@@ -14,7 +15,7 @@ rule landmarks:
     input:
         unpack(faces_landmark_inputs),
     output:
-        LAYOUT.landmarks("{subject}"),
+        LAYOUT.landmarks("{recording}"),
     params:
         root=DATA_ROOT,
         landmarks=FACES["landmarks"],
@@ -24,7 +25,7 @@ rule landmarks:
         min_confidence=FACES["min_confidence"],
         plausibility=FACES["plausibility"],
     log:
-        "logs/faces/landmarks_{subject}.log",
+        "logs/faces/landmarks_{recording}.log",
     threads: 1
     conda:
         "../../envs/au_transfer.yaml"
@@ -34,10 +35,10 @@ rule landmarks:
 
 rule faces:
     input:
-        video=lambda wc: video_file(wc.subject),
-        landmarks=LAYOUT.landmarks("{subject}"),
+        video=lambda wc: source_file(wc.recording),
+        landmarks=LAYOUT.landmarks("{recording}"),
     output:
-        LAYOUT.faces("{subject}"),
+        LAYOUT.faces("{recording}"),
     params:
         size=FACES["size"],
         margin=FACES["margin"],
@@ -50,7 +51,7 @@ rule faces:
         compression_level=FACES["compression_level"],
         jpeg_quality=FACES["jpeg_quality"],
     log:
-        "logs/faces/faces_{subject}.log",
+        "logs/faces/faces_{recording}.log",
     threads: 1
     conda:
         "../../envs/au_transfer.yaml"
@@ -60,18 +61,18 @@ rule faces:
 
 rule faces_qc:
     input:
-        video=lambda wc: video_file(wc.subject),
-        landmarks=LAYOUT.landmarks("{subject}"),
-        faces=LAYOUT.faces("{subject}"),
+        video=lambda wc: source_file(wc.recording),
+        landmarks=LAYOUT.landmarks("{recording}"),
+        faces=LAYOUT.faces("{recording}"),
     output:
-        png=LAYOUT.qc("{subject}", "png"),
-        csv=LAYOUT.qc("{subject}", "csv"),
+        png=LAYOUT.qc("{recording}", "png"),
+        csv=LAYOUT.qc("{recording}", "csv"),
     params:
         samples=FACES["qc_samples"],
         columns=FACES["qc_columns"],
         tile=FACES["qc_tile"],
     log:
-        "logs/faces/qc_{subject}.log",
+        "logs/faces/qc_{recording}.log",
     threads: 1
     conda:
         "../../envs/au_transfer.yaml"
@@ -81,5 +82,5 @@ rule faces_qc:
 
 register_targets(
     "faces",
-    lambda: [LAYOUT.faces(s) for s in SUBJECTS] + [LAYOUT.qc(s, ext) for s in SUBJECTS for ext in ("png", "csv")],
+    lambda: [LAYOUT.faces(r) for r in RECORDINGS] + [LAYOUT.qc(r, ext) for r in RECORDINGS for ext in ("png", "csv")],
 )

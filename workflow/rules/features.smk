@@ -1,5 +1,5 @@
-# Stage features: CNN features of every frame (paper IV-B), one job per (backbone, crop region, subject):
-# results/features/{backbone}/{crop_region}/{subject}.h5. Backbones whose config asks for the training-set mean
+# Stage features: CNN features of every frame (paper IV-B), one job per (backbone, crop region, recording):
+# results/features/{backbone}/{crop_region}/{recording}.h5. Backbones whose config asks for the training-set mean
 # image (backbones.<name>.mean_image, paper IV-A for VGG-Face) depend on the split: their mean image is
 # results/mean_image/{split}/{backbone}/{crop_region}.npy and their features live under
 # results/split_features/{split}/. Helpers (backbone_options, features_inputs, ...) are in common.smk, block
@@ -12,7 +12,7 @@ rule features:
     input:
         unpack(features_inputs),
     output:
-        LAYOUT.features("{backbone}", "{crop_region}", "{subject}"),
+        LAYOUT.features("{backbone}", "{crop_region}", "{recording}"),
     params:
         backbone=lambda wc: wc.backbone,
         weights=lambda wc: backbone_options(wc.backbone)["weights"],
@@ -24,7 +24,7 @@ rule features:
         amp=FEAT["amp"],
         compression=FEAT["compression"],
     log:
-        "logs/features/{backbone}/{crop_region}/{subject}.log",
+        "logs/features/{backbone}/{crop_region}/{recording}.log",
     threads: FEAT["threads"]
     resources:
         gpu=1,
@@ -36,12 +36,12 @@ rule features:
 
 rule mean_image:
     input:
-        faces=lambda wc: [LAYOUT.faces(s) for s in SPLITS[wc.split].train],
+        faces=lambda wc: [LAYOUT.faces(r) for r in split_recordings(wc.split, "train")],
     output:
         LAYOUT.mean_image("{split}", "{backbone}", "{crop_region}"),
     params:
         backbone=lambda wc: wc.backbone,
-        train_subjects=lambda wc: list(SPLITS[wc.split].train),
+        train_subjects=lambda wc: split_recordings(wc.split, "train"),
     log:
         "logs/mean_image/{split}/{backbone}/{crop_region}.log",
     threads: 1
@@ -56,7 +56,7 @@ rule split_features:
         unpack(features_inputs),
         mean_image=LAYOUT.mean_image("{split}", "{backbone}", "{crop_region}"),
     output:
-        LAYOUT.split_features("{split}", "{backbone}", "{crop_region}", "{subject}"),
+        LAYOUT.split_features("{split}", "{backbone}", "{crop_region}", "{recording}"),
     params:
         backbone=lambda wc: wc.backbone,
         weights=lambda wc: backbone_options(wc.backbone)["weights"],
@@ -68,7 +68,7 @@ rule split_features:
         amp=FEAT["amp"],
         compression=FEAT["compression"],
     log:
-        "logs/split_features/{split}/{backbone}/{crop_region}/{subject}.log",
+        "logs/split_features/{split}/{backbone}/{crop_region}/{recording}.log",
     threads: FEAT["threads"]
     resources:
         gpu=1,

@@ -4,7 +4,7 @@
 #   multilabel head: one training job per (split, backbone, region, crop region)   -> multilabel-{crop}.pt,
 #                    then one cheap unpack job per (split, backbone, region)       -> AU{au}.pt + predictions
 # Fine-tuned features: one job per network ({unit} = AU{au} or multilabel-{crop}), writing the folder
-# results/ft_features/{split}/{backbone}_ft/{region}/{unit}/ with one file per subject of the split.
+# results/ft_features/{split}/{backbone}_ft/{region}/{unit}/ with one file per recording of the split.
 # A running job keeps an untracked checkpoint beside its output ({unit}.ckpt, not a declared output, so Snakemake
 # leaves it when the job fails); a rerun resumes from its last finished epoch. Helpers: common.smk, "# --- finetune".
 
@@ -85,15 +85,15 @@ else:
 rule ft_features:
     input:
         model=lambda wc: LAYOUT.ft_network(wc.split, wc.backbone, wc.region, wc.unit),
-        faces=lambda wc: [LAYOUT.faces(s) for s in SPLITS[wc.split].all],
+        faces=lambda wc: [LAYOUT.faces(r) for r in split_recordings(wc.split)],
     output:
         directory(LAYOUT.ft_feature_dir("{split}", "{backbone}", "{region}", "{unit}")),
     wildcard_constraints:
         unit=r"AU\d+|multilabel-(face|upper|middle|lower)",
     params:
-        subjects=lambda wc: list(SPLITS[wc.split].all),
+        subjects=lambda wc: split_recordings(wc.split),
         paths=lambda wc: [LAYOUT.ft_features(wc.split, wc.backbone, wc.region, wc.unit, s)
-                          for s in SPLITS[wc.split].all],
+                          for s in split_recordings(wc.split)],
         batch_size=FT["feature_batch_size"],
         num_workers=FT["num_workers"],
         device=FT["device"],

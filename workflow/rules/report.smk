@@ -18,6 +18,7 @@ rule paper_report:
         paper_models=REPORT["paper_models"],
         paper_ensembles=_plan.report_paper_ensembles(config),
         ensembles={n: {"members": list(e["members"]), "method": e["method"]} for n, e in config["ensembles"].items()},
+        corpora=split_corpora(),
     log:
         "logs/report/report.log",
     conda:

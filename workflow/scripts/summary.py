@@ -4,11 +4,11 @@ import logging
 
 import pandas as pd
 
-from au_transfer.evaluation import headline, summarize
+from au_transfer.evaluation import add_corpus_columns, headline, summarize
 from au_transfer.io import setup_logging, write_csv_atomic
 
 sm = snakemake  # type: ignore[name-defined]  # noqa: F821
 setup_logging(sm.log[0])
-summary = summarize(pd.read_csv(f, dtype={"au": str}) for f in sm.input)
+summary = add_corpus_columns(summarize(pd.read_csv(f, dtype={"au": str}) for f in sm.input), sm.params.corpora)
 write_csv_atomic(summary, sm.output[0])
 logging.getLogger("summary").info("mean F1 over the AUs:\n%s", headline(summary).to_string(index=False))

@@ -189,18 +189,24 @@ def index_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[s
         if intensity or median:
             table = read_intensity_table(label_paths[s], [au], subject=s, error=ClassifierDataError)
             seq_of = pd.Series(table["sequence"].to_numpy(), index=table["frame"].to_numpy())
-        if intensity:
-            labels = pd.Series(table[f"AU{au}"].to_numpy(np.float32), index=table["frame"].to_numpy()).dropna()
+        if intensity:  # unknown intensities (empty cells, NaN): neither trained on nor scored
+            labels = pd.Series(table[f"AU{au}"].to_numpy(np.float32), index=table["frame"].to_numpy())
+            unknown_frames = labels.index.to_numpy()[labels.isna().to_numpy()]
+            labels = labels.dropna()
         else:
             labels = read_label_file(label_paths[s], au, threshold, s)
+            unknown_frames = labels.index.to_numpy()[labels.to_numpy() < 0]
+            labels = labels[labels >= 0]  # unknown labels (-1): neither trained on nor scored
         labelled = np.isin(frames, labels.index.to_numpy())
+        unknown = valid & np.isin(frames, unknown_frames)
         keep = valid & labelled
         n_missing = int((~np.isin(labels.index.to_numpy(), frames)).sum())
         counts[s] = {"total": len(frames), "invalid": int((~valid).sum()),
-                     "unlabelled": int((valid & ~labelled).sum()), "labels_without_features": n_missing,
-                     "used": int(keep.sum())}
-        log.info("AU%d %s: %d frames, %d invalid, %d valid but unlabelled, %d labels without features -> %d used",
-                 au, s, len(frames), counts[s]["invalid"], counts[s]["unlabelled"], n_missing, counts[s]["used"])
+                     "unlabelled": int((valid & ~labelled & ~unknown).sum()), "unknown": int(unknown.sum()),
+                     "labels_without_features": n_missing, "used": int(keep.sum())}
+        log.info("AU%d %s: %d frames, %d invalid, %d valid but unlabelled, %d unknown label, %d labels without "
+                 "features -> %d used", au, s, len(frames), counts[s]["invalid"], counts[s]["unlabelled"],
+                 counts[s]["unknown"], n_missing, counts[s]["used"])
         idx = np.flatnonzero(keep)
         order = idx[np.argsort(frames[idx], kind="stable")]
         seq = (seq_of.reindex(frames[order]).fillna("").to_numpy(dtype=object) if intensity or median

@@ -460,3 +460,4 @@ def export_labels(root: str | Path, subject: str, aus: Iterable[int], out_csv: s
                  aus=[int(c[2:]) for c in labels.columns if c != "frame"])
         write_text_atomic(json.dumps(d, indent=2) + "\n", out_json)
     return rec
+

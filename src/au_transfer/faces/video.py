@@ -46,9 +46,45 @@ def _open(path: Path, subject: str | None) -> cv2.VideoCapture:
     return cap
 
 
+def image_files(folder: str | os.PathLike[str], subject: str | None = None) -> list[tuple[int, Path]]:
+    """The images of a folder as ``(frame_number, path)`` in frame-number order: the number is parsed from the file
+    name (the last run of digits of the stem, so ``7.jpg``, ``007.jpg`` and ``frame_0007.png`` are all frame 7;
+    releases pad differently). A name without digits, or two files with the same number, is an error naming both."""
+    from ..datasets.base import parse_frame_number
+
+    folder = Path(folder)
+    who = f" (subject {subject})" if subject else ""
+    if not folder.is_dir():
+        raise VideoError(f"image folder {folder}{who} does not exist")
+    out: dict[int, Path] = {}
+    for f in folder.iterdir():
+        if f.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        n = parse_frame_number(f.name)
+        if n is None:
+            raise VideoError(f"image {f}{who}: no frame number in the file name")
+        if n in out:
+            raise VideoError(f"image folder {folder}{who}: frame {n} twice ({out[n].name} and {f.name})")
+        out[n] = f
+    if not out:
+        raise VideoError(f"image folder {folder}{who} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return sorted(out.items())
+
+
+def _folder_info(path: Path, subject: str | None) -> VideoInfo:
+    files = image_files(path, subject)
+    first = read_image(files[0][1])
+    assert first is not None
+    return VideoInfo(path, len(files), 0.0, int(first.shape[1]), int(first.shape[0]))
+
+
 def video_info(path: str | os.PathLike[str], subject: str | None = None) -> VideoInfo:
-    """Read a video's header: frame count (as stored in the container), fps and size."""
+    """Read a video's header: frame count (as stored in the container), fps and size. A folder of images (a
+    recording of an image-sequence corpus) counts its images (:func:`image_files`), has fps 0 and the size of its
+    first image."""
     path = Path(path)
+    if path.is_dir():
+        return _folder_info(path, subject)
     cap = _open(path, subject)
     try:
         return VideoInfo(path, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
@@ -70,8 +106,15 @@ def iter_video(path: str | os.PathLike[str], subject: str | None = None, *, expe
     frame where decoding stopped and the count expected; with ``partial`` it is one warning instead, after every
     decoded frame (only a video where nothing decodes stays an error). Extra frames beyond the header count are
     yielded too.
+
+    A folder of images is decoded as a video whose frame ``i`` is its ``i``-th image in frame-number order
+    (:func:`image_files`); an unreadable image is an error naming it (with ``partial``: one warning, and the frame
+    is yielded as ``None``).
     """
     path = Path(path)
+    if path.is_dir():
+        yield from _iter_folder(path, subject, retrieve=retrieve, partial=partial)
+        return
     cap = _open(path, subject)
     header = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     want = header if expected is None else int(expected)
@@ -106,6 +149,16 @@ def iter_video(path: str | os.PathLike[str], subject: str | None = None, *, expe
         log.warning("video %s%s: decoded %d frames, header says %d", path, who, n, header)
 
 
+def _iter_folder(path: Path, subject: str | None, *, retrieve: Callable[[int], bool] | None, partial: bool,
+                 ) -> Iterator[tuple[int, np.ndarray | None]]:
+    for i, (_, f) in enumerate(image_files(path, subject), start=1):
+        if retrieve is not None and not retrieve(i):
+            yield i, None
+            continue
+        rgb = read_image(f, missing_ok=partial)
+        yield i, rgb
+
+
 def to_rgb(img: np.ndarray) -> np.ndarray:
     """An OpenCV image (BGR, BGRA, grayscale; 8 or 16 bits) as RGB uint8."""
     if img.dtype == np.uint16:
@@ -131,21 +184,31 @@ def read_image(path: str | os.PathLike[str], *, missing_ok: bool = False) -> np.
     return to_rgb(img)
 
 
+def _predictor_images(folder: Path) -> list[Path]:
+    """Images of a folder for the predictor: in frame-number order when every name holds a distinct number
+    (:func:`image_files`: ``2.jpg`` before ``10.jpg``), else in file-name order."""
+    try:
+        return [f for _, f in image_files(folder)]
+    except VideoError:
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise VideoError(f"folder {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})") from None
+        return files
+
+
 def iter_frames(source: str | os.PathLike[str], *, tolerant: bool = False,
                 ) -> Iterator[tuple[int, str, np.ndarray | None]]:
     """Iterate ``(frame_number, name, rgb)`` over a video file, one image file, or a folder of images.
 
-    Frame numbers are 1-based. For a folder, images are taken in sorted file-name order and ``name`` is the file
-    name; for a video ``name`` is ``"{stem}:{frame}"``. ``tolerant`` (the predictor for new inputs) keeps what
+    Frame numbers are 1-based. For a folder, images are taken in frame-number order (:func:`_predictor_images`)
+    and ``name`` is the file name; for a video ``name`` is ``"{stem}:{frame}"``. ``tolerant`` (the predictor for new inputs) keeps what
     can be read: an unreadable image of a folder is yielded with ``rgb = None``, a video that stops decoding
     before its header's count yields its decoded frames and one warning; an input where nothing can be read stays
     an error.
     """
     p = Path(source)
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
-            raise VideoError(f"folder {p} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        files = _predictor_images(p)
         for i, f in enumerate(files, start=1):
             yield i, f.name, read_image(f, missing_ok=tolerant)
     elif p.suffix.lower() in IMAGE_EXTENSIONS:

@@ -46,6 +46,11 @@ def frame_table(face_paths: Mapping[str, str | os.PathLike[str]], label_paths: M
             valid = np.asarray(store.valid).astype(bool)
         rows = pd.DataFrame({"row": np.arange(len(frames)), "frame": frames})[valid]
         merged = rows.merge(labels, on="frame", how="inner")
+        unknown = (merged[[f"AU{a}" for a in aus]] < 0).any(axis=1)
+        if unknown.any():  # a frame with an unknown label of one of the network's AUs is left out (and counted)
+            log.info("subject %s: %d valid frames left out for an unknown label of AU(s) %s", subject,
+                     int(unknown.sum()), list(aus))
+            merged = merged[~unknown]
         if merged.empty:
             log.warning("subject %s: no frame is both valid in %s and labelled in %s", subject,
                         face_paths[subject], label_paths[subject])

@@ -16,6 +16,7 @@ from .figures import FORMATS, FigureData, draw_figure, figure_data
 from .tables import (
     ReportError,
     choose_split,
+    corpora_table,
     headline,
     paper_comparison,
     per_au_table,
@@ -29,11 +30,11 @@ log = logging.getLogger(__name__)
 def build_report(metrics_files: Iterable[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *,
                  corpus: str, split: str | None = None, paper_models: Mapping[str, str] | None = None,
                  ensembles: Mapping[str, Mapping[str, Any]] | None = None, paper_ensembles: Sequence[str] = (),
-                 formats: Sequence[str] = FORMATS,
+                 formats: Sequence[str] = FORMATS, corpora: Mapping[str, Mapping[str, str]] | None = None,
                  intensity_summary: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Write every table and figure into ``out_dir``; returns ``{split, notes, headline}``. With
-    ``intensity_summary`` (``results/intensity/summary.csv``), the intensity table and figure too
-    (:mod:`.intensity`)."""
+    """Write every table and figure into ``out_dir``; returns ``{split, notes, headline}``. ``corpora`` (split ->
+    {train, test} corpus) gives the within- and cross-corpus table. With ``intensity_summary``
+    (``results/intensity/summary.csv``), the intensity table and figure too (:mod:`.intensity`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = read_metrics(metrics_files)
@@ -45,6 +46,7 @@ def build_report(metrics_files: Iterable[str | os.PathLike[str]], out_dir: str |
         "rate_per_au": per_au_table(metrics, "accuracy"),
         "headline": headline(metrics, split),
         "paper_comparison": paper_comparison(metrics, paper_models, corpus, split),
+        "corpora": corpora_table(metrics, corpora),
     }
     for name, df in tables.items():
         write_csv_atomic(df, out / f"{name}.csv")
@@ -73,6 +75,7 @@ _TABLE_TITLES = {
     "f1_per_au": "F1 (%) per AU",
     "rate_per_au": "Classification rate (%) per AU",
     "paper_comparison": "The paper's published numbers beside ours",
+    "corpora": "Within- and cross-corpus: mean F1 (%) per split, with the corpora it trains and tests on",
 }
 
 
@@ -85,7 +88,7 @@ def _index_md(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], co
     if corpus.lower().startswith("synthetic"):
         lines += ["**The corpus is synthetic**: these numbers show that the chain runs; they say nothing about "
                   "performance on real faces and are not comparable with the paper's.", ""]
-    for name in ("headline", "paper_comparison", "f1_per_au", "rate_per_au"):
+    for name in ("headline", "corpora", "paper_comparison", "f1_per_au", "rate_per_au"):
         lines += [f"## {_TABLE_TITLES[name]}", "", to_markdown(tables[name]), f"([CSV]({name}.csv))", ""]
     lines += ["## Figures", ""]
     for fd in figs:
@@ -104,7 +107,7 @@ def _html(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus
     if corpus.lower().startswith("synthetic"):
         parts.append("<p><b>The corpus is synthetic</b>: these numbers show that the chain runs; they say nothing "
                      "about performance on real faces and are not comparable with the paper's.</p>")
-    for name in ("headline", "paper_comparison", "f1_per_au", "rate_per_au"):
+    for name in ("headline", "corpora", "paper_comparison", "f1_per_au", "rate_per_au"):
         parts.append(f"<h2>{html.escape(_TABLE_TITLES[name])}</h2>")
         parts.append(tables[name].to_html(index=False, na_rep="", float_format=lambda v: f"{v:.1f}"))
     parts.append("<h2>Figures</h2>")

@@ -21,7 +21,7 @@ from ..evaluation import MEAN_ROWS, MEAN_SETS
 
 METRIC_COLUMNS: tuple[str, ...] = ("model", "split", "au", "f1", "accuracy", "n_pos", "n_neg")
 PAPER_CORPUS = "Lim et al., DISFA, 12 AUs, 12/6/9 split"
-TABLES: tuple[str, ...] = ("f1_per_au", "rate_per_au", "headline", "paper_comparison")
+TABLES: tuple[str, ...] = ("f1_per_au", "rate_per_au", "headline", "paper_comparison", "corpora")
 
 
 class ReportError(ValueError):
@@ -135,6 +135,22 @@ def headline(metrics: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
     out = pd.DataFrame(rows).sort_values(["f1_mean", "rate_mean"], ascending=False, na_position="last")
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     return out.reset_index(drop=True)[list(HEADLINE_COLUMNS)]
+
+
+def corpora_table(metrics: pd.DataFrame, corpora: Mapping[str, Mapping[str, str]] | None) -> pd.DataFrame:
+    """Within- and cross-corpus results side by side: mean F1 (%) of each model (rows) on each split (columns
+    ``{split}: {train corpus} -> {test corpus}``), within-corpus splits first; ``corpora``: split -> {train, test}."""
+    corpora = dict(corpora or {})
+    m = metrics[metrics["au"].astype(str) == "mean"]
+    if m.empty or not corpora:
+        return pd.DataFrame(columns=["model"])
+    splits = [s for s in corpora if s in set(m["split"])]
+    splits.sort(key=lambda s: (corpora[s]["train"] != corpora[s]["test"], s))
+    wide = m.pivot_table(index="model", columns="split", values="f1", aggfunc="first")[splits] * 100.0
+    labels = {s: f"{s}: {corpora[s]['train']} -> {corpora[s]['test']}"
+                 + (" (cross-corpus)" if corpora[s]["train"] != corpora[s]["test"] else "") for s in splits}
+    wide = wide.rename(columns=labels).round(1)
+    return wide.sort_values(list(wide.columns), ascending=False, na_position="last").reset_index()
 
 
 def _paper_aus(row: Any) -> tuple[int, ...]:

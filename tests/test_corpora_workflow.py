@@ -1,0 +1,121 @@
+"""The workflow on other corpora (issue 13): the BP4D 3-fold protocol plans on a fake tree; a user's own (generic)
+corpus runs end to end beside a synthetic BP4D-layout corpus, with a within-corpus and a cross-corpus split scored
+and reported; recordings (BP4D tasks) are the unit of the per-frame stages and of the classifiers' files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, plan, run_snakemake
+
+from au_transfer.datasets.bp4d import BP4D_SUBJECTS
+
+pytestmark = pytest.mark.xdist_group("corpora_workflow")
+
+
+def _fake_bp4d(root: Path) -> None:
+    """Folders and (empty) occurrence files of the full BP4D release: enough for a dry run."""
+    for s in BP4D_SUBJECTS:
+        for t in range(1, 9):
+            (root / "BP4D-training" / s / f"T{t}").mkdir(parents=True)
+            occ = root / "AUCoding" / "AU_OCC" / f"{s}_T{t}.csv"
+            occ.parent.mkdir(parents=True, exist_ok=True)
+            occ.write_text("")
+
+
+def test_bp4d_three_fold_protocol_plans(tmp_path):
+    """`snakemake --configfile config/bp4d_3fold.yaml --config data_root=...` plans the whole protocol."""
+    data = tmp_path / "BP4D"
+    _fake_bp4d(data)
+    work = tmp_path / "work"
+    work.mkdir()
+    cfg = yaml.safe_load((ROOT / "config" / "bp4d_3fold.yaml").read_text())
+    for opts in (cfg.get("backbones") or {}).values():  # local weight files the config names (e.g. cnn_f)
+        if (opts or {}).get("weights") not in (None, "pretrained", "random"):
+            (work / opts["weights"]).parent.mkdir(parents=True, exist_ok=True)
+            (work / opts["weights"]).write_bytes(b"")
+    jobs, out = plan(work, ROOT / "config" / "bp4d_3fold.yaml", "--config", f"data_root={data}")
+    by_rule: dict[str, list] = {}
+    for j in jobs:
+        by_rule.setdefault(j.rule, []).append(j)
+    n_rec = len(BP4D_SUBJECTS) * 8
+    assert len(by_rule["labels"]) == n_rec
+    assert len(by_rule["landmarks"]) == n_rec and len(by_rule["faces"]) == n_rec
+    recs = {j.wildcards["recording"] for j in by_rule["faces"]}
+    assert {"F001.T1", "M018.T8"} <= recs
+    assert {j.wildcards["split"] for j in by_rule["fit_frame"]} == set(cfg["splits"])
+    assert {int(j.wildcards["au"]) for j in by_rule["fit_frame"]} == set(cfg["data"]["aus"])
+    # a fit of fold1 reads every recording (all eight tasks) of the fold's subjects, and the labels of each
+    fit = next(j for j in by_rule["fit_frame"] if j.wildcards["split"] == "fold1")
+    n_subjects = sum(len(cfg["splits"]["fold1"][w]) for w in ("train", "val", "test"))
+    assert sum("results/labels/" in f for f in fit.input) == n_subjects * 8, out[-3000:]
+
+
+def _write_config(path: Path, generic: dict, bp4d: dict) -> dict:
+    cfg = {
+        "data_root": str(generic["root"]),
+        "data": {"corpus": "generic", "options": generic["options"], "aus": [6, 12],
+                 "corpora": [{"corpus": "bp4d", "root": str(bp4d["root"]), "prefix": "bp4d-",
+                              "options": bp4d["options"]}]},
+        "splits": {
+            "within": {"train": ["P01"], "val": [], "test": ["P02"]},
+            "cross": {"train": ["P01", "P02"], "val": [], "test": ["bp4d-F001", "bp4d-M001"]},
+        },
+        "faces": {"landmarks": "dlib", "size": 112, "qc_samples": 4, "qc_tile": 64},
+        "features": {"backbones": ["mtcnn_onet"], "regions": ["face"], "batch_size": 16, "num_workers": 0,
+                     "threads": 1},
+        "classifiers": {"regions": ["face"], "frame": ["svm"], "svm": {"C_grid": [1.0]}, "lstm": {"enabled": False}},
+        "finetune": {"enabled": False},
+        "report": {"corpus": "synthetic demo corpora (generic + BP4D layout)"},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def corpora_run(tmp_path_factory) -> Path:
+    from au_transfer.datasets.demo.layouts import make_corpus
+
+    tmp = tmp_path_factory.mktemp("corpora")
+    size = {"n_frames": 40, "width": 320, "height": 240}
+    generic = make_corpus("generic", tmp / "generic", **size)
+    bp4d = make_corpus("bp4d", tmp / "bp4d", seed=11, **size)  # other faces than the generic corpus's
+    work = tmp / "work"
+    work.mkdir()
+    _write_config(work / "config.yaml", generic, bp4d)
+    run_snakemake(work, configfile=work / "config.yaml")
+    return work
+
+
+def test_generic_and_cross_corpus_run_end_to_end(corpora_run):
+    work = corpora_run
+    labels = sorted(p.name for p in (work / "results" / "labels").glob("*.csv"))
+    # one label table per recording: P02 has two sequences, each BP4D subject (prefixed) its tasks
+    assert "P01.csv" in labels and {"P02.a.csv", "P02.b.csv"} <= set(labels)
+    assert any(name.startswith("bp4d-F001.T") for name in labels), labels
+    bp = pd.read_csv(next((work / "results" / "labels").glob("bp4d-F001.T*.csv")))
+    assert {"frame", "source_frame", "AU6_c", "AU12_c"} <= set(bp.columns)
+    assert bp["frame"].min() == 1 and bp["source_frame"].min() > 1  # a coded range that does not start at frame 1
+    summary = pd.read_csv(work / "results" / "metrics" / "summary.csv", dtype={"au": str})
+    svm = summary[(summary["model"] == "mtcnn_onet-face-svm") & (summary["au"] == "mean")].set_index("split")
+    assert set(svm.index) == {"within", "cross"}
+    assert svm.loc["within", "train_corpus"] == "generic" and svm.loc["within", "test_corpus"] == "generic"
+    assert svm.loc["cross", "train_corpus"] == "generic" and svm.loc["cross", "test_corpus"] == "bp4d (bp4d-)"
+    assert summary["f1"].notna().all()
+    # the cross split is scored on the BP4D recordings' coded frames only (unknown labels left out)
+    preds = pd.read_csv(work / "results" / "predictions" / "cross" / "mtcnn_onet-face-svm.csv")
+    test = preds[preds["set"] == "test"]
+    assert set(test["subject"].str.split(".").str[0]) == {"bp4d-F001", "bp4d-M001"}
+    n_known = 0
+    for f in (work / "results" / "labels").glob("bp4d-*.csv"):
+        t = pd.read_csv(f)
+        n_known += int(t["AU6_c"].notna().sum())
+    assert len(test[test["au"] == 6]) <= n_known
+    table = pd.read_csv(work / "results" / "report" / "corpora.csv")
+    cross_cols = [c for c in table.columns if "cross-corpus" in c]
+    assert len(cross_cols) == 1 and cross_cols[0].startswith("cross: generic -> bp4d")
+    assert "within: generic -> generic" in table.columns
+    assert "cross-corpus" in (work / "results" / "report" / "report.html").read_text()
