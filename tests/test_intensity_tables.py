@@ -116,3 +116,8 @@ def test_plan_lists_regressor_ids_and_checks_ensemble_members():
         check_workflow(bad)
     with pytest.raises(ConfigError, match="regressors.models"):
         _cfg(enabled=True, models=["knn"])
+
+
+def test_an_au_without_known_test_intensities_is_left_out_of_the_metrics(members, tmp_path):
+    m = write_metrics(members[0], tmp_path / "m.csv", model="m", split="s", aus=[1, 12, 14])
+    assert list(m["au"]) == ["1", "12", "mean"]

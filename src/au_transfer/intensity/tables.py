@@ -9,6 +9,7 @@ so that no test row ever shapes the combination. The fitted weights are written 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Sequence
 
@@ -26,6 +27,7 @@ from .metrics import (
 )
 
 KEYS = ["subject", "frame", "au", "set"]
+log = logging.getLogger(__name__)
 
 
 def read_intensity(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -48,8 +50,14 @@ def merge_intensity(paths: Iterable[str | os.PathLike[str]], out: str | os.PathL
 
 def write_metrics(pred_path: str | os.PathLike[str], out: str | os.PathLike[str], *, model: str, split: str,
                   aus: Sequence[int]) -> pd.DataFrame:
-    """Per-AU and mean ICC/PCC/MAE/MSE of one model's test rows (:func:`intensity_metrics`)."""
-    m = intensity_metrics(read_intensity(pred_path), model, split, aus, name=str(pred_path))
+    """Per-AU and mean ICC/PCC/MAE/MSE of one model's test rows (:func:`intensity_metrics`). An AU without any
+    test frame of known intensity (e.g. an AU the corpus codes for occurrence only) is left out, with a warning."""
+    pred = read_intensity(pred_path)
+    present = set(pred.loc[pred["set"] == "test", "au"].astype(int))
+    absent = [int(a) for a in aus if int(a) not in present]
+    if absent:
+        log.warning("%s: no test frame of known intensity for AU(s) %s; left out of the metrics", pred_path, absent)
+    m = intensity_metrics(pred, model, split, [int(a) for a in aus if int(a) in present], name=str(pred_path))
     write_csv_atomic(m, out)
     return m
 
