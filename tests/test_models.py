@@ -18,6 +18,7 @@ from au_transfer.models import (
     FinetunedModel,
     FrameModel,
     LSTMModel,
+    RegressorModel,
     load_au_model,
     model_from_bundle,
     model_kind,
@@ -61,6 +62,22 @@ def _member_data(seed=0, n_seq=2, length=40, members=3):
     return xs, ys
 
 
+def _intensity_data(seed=0, n_seq=3, length=30, dim=DIM):
+    rng = np.random.default_rng(seed)
+    ys = [rng.integers(0, 6, length).astype(float) for _ in range(n_seq)]
+    xs = [rng.normal(size=(length, dim)).astype(np.float32) + y[:, None] * 0.5 + k for k, y in enumerate(ys)]
+    return xs, ys
+
+
+REG_PARAMS = {"C_grid": [0.01, 1.0], "C_fallback": 0.1, "alpha_grid": [1.0, 100.0], "alpha_fallback": 10.0,
+              "max_iter": 2000}
+
+
+def _regressor(name):
+    return lambda: RegressorModel(au=12, backbone="b", crop_region="face", params=REG_PARAMS, seed=3,
+                                  classifier=name, threshold=2)
+
+
 # kind -> (a new unfitted model, its data maker, a wrong input)
 CASES: dict[str, tuple[Callable[[], AUModel], Callable, np.ndarray]] = {
     "lda": (lambda: FrameModel(au=12, backbone="b", crop_region="face", classifier="lda", params={}),
@@ -74,6 +91,10 @@ CASES: dict[str, tuple[Callable[[], AUModel], Callable, np.ndarray]] = {
                 _crop_data, np.zeros((3, INPUT + 1, INPUT + 1, 3), np.uint8)),
     "ensemble": (lambda: EnsembleModel(au=12, name="e", members=("m1", "m2", "m3"), method="stacked"),
                  _member_data, np.zeros((4, 2, 2))),
+    **{name: (_regressor(name), _intensity_data, np.zeros((5, DIM + 1), np.float32))
+       for name in ("svr", "ridge", "svr_med", "ridge_med")},
+    "lstmr": (lambda: RegressorModel(au=12, backbone="b", crop_region="face", params=LSTM_PARAMS, seed=2,
+                                     classifier="lstmr", threshold=2), _intensity_data, np.zeros((5, DIM + 2), np.float32)),
 }
 
 
@@ -105,8 +126,7 @@ def _scores(model: AUModel, seqs: list[np.ndarray]) -> list[np.ndarray]:
 def test_declares_its_inputs(kind):
     model, Xt = _fitted(kind)
     needs = model.needs
-    assert needs.kind == {"lda": "features", "svm": "features", "lstm": "features", "softmax": "crops",
-                          "ensemble": "members"}[kind]
+    assert needs.kind == {"softmax": "crops", "ensemble": "members"}.get(kind, "features")
     if needs.kind == "features":
         assert needs.dim == Xt[0].shape[1] and needs.backbone == "b" and needs.crop_region == "face"
     elif needs.kind == "crops":
@@ -171,3 +191,38 @@ def test_model_from_bundle_dispatches_on_the_classifier():
     lstm, _ = _fitted("lstm")
     assert type(model_from_bundle(lda.bundle)) is FrameModel
     assert type(model_from_bundle(lstm.bundle)) is LSTMModel
+
+
+def test_lstm_regressor_state_carries_over_chunks_and_reset_clears_it():
+    model, Xt = _fitted("lstmr")
+    whole = _scores(model, [Xt[0]])[0]
+    assert whole.min() >= 0 and whole.max() <= 5 and model.bundle["classifier"] == "lstmr"
+    model.reset()
+    parts = np.concatenate([model.score(Xt[0][:7])[0], model.score(Xt[0][7:])[0]])
+    np.testing.assert_allclose(parts, whole, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(model.score(Xt[0][:7])[0], whole[:7])
+
+
+@pytest.mark.parametrize("kind", ["svr", "ridge", "svr_med"])
+def test_regressors_predict_intensity_in_range_and_track_it(kind):
+    model, Xt = _fitted(kind)
+    _, yt = _intensity_data(2)
+    value, pred = model.score(Xt[0])
+    assert value.min() >= 0 and value.max() <= 5
+    np.testing.assert_array_equal(pred, (value >= 2).astype(np.int8))
+    assert np.corrcoef(value, yt[0])[0, 1] > 0.5
+    assert model.bundle["selection"] == "validation_icc" and model.bundle["normalise"] == (
+        "median" if kind.endswith("_med") else "none")
+
+
+def test_median_regressor_removes_a_person_offset_that_fools_the_plain_one():
+    """Every sequence k carries an offset k on all features (a person's appearance); a test sequence with a big
+    offset is ruined for the plain regressor, not for the median-normalised one (running median, chunk by chunk)."""
+    plain, Xt = _fitted("ridge")
+    med, _ = _fitted("ridge_med")
+    _, yt = _intensity_data(2)
+    shifted = Xt[0] + 6.0
+    med.reset()
+    v_med = np.concatenate([med.score(shifted[:10])[0], med.score(shifted[10:])[0]])
+    v_plain = plain.score(shifted)[0]
+    assert np.abs(v_med - yt[0]).mean() < np.abs(v_plain - yt[0]).mean()

@@ -97,7 +97,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"model {model} (split {split})", flush=True)
     stats = predict_to_csv(args.input, args.output, model=model, results=results, split=split, device=args.device,
                            batch_size=args.batch_size, chunk_size=args.chunk_size, aus=args.aus,
-                           progress=not args.quiet, largest_only=args.largest_face, detector=args.detector)
+                           progress=not args.quiet, largest_only=args.largest_face, detector=args.detector,
+                           regressor=None if args.regressor == "none" else args.regressor)
     print(f"{args.output}: {stats['frames']} frames, {stats['rows']} rows, {stats['faces']} with a face "
           f"(model {model})")
     return 0
@@ -219,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=positive_int, default=32, help="crops per backbone batch (default 32)")
     pr.add_argument("--chunk-size", type=positive_int, default=128,
                     help="frames decoded and held at once (default 128)")
+    pr.add_argument("--regressor", default="auto",
+                    help="intensity regressor for the AU01_r ... columns (e.g. dlib_resnet-face-svr); default auto: "
+                    "the best on validation when the run trained regressors; none: no _r columns")
     pr.add_argument("--aus", type=au_number, nargs="+", help="only these AUs (default: every AU of the model)")
     pr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=cmd_predict)

@@ -208,7 +208,8 @@ def validate_section(data: dict, schema_file: str, section: str | None = None) -
 
 
 SECTIONS: tuple[str, ...] = (
-    "data", "faces", "backbones", "features", "regions", "classifiers", "finetune", "ensembles", "report",
+    "data", "faces", "backbones", "features", "regions", "classifiers", "regressors", "finetune", "ensembles",
+    "report",
 )
 
 

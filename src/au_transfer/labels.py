@@ -5,8 +5,10 @@ adapter, :mod:`au_transfer.datasets.base`) has a ``frame`` column (1-based frame
 column (0-5) per AU the corpus codes with an intensity and, for corpora that code occurrence separately (BP4D), an
 ``AU{n}_c`` occurrence column (0/1); an empty cell is an unknown label. :func:`read_label_table` turns them into
 occurrence columns: ``AU{n}_c`` when present, else intensity >= ``threshold`` (paper III); unknown = -1, which
-every consumer leaves out of training and scoring (and counts); the classifiers (:mod:`au_transfer.classifiers.data`) and fine-tuning
-(:mod:`au_transfer.finetune.data`) both read labels through it. :func:`balance_indices` is the balancing rule of
+every consumer leaves out of training and scoring (and counts); the classifiers (:mod:`au_transfer.classifiers.data`)
+and fine-tuning (:mod:`au_transfer.finetune.data`) both read labels through it. :func:`read_intensity_table` keeps
+the intensities (unknown cells as NaN) for the intensity regressors (:mod:`au_transfer.intensity`).
+:func:`balance_indices` is the balancing rule of
 paper IV-A (as many randomly kept frames of the majority class as there are of the minority class) that both use.
 
 Needs numpy and pandas only (no torch): the many small LDA/SVM jobs import it.
@@ -81,6 +83,40 @@ def read_label_table(path: str | os.PathLike[str], aus: Sequence[int], threshold
         occ = (v >= (1 if occurrence else threshold)).astype(np.int8)
         occ[unknown] = -1
         out[f"AU{a}"] = occ
+    return out
+
+
+def read_intensity_table(path: str | os.PathLike[str], aus: Sequence[int], *, subject: str | None = None,
+                         error: type[Exception] = LabelError) -> pd.DataFrame:
+    """Read a label table as ``frame`` (int64), ``sequence`` (str: the table's ``sequence`` column, or ``""`` when
+    it has none: the whole recording is one sequence) and float intensity columns ``AU{n}`` (0..5; an empty cell =
+    unknown = NaN, left out of training and scoring by the callers; all NaN for an AU the table codes for
+    occurrence only, ``AU{n}_c``), in the file's row order.
+
+    Frame numbers are checked as :func:`read_label_table` checks them (its errors); a value that is neither empty
+    nor a number in 0..5 is an error naming the file, subject, frame and line.
+    """
+    path = Path(path)
+    where = f"{path} (subject {subject})" if subject else str(path)
+    frames = read_label_table(path, [], 0, subject=subject, error=error)["frame"]
+    df = pd.read_csv(path)
+    missing = [f"AU{a}" for a in aus if f"AU{a}" not in df.columns and f"AU{a}_c" not in df.columns]
+    if missing:
+        raise error(f"{where}: missing column(s) {missing}; columns are {list(df.columns)}")
+    out = pd.DataFrame({"frame": frames.to_numpy(),
+                        "sequence": df["sequence"].astype(str).to_numpy() if "sequence" in df.columns else ""})
+    for a in aus:
+        col = f"AU{a}"
+        if col not in df.columns:  # coded for occurrence only (AU{n}_c, e.g. most BP4D AUs): intensity unknown
+            out[col] = np.nan
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = (df[col].notna() & values.isna()) | (values < 0) | (values > 5)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise error(f"{where}, frame {int(frames.iloc[i])}: {col} intensity {str(df[col].iloc[i])!r} is not "
+                        f"empty or a number in 0..5 (line {_line(i)})")
+        out[col] = values.to_numpy(dtype=np.float64)
     return out
 
 

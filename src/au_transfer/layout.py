@@ -177,6 +177,26 @@ class Layout:
     def summary(self) -> str:
         return _join(self.root, "metrics", "summary.csv")
 
+    # ---------------------------------------------------------------------- intensity (docs/intensity.md)
+    def intensity_au_predictions(self, split: str, model: str, au: int | str) -> str:
+        """One regressor job's intensity predictions (``subject, frame, au, set, value, label``)."""
+        return _join(self.root, "intensity", "predictions", split, model, f"AU{au}.csv")
+
+    def intensity_predictions(self, split: str, model: str) -> str:
+        """A regressor's (or regressor ensemble's) intensity predictions, every AU."""
+        return _join(self.root, "intensity", "predictions", split, f"{model}.csv")
+
+    def intensity_ensemble_params(self, split: str, model: str) -> str:
+        """The fitted combination of a regressor ensemble (``model`` = ``ens-{name}``)."""
+        return _join(self.root, "intensity", "ensembles", split, f"{model}.json")
+
+    def intensity_metrics(self, split: str, model: str) -> str:
+        """Per-AU and mean ICC(3,1), PCC, MAE, MSE of one model on the test subjects."""
+        return _join(self.root, "intensity", "metrics", split, f"{model}.csv")
+
+    def intensity_summary(self) -> str:
+        return _join(self.root, "intensity", "summary.csv")
+
     def report_dir(self) -> str:
         return _join(self.root, "report")
 

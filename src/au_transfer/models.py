@@ -262,6 +262,32 @@ class LSTMModel(_BundleModel):
         return s, (s > 0.5).astype(np.int8)
 
 
+@register_kind("svr", "ridge", "svr_med", "ridge_med", "lstmr")
+class RegressorModel(_BundleModel):
+    """An AU intensity regressor (:mod:`au_transfer.intensity`): score = intensity clipped to 0..5, pred = intensity
+    >= the run's threshold; ``*_med`` subtract a running median of the sequence; ``lstmr`` carries LSTM state."""
+
+    kind = "regressor"
+
+    def _fitted_dim(self) -> int:
+        return int(getattr(self.estimator, "n_features_in_", 0) or getattr(self.estimator, "dim_", 0) or 0)
+
+    def fit(self, X, y, X_val=None, y_val=None) -> RegressorModel:
+        from .intensity.linear import fit_sequences
+
+        self._fitted(fit_sequences(self, X, y, X_val, y_val), self.options.get("classifier", "svr"))
+        return self
+
+    def reset(self) -> None:
+        self._state: Any = None  # the running median, or the LSTM stream
+
+    def score(self, X: np.ndarray, *, normalised: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        from .intensity.linear import score_frames
+
+        return _skipped(len(X)) if self.skipped else score_frames(self, self._check_features(X, convert=False),
+                                                                  normalised)
+
+
 def model_from_bundle(bundle: Mapping[str, Any], **kwargs: Any) -> AUModel:
     """The model of a classifiers-stage bundle (its ``classifier`` names the kind)."""
     return model_kind(str(bundle.get("classifier")))(bundle, **kwargs)

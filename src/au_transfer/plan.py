@@ -71,6 +71,39 @@ def model_ids(cfg: Mapping[str, Any]) -> list[str]:
     return member_ids(cfg) + [e for e in ensemble_ids(cfg) if e not in member_ids(cfg)]
 
 
+def regressor_names(cfg: Mapping[str, Any]) -> list[str]:
+    """The regressor part of the intensity model ids: each model, plain and/or ``_med`` (median-normalised)."""
+    reg = cfg["regressors"]
+    return [m + ("_med" if n == "median" else "") for m in reg["models"] for n in reg["normalise"]]
+
+
+def regressor_model_ids(cfg: Mapping[str, Any]) -> list[str]:
+    """Intensity regressors ``{backbone}-{region}-{svr|ridge}[_med]`` (frozen and fine-tuned features)."""
+    reg = cfg["regressors"]
+    if not reg["enabled"]:
+        return []
+    b = reg.get("backbones")
+    backbones = frame_backbones(cfg) if b is None else list(b)
+    backbones += [f"{x}{FT_SUFFIX}" for x in reg["ft_backbones"]]
+    ids = [model_id(x, r, n) for x in backbones for r in reg["regions"] for n in regressor_names(cfg)]
+    if reg["lstm"]["enabled"]:
+        lb = reg["lstm"].get("backbones")
+        lb = list(lb) if lb is not None else (cfg["classifiers"]["lstm"].get("backbones") or backbones[:1])
+        ids += [model_id(x, r, "lstmr") for x in lb for r in reg["lstm"]["regions"]]
+    return list(dict.fromkeys(ids))
+
+
+def intensity_ensemble_ids(cfg: Mapping[str, Any]) -> list[str]:
+    """Regressor ensembles (``ens-{name}`` in the intensity tables)."""
+    reg = cfg["regressors"]
+    return [f"ens-{n}" for n in reg["ensembles"]] if reg["enabled"] else []
+
+
+def intensity_model_ids(cfg: Mapping[str, Any]) -> list[str]:
+    """Every model with intensity predictions and metrics: the regressors, then their ensembles."""
+    return regressor_model_ids(cfg) + intensity_ensemble_ids(cfg)
+
+
 def report_paper_ensembles(cfg: Mapping[str, Any]) -> list[str]:
     """Ensembles shown as the paper's ensembles 1-3: report.paper_ensembles, or the first three majority ones."""
     names = cfg["report"].get("paper_ensembles")
@@ -101,6 +134,7 @@ def check_workflow(cfg: Mapping[str, Any]) -> None:
                               "generate")
     _check_backbones(cfg)
     _check_members(cfg)
+    _check_regressors(cfg)
     check_ensembles(cfg["ensembles"], member_ids(cfg))
     report_paper_ensembles(cfg)
     _check_report(cfg, splits)
@@ -143,6 +177,9 @@ def _check_backbones(cfg: Mapping[str, Any]) -> None:
     named += [("classifiers.lstm.backbones", b) for b in cfg["classifiers"]["lstm"].get("backbones") or []]
     named += [("classifiers.ft_backbones", b) for b in cfg["classifiers"].get("ft_backbones") or []]
     named += [("finetune.backbones", b) for b in cfg["finetune"].get("backbones") or []]
+    named += [("regressors.backbones", b) for b in cfg["regressors"].get("backbones") or []]
+    named += [("regressors.ft_backbones", b) for b in cfg["regressors"].get("ft_backbones") or []]
+    named += [("regressors.lstm.backbones", b) for b in cfg["regressors"]["lstm"].get("backbones") or []]
     named += [("backbones", b) for b in cfg.get("backbones") or {}]
     for key, name in named:
         try:
@@ -178,6 +215,17 @@ def _check_members(cfg: Mapping[str, Any]) -> None:
                          if backbone.endswith(FT_SUFFIX) else "features.backbones (or classifiers.backbones)")
                 raise ConfigError(f"config key 'ensembles.{name}.members': member {m!r} uses backbone "
                                   f"{backbone!r}, which is not configured; add it to {where}, or remove the member")
+
+
+def _check_regressors(cfg: Mapping[str, Any]) -> None:
+    """Every member of a regressor ensemble is a regressor this configuration fits."""
+    produced = regressor_model_ids(cfg)
+    for name, spec in cfg["regressors"]["ensembles"].items():
+        unknown = [m for m in spec["members"] if m not in produced]
+        if unknown:
+            raise ConfigError(f"config key 'regressors.ensembles.{name}.members': {unknown} are not regressors "
+                              f"this configuration fits (regressors.enabled, backbones, regions, models, "
+                              f"normalise); it fits {produced}")
 
 
 def _check_report(cfg: Mapping[str, Any], splits: Mapping[str, Any]) -> None:

@@ -6,6 +6,8 @@
 MODEL_ID_RE = r"[A-Za-z0-9_.]+-(face|upper|middle|lower|au_region)-[a-z0-9_]+"
 CLF = config["classifiers"]
 FRAME_CLASSIFIERS = ("lda", "svm")  # the frame classifiers of au_transfer.classifiers.frame
+REG = config["regressors"]
+REGRESSOR_RE = r"(svr|ridge)(_med)?"  # au_transfer.intensity.linear.parse_regressor
 
 
 rule fit_frame:
@@ -115,4 +117,115 @@ rule summary:
         "../scripts/summary.py"
 
 
+# --- intensity (docs/intensity.md): per-AU regressors beside the classifiers, on the same features; one fit job per
+# (split, model, AU), {regressor} = svr | ridge (| *_med, person-specific median normalisation); only that
+# regressor's options reach its jobs. Then merged intensity predictions, regressor ensembles, metrics, summary.
+rule fit_regress:
+    input:
+        unpack(classifier_inputs),
+    output:
+        model=LAYOUT.model_file("{split}", "{backbone}-{region}-{regressor}", "{au}"),
+        pred=LAYOUT.intensity_au_predictions("{split}", "{backbone}-{region}-{regressor}", "{au}"),
+    wildcard_constraints:
+        regressor=REGRESSOR_RE,
+    params:
+        **regressor_fit_params(),
+    log:
+        "logs/intensity/{split}/{backbone}-{region}-{regressor}/AU{au}.log",
+    threads: 1
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/fit_regress.py"
+
+
+rule fit_lstm_regress:
+    input:
+        unpack(classifier_inputs),
+    output:
+        model=LAYOUT.model_file("{split}", "{backbone}-{region}-lstmr", "{au}"),
+        pred=LAYOUT.intensity_au_predictions("{split}", "{backbone}-{region}-lstmr", "{au}"),
+    params:
+        sets=lambda wc: split_sets(wc.split),
+        features=model_feature_paths,
+        crop_region=lambda wc: crop_region_of(wc.region, wc.au),
+        threshold=config["data"]["threshold"],
+        seed=REG["seed"],
+        options={k: v for k, v in CLF["lstm"].items() if k not in ("enabled", "backbones", "regions")},
+    log:
+        "logs/intensity/{split}/{backbone}-{region}-lstmr/AU{au}.log",
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/fit_lstm_regress.py"
+
+
+rule merge_intensity:
+    input:
+        lambda wc: [LAYOUT.intensity_au_predictions(wc.split, wc.model, au) for au in AUS],
+    output:
+        LAYOUT.intensity_predictions("{split}", "{model}"),
+    wildcard_constraints:
+        model=MODEL_ID_RE,
+    log:
+        "logs/intensity/{split}/merge_{model}.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/merge_intensity.py"
+
+
+rule intensity_ensemble:
+    input:
+        lambda wc: [LAYOUT.intensity_predictions(wc.split, m) for m in REG["ensembles"][wc.name]["members"]],
+    output:
+        pred=LAYOUT.intensity_predictions("{split}", "ens-{name}"),
+        params=LAYOUT.intensity_ensemble_params("{split}", "ens-{name}"),
+    wildcard_constraints:
+        name=r"[A-Za-z0-9_.]+",
+    params:
+        members=lambda wc: list(REG["ensembles"][wc.name]["members"]),
+        method=lambda wc: REG["ensembles"][wc.name]["method"],
+    log:
+        "logs/intensity/{split}/ens-{name}.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/intensity_ensemble.py"
+
+
+rule intensity_metrics:
+    input:
+        LAYOUT.intensity_predictions("{split}", "{model}"),
+    output:
+        LAYOUT.intensity_metrics("{split}", "{model}"),
+    wildcard_constraints:
+        model=r"[A-Za-z0-9_.\-]+",
+    params:
+        aus=AUS,
+    log:
+        "logs/intensity/{split}/metrics_{model}.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/intensity_metrics.py"
+
+
+rule intensity_summary:
+    input:
+        lambda wc: intensity_metrics_files(),
+    output:
+        LAYOUT.intensity_summary(),
+    log:
+        "logs/intensity/summary.log",
+    conda:
+        "../../envs/au_transfer.yaml"
+    script:
+        "../scripts/intensity_summary.py"
+
+
 register_targets("classifiers", lambda: metrics_files() + [LAYOUT.summary()])
+register_targets("intensity", lambda: intensity_metrics_files() + ([LAYOUT.intensity_summary()] if REG["enabled"] else []))

@@ -140,6 +140,26 @@ def split_corpora():
     return out
 
 
+def regressor_fit_params():
+    """Params of the regressor rule: those shared by the fits plus the options of the job's own regressor only
+    (so that changing an SVR key reruns SVR fits only, and no regressor key reaches a classifier)."""
+    reg = config["regressors"]
+    return dict(
+        sets=lambda wc: split_sets(wc.split),
+        features=model_feature_paths,
+        crop_region=lambda wc: crop_region_of(wc.region, wc.au),
+        threshold=config["data"]["threshold"],
+        seed=reg["seed"],
+        regressor=lambda wc: wc.regressor,
+        options=lambda wc: {**reg[wc.regressor.removesuffix("_med")], "sampling": reg["sampling"]},
+    )
+
+
+def intensity_metrics_files():
+    """Intensity metrics of every split and intensity model (none when regressors are off)."""
+    return [LAYOUT.intensity_metrics(split, m) for split in SPLITS for m in _plan.intensity_model_ids(config)]
+
+
 def metrics_files():
     """Per-model metrics of every split, the always-present baseline first."""
     out = []
@@ -167,6 +187,10 @@ localrules:
     always_present,
     metrics,
     summary,
+    merge_intensity,
+    intensity_ensemble,
+    intensity_metrics,
+    intensity_summary,
     ensemble,
     paper_report,
 
@@ -204,6 +228,16 @@ def report_outputs(report_dir=LAYOUT.report_dir()):
     for name in TABLES:
         out[f"{name}_csv"] = report(f"{report_dir}/{name}.csv", caption=f"../report/{name}.rst", category="Tables")
         out[f"{name}_md"] = f"{report_dir}/{name}.md"
+    if config["regressors"]["enabled"]:  # the intensity table and figure (au_transfer.report.intensity)
+        from au_transfer.report.intensity import INTENSITY_FIGURE, INTENSITY_TABLE
+
+        for fmt in FORMATS:
+            path = f"{report_dir}/{INTENSITY_FIGURE}.{fmt}"
+            out[f"intensity_fig_{fmt}"] = (report(path, caption="../report/intensity.rst", category="Figures")
+                                           if fmt == "png" else path)
+        out["intensity_csv"] = report(f"{report_dir}/{INTENSITY_TABLE}.csv", caption="../report/intensity.rst",
+                                      category="Tables")
+        out["intensity_md"] = f"{report_dir}/{INTENSITY_TABLE}.md"
     out["html"] = f"{report_dir}/report.html"
     out["index"] = f"{report_dir}/index.md"
     return out

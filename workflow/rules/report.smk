@@ -9,6 +9,7 @@ REPORT = config["report"]
 rule paper_report:
     input:
         summary=LAYOUT.summary(),
+        **({"intensity": LAYOUT.intensity_summary()} if config["regressors"]["enabled"] else {}),
     output:
         **report_outputs(),
     params:

@@ -9,4 +9,5 @@ sm = snakemake  # type: ignore[name-defined]  # noqa: F821
 setup_logging(sm.log[0])
 build_report([sm.input.summary], Path(sm.output.html).parent, corpus=sm.params.corpus, split=sm.params.split,
              paper_models=sm.params.paper_models, ensembles=sm.params.ensembles,
-             paper_ensembles=sm.params.paper_ensembles, corpora=sm.params.corpora)
+             paper_ensembles=sm.params.paper_ensembles, corpora=sm.params.corpora,
+             intensity_summary=sm.input.get("intensity"))

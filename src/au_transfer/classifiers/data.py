@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from .. import config
-from ..labels import balance_indices, read_label_table
+from ..labels import balance_indices, read_intensity_table, read_label_table
 
 __all__ = ["ClassifierDataError", "FrameData", "FrameIndex", "balance_indices", "check_subject_exclusive",
-           "index_frames", "load_frames", "read_feature_file", "read_label_file", "write_synthetic_subject"]
+           "index_frames", "load_frames", "read_feature_file", "read_label_file", "sequence_medians",
+           "write_synthetic_subject"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class FrameIndex:
     dim: int
     counts: dict = field(default_factory=dict)  # per subject: total, invalid, unlabelled, used
     attrs: dict = field(default_factory=dict)  # attrs of the first feature file
+    sequence: np.ndarray | None = None  # (N,) str: the frame's sequence in its subject ("" = the whole subject)
+    medians: dict | None = None  # (subject, sequence) -> (D,) float32 median subtracted from its frames' features
 
     def __len__(self) -> int:
         return len(self.y)
@@ -104,12 +107,19 @@ class FrameIndex:
     def subjects(self) -> list[str]:
         return list(dict.fromkeys(self.subject.tolist()))
 
+    def sequences(self) -> list[np.ndarray]:
+        """Row indices of each (subject, sequence), in frame order (the sequences a sequence model sees)."""
+        seq = self.sequence if self.sequence is not None else np.full(len(self), "")
+        keys = list(dict.fromkeys(zip(self.subject.tolist(), seq.tolist(), strict=True)))
+        return [np.flatnonzero((self.subject == s) & (seq == q)) for s, q in keys]
+
     def features(self, idx: np.ndarray | None = None, dtype: Any = None) -> np.ndarray:
         """Features ``(len(idx), D)`` of rows ``idx`` of this index (default all), read from the feature files
         one subject at a time (only the rows asked for), as ``dtype`` (default: as stored, float16; any other
         stored type as float32, as :func:`read_feature_file` gives it).
 
-        Non-finite values on a row read (a valid frame) are an error naming the file, subject and frame.
+        Non-finite values on a row read (a valid frame) are an error naming the file, subject and frame. With
+        ``medians`` (person-specific normalisation), each row's sequence median is subtracted (float32 out).
         """
         from ..feature_store import FeatureError, read_feature_rows
 
@@ -131,6 +141,9 @@ class FrameIndex:
             if bad.any():
                 raise ClassifierDataError(f"{path} (subject {s}), frame {self.frame[rows][bad][0]}: non-finite "
                                           "feature values on a frame marked valid")
+            if self.medians is not None:
+                seq = self.sequence[rows] if self.sequence is not None else np.full(len(rows), "")
+                X = X.astype(np.float32) - np.stack([self.medians[(s, q)] for q in seq.tolist()])
             if out is None:
                 out = np.empty((len(idx), self.dim), dtype=X.dtype if dtype is None else dtype)
             elif dtype is None and X.dtype.itemsize > out.dtype.itemsize:  # files stored in different types
@@ -140,17 +153,22 @@ class FrameIndex:
 
 
 def index_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[str, str | Path], au: int,
-                 threshold: int, subjects: Sequence[str] | None = None) -> FrameIndex:
+                 threshold: int, subjects: Sequence[str] | None = None, *, intensity: bool = False,
+                 median: bool = False) -> FrameIndex:
     """The valid, labelled frames of one AU for the given subjects, without reading their features.
 
     ``feature_paths`` and ``label_paths`` map subject -> file. Invalid frames (``valid`` False in the feature file)
     and unlabelled frames (beyond the label file) are excluded and counted (``counts``, logged).
+    ``intensity``: ``y`` holds the intensity 0..5 (float32) instead of 0/1, and frames of unknown intensity (empty
+    cells) count as unlabelled. ``median``: person-specific normalisation, :func:`sequence_medians` of every
+    (subject, sequence), subtracted by :meth:`FrameIndex.features`.
     """
     from ..feature_store import FeatureError, read_feature_index
 
     subjects = list(subjects if subjects is not None else feature_paths)
     parts: list[tuple] = []
     counts: dict[str, dict[str, int]] = {}
+    medians: dict[tuple[str, str], np.ndarray] = {}
     attrs0: dict = {}
     dim = None
     for s in subjects:
@@ -168,9 +186,17 @@ def index_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[s
             dim = d
         elif d != dim:
             raise ClassifierDataError(f"{fpath} (subject {s}): feature dimension {d} != {dim} of the others")
-        labels = read_label_file(label_paths[s], au, threshold, s)
-        unknown_frames = labels.index.to_numpy()[labels.to_numpy() < 0]
-        labels = labels[labels >= 0]  # unknown labels (-1): neither trained on nor scored
+        if intensity or median:
+            table = read_intensity_table(label_paths[s], [au], subject=s, error=ClassifierDataError)
+            seq_of = pd.Series(table["sequence"].to_numpy(), index=table["frame"].to_numpy())
+        if intensity:  # unknown intensities (empty cells, NaN): neither trained on nor scored
+            labels = pd.Series(table[f"AU{au}"].to_numpy(np.float32), index=table["frame"].to_numpy())
+            unknown_frames = labels.index.to_numpy()[labels.isna().to_numpy()]
+            labels = labels.dropna()
+        else:
+            labels = read_label_file(label_paths[s], au, threshold, s)
+            unknown_frames = labels.index.to_numpy()[labels.to_numpy() < 0]
+            labels = labels[labels >= 0]  # unknown labels (-1): neither trained on nor scored
         labelled = np.isin(frames, labels.index.to_numpy())
         unknown = valid & np.isin(frames, unknown_frames)
         keep = valid & labelled
@@ -183,25 +209,59 @@ def index_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[s
                  counts[s]["unknown"], n_missing, counts[s]["used"])
         idx = np.flatnonzero(keep)
         order = idx[np.argsort(frames[idx], kind="stable")]
+        seq = (seq_of.reindex(frames[order]).fillna("").to_numpy(dtype=object) if intensity or median
+               else np.full(len(order), "", dtype=object))
+        if median:
+            medians.update({(s, q): m for q, m in sequence_medians(fpath, frames, valid, seq_of, s).items()})
         parts.append((np.full(len(order), s, dtype=object), frames[order],
-                      labels.loc[frames[order]].to_numpy().astype(np.int8), order.astype(np.int64)))
+                      labels.loc[frames[order]].to_numpy().astype(np.float32 if intensity else np.int8),
+                      order.astype(np.int64), seq))
     if not parts:
         raise ClassifierDataError("no subjects given")
-    subj, fr, y, row = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    subj, fr, y, row, seq = (np.concatenate([p[i] for p in parts]) for i in range(5))
     return FrameIndex(subj.astype(str), fr, y, row, {s: str(feature_paths[s]) for s in subjects}, int(dim or 0),
-                      counts, attrs0)
+                      counts, attrs0, seq.astype(str), medians if median else None)
+
+
+def sequence_medians(path: str | Path, frames: np.ndarray, valid: np.ndarray, seq_of: pd.Series,
+                     subject: str = "?") -> dict[str, np.ndarray]:
+    """Person-specific normalisation: the median feature vector (float32) of each sequence of one subject's feature
+    file over its *valid* frames, labelled or not (OpenFace's trick for frozen features).
+
+    ``seq_of`` maps frame -> sequence (the label table's ``sequence`` column); a table without sequences (every
+    value ``""``) makes the whole subject one sequence. Each median sees only its own sequence's frames, so a test
+    sequence is normalised by itself and never by another subject or sequence. Frames of a multi-sequence table
+    that the table does not list belong to no sequence and are left out.
+    """
+    from ..feature_store import FeatureError, read_feature_rows
+
+    known = set(seq_of.tolist())
+    seq = (np.full(len(frames), "", dtype=object) if known <= {""}
+           else seq_of.reindex(frames).to_numpy(dtype=object))
+    out = {}
+    for q in dict.fromkeys(x for x in seq.tolist() if isinstance(x, str)):
+        rows = np.flatnonzero(valid & (seq == q))
+        if not len(rows):
+            continue
+        try:
+            X = read_feature_rows(path, rows).astype(np.float32)
+        except FeatureError as exc:
+            raise ClassifierDataError(f"{exc} (subject {subject})") from exc
+        out[q] = np.median(X, axis=0).astype(np.float32)
+    return out
 
 
 def load_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[str, str | Path], au: int,
-                threshold: int, subjects: Sequence[str] | None = None) -> FrameData:
+                threshold: int, subjects: Sequence[str] | None = None, *, intensity: bool = False) -> FrameData:
     """Features and binary labels of one AU for the given subjects: valid, labelled frames only.
 
     ``feature_paths`` and ``label_paths`` map subject -> file. Invalid frames (``valid`` False in the feature file)
     and unlabelled frames (beyond the label file) are excluded and counted (``FrameData.counts``, logged). NaN or
     infinite features on a valid frame are an error naming the file, subject and frame. The LSTM reads whole
     sequences this way; the LDA/SVM jobs read :func:`index_frames` and then only the rows they need.
+    ``intensity``: ``y`` holds intensities (see :func:`index_frames`).
     """
-    index = index_frames(feature_paths, label_paths, au, threshold, subjects)
+    index = index_frames(feature_paths, label_paths, au, threshold, subjects, intensity=intensity)
     return FrameData(index.subject, index.frame, index.features(dtype=np.float32), index.y, index.counts,
                      index.attrs)
 
@@ -215,13 +275,16 @@ def check_subject_exclusive(train: Sequence[str], val: Sequence[str], test: Sequ
 def write_synthetic_subject(feature_path: str | Path, label_path: str | Path, subject: str, *, aus: Sequence[int],
                             n_frames: int = 120, dim: int = 16, n_labelled: int | None = None,
                             invalid: Sequence[int] = (), signal: float = 2.0, seed: int = 0,
-                            backbone: str = "synthetic", region: str = "face") -> None:
+                            backbone: str = "synthetic", region: str = "face", graded: bool = False,
+                            offset: float = 0.0) -> None:
     """Write a synthetic feature file and label file with a planted linear signal per AU (for tests and benches).
 
     Each AU gets a random unit direction in feature space (the same for every subject, from ``seed``'s AU-wide
     stream) and bursts of activation (intensities 0..5); a present AU adds ``signal`` x its direction to the
     frame's features. ``invalid`` frames (0-based rows) get ``valid = False`` and NaN features; only the first
-    ``n_labelled`` frames are labelled.
+    ``n_labelled`` frames are labelled. ``graded``: the added signal grows with the intensity (``signal`` x
+    intensity / 2.5) instead of being on/off, for the intensity regressors; ``offset`` is added to every feature of
+    the subject (a person-specific appearance that per-sequence median normalisation removes).
     """
     import h5py
 
@@ -241,7 +304,9 @@ def write_synthetic_subject(feature_path: str | Path, label_path: str | Path, su
             inten[t:t + 1] = 1  # onset below threshold
             t += length
         labels[f"AU{au}"] = inten
-        X += (inten >= 2)[:, None] * signal * dirs[au][None, :].astype(np.float32)
+        level = inten / 2.5 if graded else (inten >= 2)
+        X += level[:, None] * signal * dirs[au][None, :].astype(np.float32)
+    X += np.float32(offset)
     valid = np.ones(n_frames, bool)
     valid[list(invalid)] = False
     X[~valid] = np.nan

@@ -119,14 +119,15 @@ class LSTMClassifier:
 
     def __init__(self, hidden: int = 200, lr: float = 1e-4, momentum: float = 0.9, weight_noise_std: float = 0.1,
                  epochs: int = 100, batch_size: int = 8, patience: int = 10, monitor: str = "loss",
-                 seed: int = 0, device: str = "auto", pos_weight: float | None = None):
+                 seed: int = 0, device: str = "auto", pos_weight: float | None = None, target: str = "binary"):
         self.hidden, self.lr, self.momentum, self.weight_noise_std = hidden, lr, momentum, weight_noise_std
         self.epochs, self.batch_size, self.patience, self.monitor = epochs, batch_size, patience, monitor
-        self.seed, self.device, self.pos_weight = seed, device, pos_weight
+        self.seed, self.device, self.pos_weight, self.target = seed, device, pos_weight, target
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("hidden", "lr", "momentum", "weight_noise_std", "epochs",
-                                               "batch_size", "patience", "monitor", "seed", "device", "pos_weight")}
+                                               "batch_size", "patience", "monitor", "seed", "device", "pos_weight",
+                                               "target")}
 
     # ----------------------------------------------------------------------------------------------- internals
     def _net(self, device: torch.device) -> _Net:
@@ -158,9 +159,17 @@ class LSTMClassifier:
     # ----------------------------------------------------------------------------------------------- API
     def fit(self, X: Sequence[np.ndarray], y: Sequence[np.ndarray], X_val: Sequence[np.ndarray] | None = None,
             y_val: Sequence[np.ndarray] | None = None) -> LSTMClassifier:
-        """Train on sequences ``X`` with per-frame 0/1 labels ``y``; early stopping on ``(X_val, y_val)``."""
+        """Train on sequences ``X`` with per-frame 0/1 labels ``y``; early stopping on ``(X_val, y_val)``.
+
+        ``target = "intensity"`` (the intensity task's LSTM regressor): ``y`` holds intensities 0..5, learnt as
+        soft targets ``y / 5`` of the same loss (the output probability x 5 is the intensity); early stopping on
+        the validation loss (no F1).
+        """
         if not len(X):
             raise ValueError("LSTMClassifier.fit: no training sequences")
+        if self.target == "intensity":
+            y = [np.asarray(v, np.float32) / 5.0 for v in y]
+            y_val = [np.asarray(v, np.float32) / 5.0 for v in y_val] if y_val else y_val
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         device = resolve_device(self.device, what=_DEVICE_KEY)
@@ -204,9 +213,10 @@ class LSTMClassifier:
             rec = {"epoch": epoch + 1, "train_loss": ep_loss / max(ep_n, 1.0)}
             if va:
                 rec["val_loss"] = self._loss(net, va, y_val, device, crit)
-                pv = np.concatenate([(lg > 0).astype(int) for lg in self._logits(net.eval(), va, device)])
-                rec["val_f1"] = float(f1_score(np.concatenate(y_val), pv, zero_division=0))
-                crit_value = rec["val_loss"] if self.monitor == "loss" else -rec["val_f1"]
+                if self.target != "intensity":
+                    pv = np.concatenate([(lg > 0).astype(int) for lg in self._logits(net.eval(), va, device)])
+                    rec["val_f1"] = float(f1_score(np.concatenate(y_val), pv, zero_division=0))
+                crit_value = rec["val_loss"] if self.monitor == "loss" or "val_f1" not in rec else -rec["val_f1"]
             else:
                 crit_value = rec["train_loss"]
             self.history_.append(rec)

@@ -105,12 +105,30 @@ def default_model(results: str | os.PathLike[str], split: str) -> tuple[str, flo
                        "--model")
 
 
+def default_regressor(results: str | os.PathLike[str], split: str) -> str | None:
+    """The intensity regressor with the best mean ICC on the **validation** frames among those with trained files
+    (regressor ensembles are not predictor models), or None when the run trained no regressor."""
+    from ..intensity.metrics import icc31
+
+    layout = Layout.of(results)
+    best: tuple[float, str] | None = None
+    for path in sorted(Path(layout.intensity_predictions(split, "x")).parent.glob("*.csv")):
+        val = pd.read_csv(path, usecols=["au", "set", "value", "label"]).query("set == 'val'")
+        if val.empty or path.stem.startswith("ens-") or not list(Path(layout.model_dir(split, path.stem)).glob(
+                "AU*.joblib")):
+            continue
+        icc = float(np.nanmean([icc31(g["value"].fillna(0.0), g["label"]) for _, g in val.groupby("au")]))
+        if best is None or icc > best[0]:
+            best = (icc, path.stem)
+    return None if best is None else best[1]
+
+
 class Predictor:
     """A trained model or ensemble, ready to score aligned faces; built from a workflow's results folder."""
 
     def __init__(self, model: str, *, results: str | os.PathLike[str] | None = None, split: str | None = None,
                  model_dir: str | os.PathLike[str] | None = None, device: str = "auto", batch_size: int = 32,
-                 aus: Sequence[int] | None = None, detector: str | None = None):
+                 aus: Sequence[int] | None = None, detector: str | None = None, regressor: str | None = "auto"):
         self.models_dir, self.results_dir, self.split = resolve_models_dir(results, split, model_dir)
         if not self.models_dir.is_dir():
             raise PredictError(f"models folder {self.models_dir} does not exist; run the workflow first")
@@ -138,6 +156,14 @@ class Predictor:
         self.aus = [a for a in model_aus if aus is None or a in set(aus)]
         self._trees = {au: self._load(model, au) for au in self.aus}
         self._tracks: dict[int, dict[int, _Node]] = {}
+        # intensity (AUxx_r): "auto" = the best regressor on validation, when the run trained regressors
+        self.regressor = default_regressor(self.results_dir, self.split) if regressor == "auto" else regressor
+        self.reg_aus = [a for a in self.aus if self.regressor and self._path(self.regressor, a).is_file()]
+        if regressor not in (None, "auto") and not self.reg_aus:
+            raise PredictError(f"--regressor {regressor}: no trained AU models of it under {self.results_dir} "
+                               f"(split {self.split}) for AUs {self.aus}")
+        self._reg_trees = {au: self._load(str(self.regressor), au) for au in self.reg_aus}
+        self._reg_tracks: dict[int, dict[int, _Node]] = {}
         log.info("predictor %s (split %s): AUs %s, device %s", model, self.split, self.aus, self.device)
 
     def _path(self, model: str, au: int) -> Path:
@@ -173,3 +199,11 @@ class Predictor:
             s, p = self._score(node, chunk)
             out[au] = (np.asarray(s, np.float64), np.asarray(p, np.int8))
         return out
+
+    def score_intensity(self, chunk: FaceChunk, track: int = 0) -> dict[int, np.ndarray]:
+        """Per AU of :attr:`reg_aus`, the regressor's intensity (0..5) of the chunk's faces (state per track: a
+        median-normalised regressor's running median)."""
+        trees = self._reg_tracks.get(track)
+        if trees is None:
+            trees = self._reg_tracks[track] = {au: t.fresh() for au, t in self._reg_trees.items()}
+        return {au: np.asarray(self._score(node, chunk)[0], np.float64) for au, node in trees.items()}

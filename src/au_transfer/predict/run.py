@@ -1,7 +1,8 @@
 """Running a predictor over a video, an image or a folder of images: one OpenFace-style row per face and frame.
 
 Columns: ``frame, face, timestamp, success, confidence, reason``, then ``AU01_p …`` (scores) and ``AU01_c …``
-(0/1), then ``file``. ``face`` numbers the faces of the input: 0 is the largest face of the first frame that has
+(0/1), then, when the run trained intensity regressors, ``AU01_r …`` (intensity 0-5, the regressor chosen on
+validation, or ``regressor``), then ``file``. ``face`` numbers the faces of the input: 0 is the largest face of the first frame that has
 one, and a face keeps its number from frame to frame while it stays near where it was (tracked by position); a
 frame without a usable face has one row with an empty ``face``, ``success = 0`` and a ``reason`` (``no_face_detected``,
 ``low_confidence``, implausible landmarks such as ``face_size``, ``blank_image``, ``unreadable_frame``). With
@@ -147,7 +148,7 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
     settings = predictor.face
     landmarker = settings.landmarker()
     tracker = FaceTracker()
-    cols = au_columns(predictor.aus)
+    cols = au_columns(predictor.aus) + [f"AU{au:02d}_r" for au in predictor.reg_aus]
     bar = tqdm(total=total, desc=f"predict {src.name}", unit="frame", disable=not progress, mininterval=1.0)
     for frames in _chunks(iter_frames(src, tolerant=True), chunk_size):
         rows: list[dict[str, Any]] = []
@@ -172,11 +173,13 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
             for au, (score, pred) in predictor.score_chunk(chunk, track=fid).items():
                 values[f"AU{au:02d}_p"][idx] = score
                 values[f"AU{au:02d}_c"][idx] = pred
+            for au, value in predictor.score_intensity(chunk, track=fid).items():
+                values[f"AU{au:02d}_r"][idx] = value
         table = pd.DataFrame(rows, columns=[*BASE_COLUMNS, "file"])
         table["face"] = table["face"].astype("Int64")
         table["success"] = table["success"].astype(np.int8)
         for c in cols:
-            table[c] = values[c] if c.endswith("_p") else pd.array(values[c], dtype="Int8")
+            table[c] = pd.array(values[c], dtype="Int8") if c.endswith("_c") else values[c]
         yield table[[*BASE_COLUMNS, *cols, "file"]]
     bar.close()
 
@@ -196,32 +199,36 @@ def check_output(path: str | os.PathLike[str]) -> Path:
 def predict(input_path: str | os.PathLike[str], model_dir: str | os.PathLike[str] | None = None, *, model: str,
             results: str | os.PathLike[str] | None = None, split: str | None = None, device: str = "auto",
             batch_size: int = 32, chunk_size: int = 128, aus: Sequence[int] | None = None,
-            progress: bool = True, largest_only: bool = False, detector: str | None = None) -> pd.DataFrame:
+            progress: bool = True, largest_only: bool = False, detector: str | None = None,
+            regressor: str | None = "auto") -> pd.DataFrame:
     """AU occurrence per face and frame of a video, an image or a folder of images (OpenFace-style DataFrame).
 
-    ``model`` is a model id (``dlib_resnet-face-svm``) or an ensemble (``ens-paper3``); the trained files come from
+    ``model`` is a model id (``dlib_resnet-face-svm``) or an ensemble (``ens-paper3``); ``regressor`` an intensity
+    regressor for the ``AUxx_r`` columns (``auto``: the best on validation when the run trained any; None: none);
+    the trained files come from
     ``model_dir`` (``results/models/<split>``) or from ``results`` and ``split``.
     """
     predictor = Predictor(model, results=results, split=split, model_dir=model_dir, device=device,
-                          batch_size=batch_size, aus=aus, detector=detector)
+                          batch_size=batch_size, aus=aus, detector=detector, regressor=regressor)
     parts = list(iter_predictions(input_path, predictor, chunk_size=chunk_size, progress=progress,
                                   largest_only=largest_only))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=[*BASE_COLUMNS, *au_columns(predictor.aus), "file"])
+        columns=[*BASE_COLUMNS, *au_columns(predictor.aus), *[f"AU{a:02d}_r" for a in predictor.reg_aus],
+                 "file"])
 
 
 def predict_to_csv(input_path: str | os.PathLike[str], out_csv: str | os.PathLike[str], *, model: str,
                    model_dir: str | os.PathLike[str] | None = None, results: str | os.PathLike[str] | None = None,
                    split: str | None = None, device: str = "auto", batch_size: int = 32, chunk_size: int = 128,
                    aus: Sequence[int] | None = None, progress: bool = True, largest_only: bool = False,
-                   detector: str | None = None) -> dict[str, int]:
+                   detector: str | None = None, regressor: str | None = "auto") -> dict[str, int]:
     """Stream the table into ``out_csv`` (written atomically; checked before any work); returns
     ``{frames, rows, faces}`` (decoded frames, rows written, rows with a face)."""
     check_output(out_csv)
     if not Path(input_path).exists():
         raise PredictError(f"input {input_path} does not exist")
     predictor = Predictor(model, results=results, split=split, model_dir=model_dir, device=device,
-                          batch_size=batch_size, aus=aus, detector=detector)
+                          batch_size=batch_size, aus=aus, detector=detector, regressor=regressor)
     frames = rows = faces = 0
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
         for i, part in enumerate(iter_predictions(input_path, predictor, chunk_size=chunk_size, progress=progress,

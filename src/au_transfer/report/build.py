@@ -31,9 +31,10 @@ def build_report(metrics_files: Iterable[str | os.PathLike[str]], out_dir: str |
                  corpus: str, split: str | None = None, paper_models: Mapping[str, str] | None = None,
                  ensembles: Mapping[str, Mapping[str, Any]] | None = None, paper_ensembles: Sequence[str] = (),
                  formats: Sequence[str] = FORMATS, corpora: Mapping[str, Mapping[str, str]] | None = None,
-                 ) -> dict[str, Any]:
+                 intensity_summary: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Write every table and figure into ``out_dir``; returns ``{split, notes, headline}``. ``corpora`` (split ->
-    {train, test} corpus) gives the within- and cross-corpus table."""
+    {train, test} corpus) gives the within- and cross-corpus table. With ``intensity_summary``
+    (``results/intensity/summary.csv``), the intensity table and figure too (:mod:`.intensity`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = read_metrics(metrics_files)
@@ -57,8 +58,14 @@ def build_report(metrics_files: Iterable[str | os.PathLike[str]], out_dir: str |
         if fd.note:
             notes[fd.name] = fd.note
             log.info("figure %s: %s", fd.name, fd.note)
-    write_text_atomic(_index_md(tables, figs, corpus, split), out / "index.md")
-    write_text_atomic(_html(tables, figs, corpus, split), out / "report.html")
+    extra = {"md": "", "html": ""}
+    if intensity_summary is not None:
+        from .intensity import intensity_report
+
+        extra = intensity_report(intensity_summary, out, split=split, corpus=corpus, formats=formats)
+    write_text_atomic(_index_md(tables, figs, corpus, split) + extra["md"], out / "index.md")
+    write_text_atomic(_html(tables, figs, corpus, split).replace("</body></html>", extra["html"] + "\n</body></html>"),
+                      out / "report.html")
     log.info("report of %d models/ensembles (split %s) written to %s", len(tables["headline"]), split, out)
     return {"split": split, "notes": notes, "headline": tables["headline"]}
 

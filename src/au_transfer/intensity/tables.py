@@ -1,0 +1,121 @@
+"""Intensity tables of the workflow: merged per-model predictions, per-model metrics, the summary, and ensembles
+of regressors (the mean of the members, or a weighting fitted on validation) scored like models.
+
+Ensembles of regressors work on the members' prediction tables: ``mean`` averages their values; ``weighted``
+weights each member per AU by its ICC on the **validation** rows (negative ICCs count as 0; all zero: the mean),
+so that no test row ever shapes the combination. The fitted weights are written beside the predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..io import write_csv_atomic, write_text_atomic
+from .metrics import (
+    INTENSITY_COLUMNS,
+    METRIC_COLUMNS,
+    IntensityError,
+    check_intensity,
+    icc31,
+    intensity_metrics,
+)
+
+KEYS = ["subject", "frame", "au", "set"]
+log = logging.getLogger(__name__)
+
+
+def read_intensity(path: str | os.PathLike[str]) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError) as exc:
+        raise IntensityError(f"{path}: cannot read the intensity predictions: {exc}") from exc
+    except pd.errors.EmptyDataError:
+        df = pd.DataFrame(columns=INTENSITY_COLUMNS)
+    return check_intensity(df, str(path))
+
+
+def merge_intensity(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]) -> pd.DataFrame:
+    """Concatenate per-AU intensity predictions into one checked table (written atomically)."""
+    df = pd.concat([read_intensity(p) for p in paths], ignore_index=True)
+    df = check_intensity(df.sort_values(["au", "set", "subject", "frame"], kind="stable"), str(out))
+    write_csv_atomic(df, out)
+    return df
+
+
+def write_metrics(pred_path: str | os.PathLike[str], out: str | os.PathLike[str], *, model: str, split: str,
+                  aus: Sequence[int]) -> pd.DataFrame:
+    """Per-AU and mean ICC/PCC/MAE/MSE of one model's test rows (:func:`intensity_metrics`). An AU without any
+    test frame of known intensity (e.g. an AU the corpus codes for occurrence only) is left out, with a warning."""
+    pred = read_intensity(pred_path)
+    present = set(pred.loc[pred["set"] == "test", "au"].astype(int))
+    absent = [int(a) for a in aus if int(a) not in present]
+    if absent:
+        log.warning("%s: no test frame of known intensity for AU(s) %s; left out of the metrics", pred_path, absent)
+    m = intensity_metrics(pred, model, split, [int(a) for a in aus if int(a) in present], name=str(pred_path))
+    write_csv_atomic(m, out)
+    return m
+
+
+def write_summary(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every model's intensity metrics in one table."""
+    parts = [pd.read_csv(p, dtype={"au": str}) for p in paths]
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=METRIC_COLUMNS)
+    write_csv_atomic(df[METRIC_COLUMNS], out)
+    return df
+
+
+def ensemble_intensity(member_paths: Sequence[str | os.PathLike[str]], members: Sequence[str], method: str,
+                       out: str | os.PathLike[str], params_out: str | os.PathLike[str], name: str = "") -> pd.DataFrame:
+    """Combine the members' intensity predictions (rows present in every member): ``mean`` or ``weighted`` (per-AU
+    weights from the members' validation ICC). Writes the predictions and ``{method, members, weights}``."""
+    if method not in ("mean", "weighted"):
+        raise IntensityError(f"ensemble {name}: method must be mean or weighted, got {method!r}")
+    tables = [read_intensity(p).set_index(KEYS) for p in member_paths]
+    common = tables[0].index
+    for t in tables[1:]:
+        common = common.intersection(t.index)
+    if not len(common):
+        raise IntensityError(f"ensemble {name}: its members {list(members)} share no predicted frame")
+    common = common.sort_values()
+    V = np.column_stack([t.loc[common, "value"].to_numpy(np.float64) for t in tables])
+    label = tables[0].loc[common, "label"].to_numpy(np.float64)
+    keys = common.to_frame(index=False)
+    weights: dict[str, list[float]] = {}
+    value = np.full(len(keys), np.nan)
+    for au in sorted(keys["au"].unique()):
+        rows = (keys["au"] == au).to_numpy()
+        w = np.ones(len(tables))
+        if method == "weighted":
+            val = rows & (keys["set"] == "val").to_numpy()
+            iccs = np.array([icc31(np.nan_to_num(V[val, j]), label[val]) if val.any() else np.nan
+                             for j in range(len(tables))])
+            w = np.clip(np.nan_to_num(iccs, nan=0.0), 0, None)
+            if w.sum() == 0:
+                w = np.ones(len(tables))
+        w = w / w.sum()
+        Vm = np.ma.masked_invalid(V[rows])  # a skipped member (empty values) does not vote
+        value[rows] = np.ma.average(Vm, axis=1, weights=w).filled(np.nan)
+        weights[str(int(au))] = [float(x) for x in w]
+    df = keys.assign(value=value, label=label)[INTENSITY_COLUMNS]
+    write_csv_atomic(df, out)
+    write_text_atomic(json.dumps({"name": name, "method": method, "members": list(members), "weights": weights},
+                                 indent=1), params_out)
+    return df
+
+
+def per_au_table(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rows = (model, split), columns = AUs then ``mean``: one intensity metric for the report."""
+    if metrics.empty:
+        return pd.DataFrame()
+    wide = metrics.pivot_table(index=["model", "split"], columns="au", values=metric, aggfunc="first")
+    aus = sorted((c for c in wide.columns if c != "mean"), key=int)
+    wide = wide[aus + (["mean"] if "mean" in wide.columns else [])]
+    wide.columns = [f"AU{c}" if c != "mean" else "mean" for c in wide.columns]
+    order = wide["mean"].sort_values(ascending=metric in ("mae", "mse")).index if "mean" in wide else wide.index
+    return wide.loc[order].reset_index()

@@ -1,0 +1,74 @@
+"""The predictor's intensity columns (AU01_r ...): written when the run trained regressors, chosen on validation,
+clipped to 0..5, empty where no face; a median-normalised regressor keeps its running median per face track."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_predict import AUS, SPLIT, face_video, results  # noqa: F401  (fixtures)
+
+from au_transfer.layout import Layout
+from au_transfer.models import RegressorModel
+from au_transfer.predict import PredictError, au_columns, predict
+from au_transfer.predict.predictor import default_regressor
+
+REG = {"C_grid": [0.1, 1.0], "C_fallback": 0.1, "alpha_grid": [1.0], "alpha_fallback": 1.0}
+
+
+@pytest.fixture(scope="module")
+def reg_results(results, tmp_path_factory):  # noqa: F811
+    """The classifier results plus two regressors (one median-normalised) and validation intensity tables that
+    make the _med one the better on validation."""
+    root = tmp_path_factory.mktemp("reg") / "results"
+    shutil.copytree(results, root)
+    layout = Layout.of(root)
+    rng = np.random.default_rng(1)
+    for name in ("svr", "svr_med"):
+        for au in AUS:
+            ys = [rng.integers(0, 6, 40).astype(float) for _ in range(2)]
+            xs = [rng.normal(0, 0.1, (40, 128)).astype(np.float32) + y[:, None] * 0.02 for y in ys]
+            m = RegressorModel(au=au, backbone="dlib_resnet", crop_region="face", params=REG, classifier=name,
+                               threshold=2).fit(xs[:1], ys[:1], xs[1:], ys[1:])
+            m.bundle["feature_attrs"] = {"backbone": "dlib_resnet", "region": "face", "dim": 128}
+            m.save(layout.model_file(SPLIT, f"dlib_resnet-face-{name}", au))
+        label = np.tile(np.arange(6.0), 4)
+        noise = 0.2 if name == "svr_med" else 2.0
+        table = pd.DataFrame([{"subject": "SN002", "frame": f + 1, "au": au, "set": "val", "label": v,
+                               "value": float(np.clip(v + rng.normal(0, noise), 0, 5))}
+                              for au in AUS for f, v in enumerate(label)])
+        path = layout.intensity_predictions(SPLIT, f"dlib_resnet-face-{name}")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(path, index=False)
+    return root
+
+
+def test_auto_chooses_the_best_regressor_on_validation(reg_results):
+    assert default_regressor(reg_results, SPLIT) == "dlib_resnet-face-svr_med"
+
+
+def test_predictor_writes_intensity_columns(face_video, reg_results):  # noqa: F811
+    models = reg_results / "models" / SPLIT
+    df = predict(face_video, models, model="dlib_resnet-face-svm", progress=False, largest_only=True, chunk_size=2)
+    r = [f"AU{au:02d}_r" for au in AUS]
+    assert list(df.columns)[6:-1] == [*au_columns(AUS), *r]
+    ok = df["success"] == 1
+    assert df.loc[ok, r].notna().all().all() and df.loc[~ok, r].isna().all().all()
+    assert ((df.loc[ok, r] >= 0) & (df.loc[ok, r] <= 5)).all().all()
+    plain = predict(face_video, models, model="dlib_resnet-face-svm", progress=False, largest_only=True,
+                    regressor="dlib_resnet-face-svr")
+    assert plain.loc[ok, r].notna().all().all()
+    none = predict(face_video, models, model="dlib_resnet-face-svm", progress=False, largest_only=True,
+                   regressor=None)
+    assert not [c for c in none.columns if c.endswith("_r")]
+
+
+def test_no_regressor_trained_means_no_intensity_columns(face_video, results):  # noqa: F811
+    df = predict(face_video, results / "models" / SPLIT, model="dlib_resnet-face-svm", progress=False)
+    assert not [c for c in df.columns if c.endswith("_r")]
+    with pytest.raises(PredictError, match="--regressor dlib_resnet-face-ridge"):
+        predict(face_video, results / "models" / SPLIT, model="dlib_resnet-face-svm", progress=False,
+                regressor="dlib_resnet-face-ridge")
