@@ -116,3 +116,33 @@ def test_unknown_regressor_ensemble_is_named(face_video, reg_results):  # noqa: 
     with pytest.raises(PredictError, match="--regressor ens-nope"):
         predict(face_video, reg_results / "models" / SPLIT, model="dlib_resnet-face-svm", progress=False,
                 regressor="ens-nope")
+
+
+def test_predictor_scores_a_median_classifier_with_its_running_median(face_video, results, tmp_path):  # noqa: F811
+    """A ``svm_med`` occurrence model goes through the same running median as a ``_med`` regressor: here the plain
+    SVM's estimator saved as ``svm_med``, so that (a linear model) its scores are the plain ones minus w . median.
+    In one chunk every face has the same median: one constant shift per AU; chunk by chunk the median moves."""
+    from au_transfer.classifiers.frame import load_model, save_model
+
+    root = tmp_path / "results"
+    shutil.copytree(results, root)
+    models = root / "models" / SPLIT
+    for au in AUS:
+        b = load_model(models / "dlib_resnet-face-svm" / f"AU{au}.joblib")
+        save_model({**b, "classifier": "svm_med", "normalise": "median"},
+                   models / "dlib_resnet-face-svm_med" / f"AU{au}.joblib")
+    kw = dict(progress=False, largest_only=True, regressor=None)
+    p = [f"AU{au:02d}_p" for au in AUS]
+
+    def shift(chunk_size):
+        plain = predict(face_video, models, model="dlib_resnet-face-svm", chunk_size=chunk_size, **kw)
+        med = predict(face_video, models, model="dlib_resnet-face-svm_med", chunk_size=chunk_size, **kw)
+        ok = plain["success"] == 1
+        return plain.loc[ok, p].to_numpy() - med.loc[ok, p].to_numpy()
+
+    one = shift(64)
+    np.testing.assert_allclose(one, np.repeat(one[:1], len(one), axis=0), rtol=1e-5, atol=1e-6)
+    assert np.abs(one).max() > 1e-4
+    running = shift(2)
+    np.testing.assert_allclose(running[1], running[0], rtol=1e-5, atol=1e-6)  # the first chunk: its own median
+    assert not np.allclose(running, np.repeat(running[:1], len(running), axis=0), rtol=1e-5, atol=1e-6)
