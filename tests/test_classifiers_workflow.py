@@ -20,11 +20,11 @@ RULES = ["fit_frame", "fit_lstm", "merge_predictions", "always_present", "metric
 # synthetic features stored under a registered backbone's name (the workflow checks backbone names against the
 # registry before any job); --allowed-rules keeps the features rule from ever running
 BACKBONE = "mtcnn_onet"
-MODELS = [f"{BACKBONE}-face-lda", f"{BACKBONE}-face-svm", f"{BACKBONE}-au_region-lda", f"{BACKBONE}-au_region-svm",
-          f"{BACKBONE}-face-lstm"]
+MODELS = [f"{BACKBONE}-face-lda", f"{BACKBONE}-face-svm", f"{BACKBONE}-face-svm_med", f"{BACKBONE}-au_region-lda",
+          f"{BACKBONE}-au_region-svm", f"{BACKBONE}-face-lstm"]
 
 
-def _config(path, svm_c=(0.01, 1.0)):
+def _config(path, svm_c=(0.01, 1.0), median=(f"{BACKBONE}-face-svm",)):
     cfg = {
         "data_root": "no_corpus_needed",
         "data": {"aus": AUS},
@@ -32,6 +32,7 @@ def _config(path, svm_c=(0.01, 1.0)):
         "classifiers": {
             "backbones": [BACKBONE],
             "svm": {"C_grid": list(svm_c)},
+            "normalise_median": list(median),  # + {BACKBONE}-face-svm_med
             "lstm": {"hidden": 8, "lr": 0.2, "weight_noise_std": 0.01, "inactive_min": 15, "inactive_max": 25,
                      "epochs": 5, "patience": 0, "batch_size": 4, "device": "cpu"},
         },
@@ -48,7 +49,7 @@ def synth_run(tmp_path_factory):
         for region in ("face", "lower"):
             write_synthetic_subject(wd / f"results/features/{BACKBONE}/{region}/{s}.h5", wd / f"results/labels/{s}.csv",
                                     s, aus=AUS, n_frames=90, dim=8, n_labelled=85, invalid=[4], seed=i,
-                                    region=region)
+                                    region=region, offset=[0.0, 1.0, -1.0, 3.0][i])  # a person's appearance
     cfg = _config(wd / "config.yaml")
     run_snakemake(wd, "--allowed-rules", *RULES, "--printshellcmds", "results/metrics/summary.csv", configfile=cfg)
     return wd, cfg
@@ -90,9 +91,37 @@ def test_changing_an_svm_parameter_reruns_only_svm_jobs(synth_run, tmp_path):
     cfg = _config(tmp_path / "changed.yaml", svm_c=(0.1, 1.0))
     proc = run_snakemake(wd, "--allowed-rules", *RULES, "-n", "results/metrics/summary.csv", configfile=cfg)
     jobs = parse_dry_run(proc.stdout)
-    fits = [j.wildcards["classifier"] for j in jobs if j.rule == "fit_frame"]
-    assert fits == ["svm"] * (2 * len(AUS)), proc.stdout[-3000:]
+    fits = sorted(j.wildcards["classifier"] for j in jobs if j.rule == "fit_frame")
+    assert fits == sorted(["svm"] * (2 * len(AUS)) + ["svm_med"] * len(AUS)), proc.stdout[-3000:]
     assert not [j for j in jobs if j.rule == "fit_lstm"]
+
+
+def test_median_variant_has_its_own_fits_and_matches_its_bundle(synth_run, tmp_path):
+    """classifiers.normalise_median: a _med variant is a model of its own, one fit_frame job per (split, AU); its
+    test predictions are the bundle's scores on each recording minus its own median. Listing one more model runs
+    only that model's fits (and its tables), removing one reruns no fit."""
+    wd, _ = synth_run
+    pred = pd.read_csv(wd / f"results/predictions/s/{BACKBONE}-face-svm_med.csv")
+    bundle = load_model(wd / f"results/models/s/{BACKBONE}-face-svm_med/AU12.joblib")
+    assert bundle["classifier"] == "svm_med" and bundle["normalise"] == "median"
+    from au_transfer.classifiers import predict_bundle
+    from au_transfer.classifiers.data import index_frames
+
+    fp = {s: wd / f"results/features/{BACKBONE}/face/{s}.h5" for s in SUBJECTS}
+    lp = {s: wd / f"results/labels/{s}.csv" for s in SUBJECTS}
+    te = index_frames(fp, lp, 12, 2, SUBJECTS[3:], median=True)
+    score, _ = predict_bundle(bundle, te.features(), normalised=True)
+    t = pred[pred["set"] == "test"]
+    np.testing.assert_allclose(score, t["score"].to_numpy(), rtol=1e-6, atol=1e-9)
+    more = _config(tmp_path / "more.yaml", median=(f"{BACKBONE}-face-svm", f"{BACKBONE}-au_region-lda"))
+    jobs = parse_dry_run(run_snakemake(wd, "--allowed-rules", *RULES, "-n", "results/metrics/summary.csv",
+                                       configfile=more).stdout)
+    fits = [(j.wildcards["region"], j.wildcards["classifier"]) for j in jobs if j.rule in ("fit_frame", "fit_lstm")]
+    assert fits == [("au_region", "lda_med")] * len(AUS)
+    fewer = _config(tmp_path / "fewer.yaml", median=())
+    jobs = parse_dry_run(run_snakemake(wd, "--allowed-rules", *RULES, "-n", "results/metrics/summary.csv",
+                                       configfile=fewer).stdout)
+    assert not [j for j in jobs if j.rule in ("fit_frame", "fit_lstm")]
 
 
 @pytest.mark.xdist_group("workflow")

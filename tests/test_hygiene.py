@@ -42,7 +42,7 @@ def _fit(root, tag, fdir="f", seed=0, classifier="svm", train=TRAIN, val=VAL, te
     fp, lp = _paths(root, fdir)
     bundle = run_frame_job(feature_paths=fp, label_paths=lp, train=train, val=val, test=test, au=12,
                            backbone="synthetic", region="face", crop_region="face", classifier=classifier,
-                           params=SVM if classifier == "svm" else {}, seed=seed, threshold=2,
+                           params=SVM if classifier.startswith("svm") else {}, seed=seed, threshold=2,
                            model_out=root / f"{tag}.joblib", pred_out=root / f"{tag}.csv", split="h")
     return bundle, pd.read_csv(root / f"{tag}.csv")
 
@@ -94,6 +94,25 @@ def test_test_frames_are_never_balanced_or_used_for_selection(synth):
     assert other["val_scores"] == bundle["val_scores"]
     np.testing.assert_array_equal(other["estimator"].named_steps["clf"].coef_,
                                   bundle["estimator"].named_steps["clf"].coef_)
+
+
+def test_median_classifier_normalises_each_test_recording_by_itself(synth):
+    """``svm_med`` (person-specific normalisation): a recording's median comes from its own valid frames only.
+    Shifting one test recording's features changes neither the model nor any other recording's scores, and its own
+    scores only by float16 rounding (its own median absorbs the shift)."""
+    b0, p0 = _fit(synth, "a", classifier="svm_med")
+    assert b0["classifier"] == "svm_med" and b0["normalise"] == "median"
+    _shift_features(synth, TEST[1:], 7.0, fdir="f_one")
+    b1, p1 = _fit(synth, "b", fdir="f_one", classifier="svm_med")
+    assert b0["chosen"] == b1["chosen"] and b0["val_scores"] == b1["val_scores"]
+    np.testing.assert_array_equal(b0["estimator"].named_steps["clf"].coef_, b1["estimator"].named_steps["clf"].coef_)
+    other = lambda p: p.loc[p["subject"] != TEST[1], "score"].to_numpy()  # noqa: E731
+    own = lambda p: p.loc[p["subject"] == TEST[1], "score"].to_numpy()  # noqa: E731
+    np.testing.assert_array_equal(other(p0), other(p1))
+    np.testing.assert_allclose(own(p0), own(p1), atol=0.05 * np.abs(own(p0)).max())
+    plain0, q0 = _fit(synth, "c")  # the guard can fail: without the median the shift moves the scores
+    _, q1 = _fit(synth, "d", fdir="f_one")
+    assert np.abs(own(q0) - own(q1)).max() > 0.5 * np.abs(own(q0)).max()
 
 
 def test_same_seed_same_metrics_different_seed_different_subsets(synth):

@@ -118,6 +118,31 @@ def test_plan_lists_regressor_ids_and_checks_ensemble_members():
         _cfg(enabled=True, models=["knn"])
 
 
+def test_plan_lists_median_classifiers_after_their_model_and_accepts_them_as_ensemble_members():
+    from au_transfer.config import ConfigError, validate_config
+    from au_transfer.plan import check_workflow, classifier_model_ids
+
+    def cfg(median, members=("dlib_resnet-face-svm", "dlib_resnet-face-lda")):
+        return validate_config({"data_root": "x", "splits": {"s": {"train": ["SN001"], "val": ["SN002"],
+                                                                   "test": ["SN003"]}},
+                                "features": {"backbones": ["dlib_resnet"]},
+                                "classifiers": {"regions": ["face"], "normalise_median": list(median),
+                                                "lstm": {"enabled": False}},
+                                "finetune": {"enabled": False},
+                                "ensembles": {"e": {"members": list(members)}}})
+
+    assert classifier_model_ids(cfg([])) == ["dlib_resnet-face-lda", "dlib_resnet-face-svm"]
+    ok = cfg(["dlib_resnet-face-svm"], members=["dlib_resnet-face-svm", "dlib_resnet-face-svm_med"])
+    assert classifier_model_ids(ok) == ["dlib_resnet-face-lda", "dlib_resnet-face-svm", "dlib_resnet-face-svm_med"]
+    check_workflow(ok)
+    with pytest.raises(ConfigError, match=r"classifiers.normalise_median.*dlib_resnet-upper-svm"):
+        check_workflow(cfg(["dlib_resnet-upper-svm"]))
+    with pytest.raises(ConfigError, match=r"ensembles.e.*dlib_resnet-face-lda_med"):
+        check_workflow(cfg([], members=["dlib_resnet-face-svm", "dlib_resnet-face-lda_med"]))
+    with pytest.raises(ConfigError, match="normalise_median"):
+        cfg(["dlib_resnet-face-lstm"])  # the schema: LDA/SVM models only
+
+
 def test_an_au_without_known_test_intensities_is_left_out_of_the_metrics(members, tmp_path):
     m = write_metrics(members[0], tmp_path / "m.csv", model="m", split="s", aus=[1, 12, 14])
     assert list(m["au"]) == ["1", "12", "mean"]

@@ -17,6 +17,7 @@ from au_transfer.models import (
     EnsembleModel,
     FinetunedModel,
     FrameModel,
+    IntensityEnsembleModel,
     LSTMModel,
     RegressorModel,
     load_au_model,
@@ -69,6 +70,16 @@ def _intensity_data(seed=0, n_seq=3, length=30, dim=DIM):
     return xs, ys
 
 
+def _intensity_member_data(seed=0, n_seq=2, length=40, members=3):
+    rng = np.random.default_rng(seed)
+    ys = [rng.integers(0, 6, length).astype(float) for _ in range(n_seq)]
+    xs = []
+    for y in ys:  # member j is noisier the larger j: the weighted ensemble should trust member 0 most
+        value = np.clip(y[:, None] + rng.normal(0, 1, (length, members)) * np.arange(1, members + 1), 0, 5)
+        xs.append(np.stack([value, (value >= 2).astype(float)], axis=-1))
+    return xs, ys
+
+
 REG_PARAMS = {"C_grid": [0.01, 1.0], "C_fallback": 0.1, "alpha_grid": [1.0, 100.0], "alpha_fallback": 10.0,
               "max_iter": 2000}
 
@@ -84,6 +95,12 @@ CASES: dict[str, tuple[Callable[[], AUModel], Callable, np.ndarray]] = {
             _feature_data, np.zeros((5, DIM + 1), np.float32)),
     "svm": (lambda: FrameModel(au=12, backbone="b", crop_region="face", classifier="svm",
                                params={"C_grid": [0.1, 1.0]}), _feature_data, np.zeros((5, DIM - 1), np.float32)),
+    **{name: (lambda name=name: FrameModel(au=12, backbone="b", crop_region="face", classifier=name,
+                                           params={"C_grid": [0.1, 1.0]}), _feature_data,
+              np.zeros((5, DIM + 1), np.float32)) for name in ("lda_med", "svm_med")},
+    "intensity_ensemble": (lambda: IntensityEnsembleModel(au=12, name="e", members=("m1", "m2", "m3"),
+                                                          method="weighted", threshold=2),
+                           _intensity_member_data, np.zeros((4, 2, 2))),
     "lstm": (lambda: LSTMModel(au=12, backbone="b", crop_region="face", params=LSTM_PARAMS, seed=2),
              _feature_data, np.zeros((5, DIM + 2), np.float32)),
     "softmax": (lambda: FinetunedModel(au=12, backbone="tiny", weights="pretrained", crop_region="face",
@@ -126,7 +143,8 @@ def _scores(model: AUModel, seqs: list[np.ndarray]) -> list[np.ndarray]:
 def test_declares_its_inputs(kind):
     model, Xt = _fitted(kind)
     needs = model.needs
-    assert needs.kind == {"softmax": "crops", "ensemble": "members"}.get(kind, "features")
+    assert needs.kind == {"softmax": "crops", "ensemble": "members", "intensity_ensemble": "members"}.get(
+        kind, "features")
     if needs.kind == "features":
         assert needs.dim == Xt[0].shape[1] and needs.backbone == "b" and needs.crop_region == "face"
     elif needs.kind == "crops":
@@ -141,10 +159,10 @@ def test_declares_its_inputs(kind):
 @pytest.mark.parametrize("kind", CASES)
 def test_save_load_round_trip_gives_identical_scores(kind, tmp_path):
     model, Xt = _fitted(kind)
-    path = tmp_path / {"softmax": "m.pt", "ensemble": "m.json"}.get(kind, "m.joblib")
+    path = tmp_path / {"softmax": "m.pt", "ensemble": "m.json", "intensity_ensemble": "m.json"}.get(kind, "m.joblib")
     model.save(path)
-    model_id = "ens-e" if kind == "ensemble" else f"b-face-{kind}"
-    kw = {"create": create_tiny} if kind == "softmax" else {}
+    model_id = "ens-e" if "ensemble" in kind else f"b-face-{kind}"
+    kw = {"create": create_tiny} if kind == "softmax" else {"intensity": True} if kind == "intensity_ensemble" else {}
     loaded = load_au_model(path, model_id, 12, **kw)
     assert type(loaded) is type(model) and loaded.au == 12
     for a, b in zip(_scores(model, Xt), _scores(loaded, Xt), strict=True):
@@ -226,3 +244,43 @@ def test_median_regressor_removes_a_person_offset_that_fools_the_plain_one():
     v_med = np.concatenate([med.score(shifted[:10])[0], med.score(shifted[10:])[0]])
     v_plain = plain.score(shifted)[0]
     assert np.abs(v_med - yt[0]).mean() < np.abs(v_plain - yt[0]).mean()
+
+
+def test_median_frame_classifier_removes_a_person_offset_that_fools_the_plain_one():
+    """As for the regressors: each sequence carries its own offset on every feature; the ``svm_med`` model (each
+    training sequence minus its median; a running median when scoring chunk by chunk, as the predictor does) keeps
+    its F1 on a test sequence with a large offset, the plain SVM does not."""
+    rng = np.random.default_rng(4)
+    ys = [_labels(rng, 60) for _ in range(5)]
+    xs = [rng.normal(size=(60, DIM)).astype(np.float32) + y[:, None] * 1.5 + 3.0 * k for k, y in enumerate(ys)]
+    kw = dict(au=12, backbone="b", crop_region="face", params={"C_grid": [0.1, 1.0]})
+    plain = FrameModel(classifier="svm", **kw).fit(xs[:3], ys[:3], xs[3:4], ys[3:4])
+    med = FrameModel(classifier="svm_med", **kw).fit(xs[:3], ys[:3], xs[3:4], ys[3:4])
+    assert med.bundle["classifier"] == "svm_med" and med.bundle["normalise"] == "median"
+    assert plain.bundle["normalise"] == "none"
+    test = xs[4] + 10.0
+    acc = lambda p: float((p == ys[4]).mean())  # noqa: E731
+    med.reset()
+    p_med = np.concatenate([med.score(test[:20])[1], med.score(test[20:])[1]])
+    assert acc(p_med) > 0.8 and acc(p_med) > acc(plain.score(test)[1]) + 0.2
+    # the workflow's jobs pass features already normalised by the whole recording's median
+    whole = med.score(test - np.median(test, axis=0), normalised=True)[1]
+    assert acc(whole) > 0.8
+
+
+def test_intensity_ensemble_weights_come_from_validation_and_match_the_tables():
+    """The predictor's regressor ensemble: weighted by the members' validation ICC (the least noisy member weighs
+    most), combined by the workflow tables' own function, a skipped (NaN) member not voting."""
+    from au_transfer.intensity.tables import combine_intensity, ensemble_weights
+
+    model, Xt = _fitted("intensity_ensemble")
+    w = model.params["weights"]["12"]
+    assert w[0] > w[1] > w[2] and abs(sum(w) - 1) < 1e-9
+    Xv, yv = _intensity_member_data(1)
+    np.testing.assert_allclose(w, ensemble_weights(np.concatenate(Xv)[..., 0], np.concatenate(yv), "weighted"))
+    X = Xt[0].copy()
+    X[:5, 0, 0] = np.nan
+    value, pred = model.score(X)
+    np.testing.assert_allclose(value, combine_intensity(X[..., 0], w))
+    np.testing.assert_allclose(value[:5], X[:5, 1:, 0] @ np.array(w[1:]) / sum(w[1:]))
+    np.testing.assert_array_equal(pred, (value >= 2).astype(np.int8))

@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--chunk-size", type=positive_int, default=128,
                     help="frames decoded and held at once (default 128)")
     pr.add_argument("--regressor", default="auto",
-                    help="intensity regressor for the AU01_r ... columns (e.g. dlib_resnet-face-svr); default auto: "
+                    help="intensity regressor for the AU01_r ... columns (e.g. dlib_resnet-face-svr, or ens-NAME: an "
+                    "ensemble of regressors, regressors.ensembles); default auto: "
                     "the best on validation when the run trained regressors; none: no _r columns")
     pr.add_argument("--aus", type=au_number, nargs="+", help="only these AUs (default: every AU of the model)")
     pr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -37,13 +37,23 @@ def ft_regions(cfg: Mapping[str, Any]) -> list[str]:
 
 
 def classifier_model_ids(cfg: Mapping[str, Any]) -> list[str]:
-    """Model ids fitted by the classifiers stage (LDA/SVM on frozen and fine-tuned features, LSTM)."""
+    """Model ids fitted by the classifiers stage (LDA/SVM on frozen and fine-tuned features, each followed by its
+    ``_med`` variant when ``classifiers.normalise_median`` lists it, LSTM)."""
+    clf = cfg["classifiers"]
+    ids = frame_model_ids(cfg)
+    med = set(clf["normalise_median"])
+    ids = [v for m in ids for v in ([m, f"{m}_med"] if m in med else [m])]  # each _med variant after its model
+    ids += [model_id(b, r, "lstm") for b in lstm_backbones(cfg) for r in clf["lstm"]["regions"]]
+    return list(dict.fromkeys(ids))
+
+
+def frame_model_ids(cfg: Mapping[str, Any]) -> list[str]:
+    """LDA/SVM models on frozen and fine-tuned features (without their ``_med`` variants)."""
     clf = cfg["classifiers"]
     ids = [model_id(b, r, c) for b in frame_backbones(cfg) for r in clf["regions"] for c in clf["frame"]]
     ids += [model_id(f"{b}{FT_SUFFIX}", r, c) for b in clf["ft_backbones"] for r in ft_regions(cfg)
             for c in clf["frame"]]
-    ids += [model_id(b, r, "lstm") for b in lstm_backbones(cfg) for r in clf["lstm"]["regions"]]
-    return list(dict.fromkeys(ids))
+    return ids
 
 
 def ft_model_ids(cfg: Mapping[str, Any]) -> list[str]:
@@ -135,6 +145,7 @@ def check_workflow(cfg: Mapping[str, Any]) -> None:
     _check_backbones(cfg)
     _check_members(cfg)
     _check_regressors(cfg)
+    _check_median(cfg)
     check_ensembles(cfg["ensembles"], member_ids(cfg))
     report_paper_ensembles(cfg)
     _check_report(cfg, splits)
@@ -226,6 +237,15 @@ def _check_regressors(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(f"config key 'regressors.ensembles.{name}.members': {unknown} are not regressors "
                               f"this configuration fits (regressors.enabled, backbones, regions, models, "
                               f"normalise); it fits {produced}")
+
+
+def _check_median(cfg: Mapping[str, Any]) -> None:
+    """Every model of classifiers.normalise_median is a frame model this configuration fits."""
+    fitted = frame_model_ids(cfg)
+    unknown = [m for m in cfg["classifiers"]["normalise_median"] if m not in fitted]
+    if unknown:
+        raise ConfigError(f"config key 'classifiers.normalise_median': {unknown} are not frame models this "
+                          f"configuration fits (classifiers.backbones, regions, frame, ft_backbones); it fits {fitted}")
 
 
 def _check_report(cfg: Mapping[str, Any], splits: Mapping[str, Any]) -> None:

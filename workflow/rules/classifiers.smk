@@ -1,5 +1,6 @@
 # Stage classifiers: per-AU LDA / linear SVM on frame features (paper IV-C: one rule, fit_frame, with a
-# {classifier} wildcard; each classifier's options reach only its own jobs), LSTM on sequences (IV-D), merged
+# {classifier} wildcard, lda|svm and their person-specific *_med variants (classifiers.normalise_median); each
+# classifier's options reach only its own jobs and its _med variant's), LSTM on sequences (IV-D), merged
 # predictions, per-model metrics and the summary table (VII). One fit job per (split, model, AU).
 # Helpers (model_ids, feature_file, classifier_inputs, ...) are in common.smk, block "# --- classifiers".
 
@@ -17,7 +18,7 @@ rule fit_frame:
         model=LAYOUT.model_file("{split}", "{backbone}-{region}-{classifier}", "{au}"),
         pred=LAYOUT.au_predictions("{split}", "{backbone}-{region}-{classifier}", "{au}"),
     wildcard_constraints:
-        classifier="|".join(FRAME_CLASSIFIERS),
+        classifier=r"(%s)(_med)?" % "|".join(FRAME_CLASSIFIERS),  # *_med: classifiers.normalise_median
     params:
         **classifier_fit_params(),
     log:
@@ -189,6 +190,7 @@ rule intensity_ensemble:
     params:
         members=lambda wc: list(REG["ensembles"][wc.name]["members"]),
         method=lambda wc: REG["ensembles"][wc.name]["method"],
+        threshold=config["data"]["threshold"],
     log:
         "logs/intensity/{split}/ens-{name}.log",
     conda:

@@ -126,7 +126,7 @@ def classifier_fit_params():
         seed=clf["seed"],
         balance=clf["balance"],
         classifier=lambda wc: wc.classifier,
-        options=lambda wc: clf[wc.classifier],
+        options=lambda wc: clf[wc.classifier.removesuffix("_med")],  # svm_med: the SVM's options
     )
 
 

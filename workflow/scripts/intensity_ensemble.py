@@ -6,4 +6,4 @@ from au_transfer.io import setup_logging
 sm = snakemake  # type: ignore[name-defined]  # noqa: F821
 setup_logging(sm.log[0])
 ensemble_intensity(list(sm.input), sm.params.members, sm.params.method, sm.output.pred, sm.output.params,
-                   name=sm.wildcards.name)
+                   name=sm.wildcards.name, threshold=int(sm.params.threshold))

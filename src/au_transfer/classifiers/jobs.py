@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..io import write_csv_atomic
 from ..models import model_from_bundle
+from ..models.base import split_median
 from ..predictions import empty_predictions
 from .data import check_subject_exclusive, index_frames, load_frames
 from .frame import fit_frame_classifier, make_bundle, prediction_frame, save_model
@@ -22,12 +23,16 @@ from .frame import fit_frame_classifier, make_bundle, prediction_frame, save_mod
 log = logging.getLogger(__name__)
 
 
-def predict_bundle(bundle: Mapping[str, Any], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def predict_bundle(bundle: Mapping[str, Any], X: np.ndarray, *, normalised: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """``(score, pred)`` of a fitted bundle on features ``X`` (N, D) (for an LSTM: one sequence in frame order).
 
     Higher score = more present; ``pred`` is 0/1. A skipped AU (no model) gives NaN scores and ``pred = 0``.
+    ``normalised``: a ``*_med`` model's features already have each recording's median subtracted (else a running
+    median of ``X``, as in the predictor).
     """
-    return model_from_bundle(bundle).score(X)
+    model = model_from_bundle(bundle)
+    return model.score(X, normalised=True) if normalised else model.score(X)
 
 
 def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, str], train: Sequence[str],
@@ -39,14 +44,19 @@ def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str,
     Memory: labels and ``valid`` of every subject are read first (:func:`index_frames`); then only the features of
     the balanced training and validation rows (for the fit), and each set's rows, subject by subject, as stored
     (float16), to score them (one scoring call per set: :func:`~au_transfer.classifiers.frame.decision_values`).
+
+    ``classifier`` ``lda_med`` / ``svm_med``: person-specific normalisation, each recording's features minus its own
+    median over its valid frames (:func:`~au_transfer.classifiers.data.sequence_medians`; a test recording is
+    normalised by itself, never by training data or another recording).
     """
     check_subject_exclusive(train, val, test, split)
-    tr = index_frames(feature_paths, label_paths, au, threshold, train)
-    va = index_frames(feature_paths, label_paths, au, threshold, val) if val else None
-    te = index_frames(feature_paths, label_paths, au, threshold, test)
+    base, median = split_median(classifier)
+    tr = index_frames(feature_paths, label_paths, au, threshold, train, median=median)
+    va = index_frames(feature_paths, label_paths, au, threshold, val, median=median) if val else None
+    te = index_frames(feature_paths, label_paths, au, threshold, test, median=median)
     log.info("AU%d %s-%s-%s split %s: train %d frames (%d pos), val %d, test %d", au, backbone, region, classifier,
              split, len(tr), int(tr.y.sum()), len(va) if va is not None else 0, len(te))
-    info = fit_frame_classifier(tr, va, classifier, params, seed=seed, balance=balance, refit=refit)
+    info = fit_frame_classifier(tr, va, base, params, seed=seed, balance=balance, refit=refit)
     if info["status"] == "skipped":
         log.warning("AU%d skipped for %s-%s-%s on split %s: %s; predictions have empty scores and pred = 0",
                     au, backbone, region, classifier, split, info["reason"])
@@ -54,11 +64,12 @@ def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str,
                          classifier=classifier, params=params, seed=seed, threshold=threshold, balance=balance,
                          refit=refit, split=split, train=train, val=val, test=test, attrs=tr.attrs,
                          counts={**tr.counts, **(va.counts if va is not None else {}), **te.counts})
+    bundle["normalise"] = "median" if median else "none"
     rows = []
     for which, data in (("val", va), ("test", te)):
         if data is None or not len(data):
             continue
-        score, pred = predict_bundle(bundle, data.features())
+        score, pred = predict_bundle(bundle, data.features(), normalised=True)
         rows.append(prediction_frame(data, au, which, score, pred))
     preds = pd.concat(rows, ignore_index=True) if rows else empty_predictions()
     save_model(bundle, model_out)

@@ -3,7 +3,7 @@ predictions, and the tables after it (merged predictions, metrics, summary, regr
 
 Scoring goes through the AU-model interface (:class:`au_transfer.models.RegressorModel`), as the predictor's does;
 a ``*_med`` model's job subtracts each sequence's median over its valid frames (the whole sequence is known here;
-the predictor uses a running median instead, :class:`~au_transfer.intensity.linear.RunningMedian`).
+the predictor uses a running median instead, :class:`~au_transfer.models.RunningMedian`).
 """
 
 from __future__ import annotations

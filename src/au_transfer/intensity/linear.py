@@ -1,5 +1,6 @@
 """Per-AU linear intensity regressors (ridge, linear SVR) on frame features, regularisation chosen on validation by
-ICC(3,1); the sampling of training frames; the running median of person-specific normalisation in the predictor.
+ICC(3,1); the sampling of training frames. (The predictor's running median of person-specific normalisation is
+the AU models', :class:`au_transfer.models.RunningMedian`.)
 
 Sampling (``stratified``, the default): intensity is ordinal, so frames are not balanced into two classes as for
 occurrence. Frames are grouped by intensity level (0..5, rounded); every level keeps at most as many frames as the
@@ -19,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from ..models.base import MEDIAN_SUFFIX, split_median
 from .metrics import icc31
 
 log = logging.getLogger(__name__)
 
 REGRESSORS = ("svr", "ridge")
 LSTM_REGRESSOR = "lstmr"  # the LSTM regression variant (au_transfer.intensity.lstm)
-MEDIAN_SUFFIX = "_med"
 #: the grid key and the fallback key of each regressor, and whether a larger value regularises more
 _GRID = {"svr": ("C_grid", "C_fallback", False), "ridge": ("alpha_grid", "alpha_fallback", True)}
 BLOCK = 4096
@@ -33,11 +34,11 @@ BLOCK = 4096
 
 def parse_regressor(name: str) -> tuple[str, bool]:
     """``svr_med`` -> ``("svr", True)``: the regressor and whether features are median-normalised per sequence."""
-    base = name.removesuffix(MEDIAN_SUFFIX)
+    base, median = split_median(name)
     if base not in REGRESSORS:
         raise ValueError(f"unknown regressor {name!r}; known: {list(REGRESSORS)} (with {MEDIAN_SUFFIX!r}: "
                          "person-specific median normalisation)")
-    return base, name.endswith(MEDIAN_SUFFIX)
+    return base, median
 
 
 def sample_indices(y: np.ndarray, rng: np.random.Generator, sampling: str = "stratified") -> np.ndarray:
@@ -136,32 +137,6 @@ def fit_regressor(tr: Any, va: Any | None, regressor: str, params: Mapping[str, 
     return info
 
 
-class RunningMedian:
-    """Per-dimension median of the frames seen so far, from a uniform reservoir of at most ``size`` frames, so that
-    memory stays flat however long the sequence (the predictor's person-specific normalisation)."""
-
-    def __init__(self, size: int = 512, seed: int = 0) -> None:
-        self.size, self.rng, self.seen = int(size), np.random.default_rng(seed), 0
-        self.buf: np.ndarray | None = None
-        self.n = 0
-
-    def update(self, X: np.ndarray) -> np.ndarray:
-        """Add frames ``X`` (T, D); returns the current median (D,) float32."""
-        X = np.asarray(X, np.float32)
-        if self.buf is None:
-            self.buf = np.empty((self.size, X.shape[1]), np.float32)
-        for x in X:
-            if self.n < self.size:
-                self.buf[self.n] = x
-                self.n += 1
-            else:
-                j = int(self.rng.integers(0, self.seen + 1))
-                if j < self.size:
-                    self.buf[j] = x
-            self.seen += 1
-        return np.median(self.buf[: self.n], axis=0).astype(np.float32)
-
-
 # ------------------------------------------------------------------------ the AU-model interface's side of it
 def fit_sequences(model: Any, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> dict[str, Any]:
     """:meth:`~au_transfer.models.RegressorModel.fit`: per-sequence arrays in, the fit's ``info`` out (a ``*_med``
@@ -176,9 +151,7 @@ def fit_sequences(model: Any, X: Any, y: Any, X_val: Any = None, y_val: Any = No
     regressor, median = parse_regressor(name)
 
     def data(xs: Any, ys: Any) -> FrameData:
-        xs = [np.asarray(x, np.float32) for x in xs]
-        if median:
-            xs = [x - np.median(x, axis=0) for x in xs]
+        xs = model._median_fit_inputs(xs, median)
         n = sum(len(x) for x in xs)
         return FrameData(np.array(["s"] * n), np.arange(n), np.concatenate(xs), np.concatenate(ys).astype(float))
 
@@ -194,9 +167,9 @@ def score_frames(model: Any, X: np.ndarray, normalised: bool = False) -> tuple[n
     """:meth:`~au_transfer.models.RegressorModel.score`: intensity clipped to 0..5 and ``intensity >= threshold``.
 
     A median-normalised model given raw features (the predictor) subtracts the running median of the frames of
-    the current sequence seen so far, these included (:class:`RunningMedian`; the first chunk is normalised by its
-    own median and is not re-scored later); ``normalised=True``: the caller already subtracted the sequence median
-    (the workflow's jobs, which know the whole sequence).
+    the current sequence seen so far, these included (``model._normalise``, shared with the ``*_med`` frame
+    classifiers; the first chunk is normalised by its own median and is not re-scored later); ``normalised=True``:
+    the caller already subtracted the sequence median (the workflow's jobs, which know the whole sequence).
     """
     if model.bundle.get("classifier") == LSTM_REGRESSOR:  # the LSTM's state carries over chunks until reset()
         if getattr(model, "_state", None) is None:
@@ -205,10 +178,6 @@ def score_frames(model: Any, X: np.ndarray, normalised: bool = False) -> tuple[n
             model._state = LSTMStream(model.estimator, model.options.get("device", "cpu"))
         value = 5.0 * np.asarray(model._state(np.asarray(X, np.float32)), np.float64)
     else:
-        if model.bundle.get("normalise") == "median" and not normalised:
-            if getattr(model, "_state", None) is None:
-                model._state = RunningMedian(seed=model.seed)
-            X = np.asarray(X, np.float32) - model._state.update(X)
-        value = model.estimator.predict(X)
+        value = model.estimator.predict(model._normalise(X, normalised))
     value = np.clip(value, 0.0, 5.0)
     return value, (value >= float(model.bundle.get("threshold", 2))).astype(np.int8)

@@ -70,10 +70,34 @@ def write_summary(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLik
     return df
 
 
+def ensemble_weights(V_val: np.ndarray, label_val: np.ndarray, method: str) -> np.ndarray:
+    """One AU's member weights (summing to 1) from the members' values ``V_val`` (n, M) on the **validation** rows:
+    equal for ``mean``; for ``weighted`` each member's ICC (NaN as 0: a skipped member), negatives as 0, all zero:
+    equal."""
+    M = V_val.shape[1]
+    w = np.ones(M)
+    if method == "weighted":
+        iccs = np.array([icc31(np.nan_to_num(V_val[:, j]), label_val) if len(V_val) else np.nan for j in range(M)])
+        w = np.clip(np.nan_to_num(iccs, nan=0.0), 0, None)
+        if w.sum() == 0:
+            w = np.ones(M)
+    return w / w.sum()
+
+
+def combine_intensity(V: np.ndarray, w: Sequence[float]) -> np.ndarray:
+    """The ensemble's intensity of each row of the members' values ``V`` (n, M): their weighted mean, a skipped
+    member (NaN) not voting (all NaN: NaN). The one combination of the workflow's tables and the predictor's
+    :class:`~au_transfer.models.IntensityEnsembleModel`."""
+    Vm = np.ma.masked_invalid(np.asarray(V, np.float64).reshape(len(V), -1))
+    return np.ma.average(Vm, axis=1, weights=np.asarray(w, np.float64)).filled(np.nan)
+
+
 def ensemble_intensity(member_paths: Sequence[str | os.PathLike[str]], members: Sequence[str], method: str,
-                       out: str | os.PathLike[str], params_out: str | os.PathLike[str], name: str = "") -> pd.DataFrame:
+                       out: str | os.PathLike[str], params_out: str | os.PathLike[str], name: str = "",
+                       threshold: int | None = None) -> pd.DataFrame:
     """Combine the members' intensity predictions (rows present in every member): ``mean`` or ``weighted`` (per-AU
-    weights from the members' validation ICC). Writes the predictions and ``{method, members, weights}``."""
+    weights from the members' validation ICC). Writes the predictions and ``{name, method, members, weights,
+    threshold}`` (the run's occurrence threshold, for the predictor's ``pred``)."""
     if method not in ("mean", "weighted"):
         raise IntensityError(f"ensemble {name}: method must be mean or weighted, got {method!r}")
     tables = [read_intensity(p).set_index(KEYS) for p in member_paths]
@@ -90,22 +114,14 @@ def ensemble_intensity(member_paths: Sequence[str | os.PathLike[str]], members: 
     value = np.full(len(keys), np.nan)
     for au in sorted(keys["au"].unique()):
         rows = (keys["au"] == au).to_numpy()
-        w = np.ones(len(tables))
-        if method == "weighted":
-            val = rows & (keys["set"] == "val").to_numpy()
-            iccs = np.array([icc31(np.nan_to_num(V[val, j]), label[val]) if val.any() else np.nan
-                             for j in range(len(tables))])
-            w = np.clip(np.nan_to_num(iccs, nan=0.0), 0, None)
-            if w.sum() == 0:
-                w = np.ones(len(tables))
-        w = w / w.sum()
-        Vm = np.ma.masked_invalid(V[rows])  # a skipped member (empty values) does not vote
-        value[rows] = np.ma.average(Vm, axis=1, weights=w).filled(np.nan)
+        val = rows & (keys["set"] == "val").to_numpy()
+        w = ensemble_weights(V[val], label[val], method)
+        value[rows] = combine_intensity(V[rows], w)  # a skipped member (empty values) does not vote
         weights[str(int(au))] = [float(x) for x in w]
     df = keys.assign(value=value, label=label)[INTENSITY_COLUMNS]
     write_csv_atomic(df, out)
-    write_text_atomic(json.dumps({"name": name, "method": method, "members": list(members), "weights": weights},
-                                 indent=1), params_out)
+    write_text_atomic(json.dumps({"name": name, "method": method, "members": list(members), "weights": weights,
+                                  "threshold": threshold}, indent=1), params_out)
     return df
 
 

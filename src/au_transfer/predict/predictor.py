@@ -9,6 +9,7 @@ carry their state per face track, from chunk to chunk.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..device import resolve_device
+from ..ensemble import ENSEMBLE_PREFIX
 from ..layout import Layout
 from ..models import AUModel, AUModelError, load_au_model, model_file
 from .inputs import FaceChunk, Inputs
@@ -106,8 +108,9 @@ def default_model(results: str | os.PathLike[str], split: str) -> tuple[str, flo
 
 
 def default_regressor(results: str | os.PathLike[str], split: str) -> str | None:
-    """The intensity regressor with the best mean ICC on the **validation** frames among those with trained files
-    (regressor ensembles are not predictor models), or None when the run trained no regressor."""
+    """The intensity regressor with the best mean ICC on the **validation** frames among those with trained files,
+    or None when the run trained no regressor. Regressor ensembles run only when named (``--regressor ens-...``): a
+    weighted one's weights were fitted on those validation frames, so its validation ICC is no fair choice."""
     from ..intensity.metrics import icc31
 
     layout = Layout.of(results)
@@ -158,23 +161,34 @@ class Predictor:
         self._tracks: dict[int, dict[int, _Node]] = {}
         # intensity (AUxx_r): "auto" = the best regressor on validation, when the run trained regressors
         self.regressor = default_regressor(self.results_dir, self.split) if regressor == "auto" else regressor
-        self.reg_aus = [a for a in self.aus if self.regressor and self._path(self.regressor, a).is_file()]
+        self.reg_aus = [a for a in self.aus if self.regressor and self._has_regressor(self.regressor, a)]
         if regressor not in (None, "auto") and not self.reg_aus:
             raise PredictError(f"--regressor {regressor}: no trained AU models of it under {self.results_dir} "
                                f"(split {self.split}) for AUs {self.aus}")
-        self._reg_trees = {au: self._load(str(self.regressor), au) for au in self.reg_aus}
+        self._reg_trees = {au: self._load(str(self.regressor), au, intensity=True) for au in self.reg_aus}
         self._reg_tracks: dict[int, dict[int, _Node]] = {}
         log.info("predictor %s (split %s): AUs %s, device %s", model, self.split, self.aus, self.device)
 
-    def _path(self, model: str, au: int) -> Path:
+    def _path(self, model: str, au: int, intensity: bool = False) -> Path:
         try:
-            return model_file(self.layout, self.split, model, au)
+            return model_file(self.layout, self.split, model, au, intensity=intensity)
         except ValueError as exc:
-            raise PredictError(f"--model: {exc}") from None
+            raise PredictError(f"--{'regressor' if intensity else 'model'}: {exc}") from None
 
-    def _load(self, model: str, au: int) -> _Node:
+    def _has_regressor(self, model: str, au: int) -> bool:
+        """Whether the regressor (or regressor ensemble: its file has the AU's weights and its members' files
+        exist) predicts ``au``."""
+        path = self._path(model, au, intensity=True)
+        if not path.is_file() or not model.startswith(ENSEMBLE_PREFIX):
+            return path.is_file()
+        params = json.loads(path.read_text())
+        return str(au) in params.get("weights", {}) and all(self._path(m, au).is_file() for m in params["members"])
+
+    def _load(self, model: str, au: int, intensity: bool = False) -> _Node:
+        """``intensity``: ``ens-...`` is a regressor ensemble (its members are regressors)."""
+        extra = {"intensity": True, "threshold": self.manifest.get("threshold")} if intensity else {}
         try:
-            m = load_au_model(self._path(model, au), model, au, **self._kw)
+            m = load_au_model(self._path(model, au, intensity), model, au, **self._kw, **extra)
         except AUModelError as exc:
             raise PredictError(str(exc)) from None
         self.inputs.check(m.needs, model, au)
