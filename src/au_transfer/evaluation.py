@@ -46,6 +46,21 @@ def check_predictions(pred: pd.DataFrame, name: str = "predictions") -> pd.DataF
     return predictions.check_predictions(pred, name, error=EvaluationError)
 
 
+def rows_to_score(pred: pd.DataFrame, aus: Sequence[int] | None, name: str,
+                    error: type[Exception] = EvaluationError) -> list[tuple[int, pd.DataFrame]]:
+    """The test rows of each AU to score: ``aus`` (an AU without test rows is an ``error`` naming ``name``) or, by
+    default, every AU present. Shared by occurrence (:func:`au_metrics`) and intensity metrics."""
+    test = pred[pred["set"] == "test"]
+    if test.empty:
+        raise error(f"{name}: no test rows to score")
+    present = sorted(int(a) for a in test["au"].unique())
+    aus = present if aus is None else [int(a) for a in aus]
+    missing = sorted(set(aus) - set(present))
+    if missing:
+        raise error(f"{name}: no test rows for AU(s) {missing}")
+    return [(au, test[test["au"] == au]) for au in aus]
+
+
 def au_metrics(pred: pd.DataFrame, model: str = "", split: str = "", aus: Sequence[int] | None = None,
                name: str = "predictions") -> pd.DataFrame:
     """Per-AU F1 and accuracy on the test rows, plus the mean rows (``mean``, and ``mean12`` / ``mean8`` when all of
@@ -54,17 +69,8 @@ def au_metrics(pred: pd.DataFrame, model: str = "", split: str = "", aus: Sequen
     ``aus`` fixes the AUs to report (an AU absent from the test rows is an error); by default every AU present.
     """
     check_predictions(pred, name)
-    test = pred[pred["set"] == "test"]
-    if test.empty:
-        raise EvaluationError(f"{name}: no test rows to score")
-    present = sorted(int(a) for a in test["au"].unique())
-    aus = present if aus is None else [int(a) for a in aus]
-    missing = sorted(set(aus) - set(present))
-    if missing:
-        raise EvaluationError(f"{name}: no test rows for AU(s) {missing}")
     rows = []
-    for au in aus:
-        t = test[test["au"] == au]
+    for au, t in rows_to_score(pred, aus, name):
         y, p = t["label"].to_numpy(int), t["pred"].to_numpy(int)
         rows.append({"model": model, "split": split, "au": str(au),
                      "f1": float(f1_score(y, p, pos_label=1, zero_division=0)),

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..evaluation import rows_to_score
+
 INTENSITY_COLUMNS: list[str] = ["subject", "frame", "au", "set", "value", "label"]
 METRIC_COLUMNS: list[str] = ["model", "split", "au", "icc", "pcc", "mae", "mse", "n"]
 
@@ -101,17 +103,8 @@ def intensity_metrics(pred: pd.DataFrame, model: str = "", split: str = "", aus:
     """Per-AU ICC(3,1), PCC, MAE and MSE on the test rows, plus a ``mean`` row over the AUs (columns
     :data:`METRIC_COLUMNS`). A skipped AU (empty values) scores as the constant prediction 0: ICC 0, PCC 0."""
     pred = check_intensity(pred, name)
-    test = pred[pred["set"] == "test"]
-    if test.empty:
-        raise IntensityError(f"{name}: no test rows to score")
-    present = sorted(int(a) for a in test["au"].unique())
-    aus = present if aus is None else [int(a) for a in aus]
-    absent = sorted(set(aus) - set(present))
-    if absent:
-        raise IntensityError(f"{name}: no test rows for AU(s) {absent}")
     rows = []
-    for au in aus:
-        g = test[test["au"] == au]
+    for au, g in rows_to_score(pred, aus, name, IntensityError):
         rows.append({"model": model, "split": split, "au": str(au),
                      **intensity_scores(g["value"].fillna(0.0).to_numpy(), g["label"].to_numpy())})
     out = pd.DataFrame(rows, columns=METRIC_COLUMNS)
