@@ -12,15 +12,17 @@ import copy
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..device import resolve_device
 from ..layout import Layout
-from ..models import AUModel, AUModelError, load_au_model, model_file
+from ..models import AUModel, AUModelError, model_file
 from .inputs import FaceChunk, Inputs
 from .manifest import MANIFEST, PredictError, face_settings, read_manifest
 
@@ -120,6 +122,10 @@ class Predictor:
         self.face = face_settings(self.manifest, self.models_dir / MANIFEST)
         if detector is not None:  # --detector hog | cnn at predict time
             self.face = self.face.replace(landmarks={"hog": "dlib", "cnn": "dlib_cnn"}.get(detector, detector))
+        # dlib's detector and shape predictor load in a thread while the models and networks load here
+        pool = ThreadPoolExecutor(1, thread_name_prefix="au-transfer-landmarker")
+        self._landmarker = pool.submit(self.face.landmarker)
+        pool.shutdown(wait=False)
         self.corpus = str(self.manifest.get("corpus") or "")
         if self.corpus == DEMO_CORPUS:
             log.warning("model %s was trained on the synthetic demo corpus: its scores say nothing about real faces",
@@ -140,6 +146,10 @@ class Predictor:
         self._tracks: dict[int, dict[int, _Node]] = {}
         log.info("predictor %s (split %s): AUs %s, device %s", model, self.split, self.aus, self.device)
 
+    def landmarker(self) -> Any:
+        """The run's dlib detector and shape predictor (:meth:`FaceSettings.landmarker`), loaded once."""
+        return self._landmarker.result()
+
     def _path(self, model: str, au: int) -> Path:
         try:
             return model_file(self.layout, self.split, model, au)
@@ -148,7 +158,7 @@ class Predictor:
 
     def _load(self, model: str, au: int) -> _Node:
         try:
-            m = load_au_model(self._path(model, au), model, au, **self._kw)
+            m = self.inputs.load_model(self._path(model, au), model, au, **self._kw)
         except AUModelError as exc:
             raise PredictError(str(exc)) from None
         self.inputs.check(m.needs, model, au)
