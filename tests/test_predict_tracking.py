@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_predict import AUS, SPLIT, results  # noqa: F401  (the fixture: a results folder with tiny models)
 
 from au_transfer.faces.track import BoxTracker, box_from_points, box_relation, points_jump
 from au_transfer.predict import PredictError, Predictor, iter_predictions, predict
-from test_predict import AUS, SPLIT, results  # noqa: F401  (the fixture: a results folder with tiny models)
 
 
 def _points(cx=100.0, cy=120.0, scale=1.0):
@@ -166,3 +166,13 @@ def test_a_multilabel_network_is_loaded_and_run_once(tmp_path):
         np.testing.assert_array_equal(p1, p2)
         assert np.isnan(s1).all() == (au == 4)  # the skipped AU has no opinion
     assert len(inputs._shared) == 1  # one network for the three AU files
+
+
+def test_command_line_default_interval_is_the_predictors():
+    from au_transfer import cli
+    from au_transfer.predict import DETECT_EVERY
+
+    assert cli.DETECT_EVERY == DETECT_EVERY
+    args = cli.build_parser().parse_args(["predict", "v.mp4", "-o", "o.csv"])
+    assert args.detect_every == DETECT_EVERY
+    assert cli.build_parser().parse_args(["predict", "v.mp4", "-o", "o.csv", "--detect-every", "1"]).detect_every == 1
