@@ -15,7 +15,7 @@ from pathlib import Path
 
 #: ``--detect-every``'s default: :data:`au_transfer.predict.faces.DETECT_EVERY` (not imported here: the command
 #: line starts without loading the face stack; a test checks that the two agree).
-DETECT_EVERY = 10
+DETECT_EVERY = 30
 
 log = logging.getLogger("au_transfer.cli")
 

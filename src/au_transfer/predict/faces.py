@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,15 @@ import numpy as np
 
 from ..faces.landmarks import REASON, REASON_NAMES, check_points
 from ..faces.pipeline import FaceFrame, process_frame
+from ..faces.regions import REGION_NAMES, cut_region
 from ..faces.track import BoxTracker
 from ..faces.video import iter_frames
 
 log = logging.getLogger(__name__)
 
 UNREADABLE = "unreadable_frame"
-#: Default detection interval of a video (frames): detect on the first frame, then every 10 frames.
-DETECT_EVERY = 10
+#: Default detection interval of a video (frames): the first frame, then every 30 (about a second of video).
+DETECT_EVERY = 30
 
 
 # ------------------------------------------------------------------------------------------------- faces
@@ -152,6 +153,7 @@ class FrameFaces:
     name: str
     faces: list[tuple[int, FaceFrame]]
     reason: str
+    crops: list[dict[tuple[str, int], np.ndarray]] = field(default_factory=list)  # per face: (region, size) -> crop
 
 
 _END = object()
@@ -165,8 +167,10 @@ class FrameReader:
     """
 
     def __init__(self, src: Path, settings: Any, landmarker: Callable[[], Any], *, largest_only: bool,
-                 detect_every: int, video: bool, ahead: int = 64, on_frame: Callable[[], Any] | None = None):
+                 detect_every: int, video: bool, ahead: int = 64, on_frame: Callable[[], Any] | None = None,
+                 crops: Sequence[tuple[str, int]] = ()):
         self.src, self.settings, self._landmarker = src, settings, landmarker
+        self.crops = sorted(crops)
         self.largest_only, self.video = largest_only, video
         # a folder's images are unrelated: each one is detected
         self.detect_every = int(detect_every) if video else 1
@@ -184,6 +188,14 @@ class FrameReader:
                 continue
         return False
 
+    def _cut(self, face: FaceFrame) -> dict[tuple[str, int], np.ndarray]:
+        """The face's crops (after the store's encode round trip), cut here rather than in the networks' thread."""
+        out = {}
+        for region, size in self.crops:
+            box = None if region == "face" else face.boxes[REGION_NAMES.index(region)]
+            out[(region, size)] = cut_region(face.image, box, size, self.settings.crop_aspect)
+        return out
+
     def _run(self) -> None:
         try:
             finder = FaceFinder(self.settings, self._landmarker(), largest_only=self.largest_only,
@@ -195,9 +207,8 @@ class FrameReader:
                 else:
                     faces, reason = finder(rgb)
                 ids = [0] * len(faces) if self.largest_only else numbers.assign(faces)
-                for face in faces:
-                    face.image  # noqa: B018  (the encode round trip, here in the thread)
-                item = FrameFaces(no, name, sorted(zip(ids, faces, strict=True), key=lambda t: t[0]), reason)
+                numbered = sorted(zip(ids, faces, strict=True), key=lambda t: t[0])
+                item = FrameFaces(no, name, numbered, reason, [self._cut(f) for _, f in numbered])
                 self.detections = finder.detections
                 if not self._put(item):
                     return

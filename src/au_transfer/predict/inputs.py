@@ -33,13 +33,14 @@ class FaceChunk:
     faces: np.ndarray           # (B, S, S, 3) uint8
     boxes: np.ndarray           # (B, 3, 4) upper, middle, lower
     aspect: str
-    _crops: dict = field(default_factory=dict)
+    _crops: dict = field(default_factory=dict)   # (region, size) -> (B, size, size, 3), e.g. cut by the reader
     features: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.faces)
 
     def crops(self, region: str, size: int) -> np.ndarray:
+        """The faces' ``region`` crops at ``size`` (:func:`au_transfer.faces.regions.cut_region`, as the store)."""
         key = (region, size)
         if key not in self._crops:
             out = np.empty((len(self.faces), size, size, 3), np.uint8)
@@ -211,10 +212,14 @@ class Inputs:
             self._nets[key] = FeatureNet(shared.net.backbone, self.device, self.batch_size)
         return key, self._nets[key]
 
-    def check(self, needs: Needs, model: str, au: int) -> None:
-        """Build (once) what a model reads, so that a mismatch is an error before any frame is read."""
+    def check(self, needs: Needs, model: str, au: int) -> tuple[str, int] | None:
+        """Build (once) what a model reads, so that a mismatch is an error before any frame is read; returns the
+        ``(region, size)`` of the crops it reads (None: none, e.g. an ensemble)."""
         if needs.kind == "features":
-            (self._finetuned(model, au) if needs.backbone.endswith(FT_SUFFIX) else self._frozen(needs, model, au))
+            _, net = (self._finetuned(model, au) if needs.backbone.endswith(FT_SUFFIX)
+                      else self._frozen(needs, model, au))
+            return needs.crop_region, int(net.spec.input_size)
+        return (needs.crop_region, int(needs.size)) if needs.kind == "crops" else None
 
     # ------------------------------------------------------------------------------------------ per chunk
     def __call__(self, needs: Needs, model: str, au: int, chunk: FaceChunk) -> np.ndarray:

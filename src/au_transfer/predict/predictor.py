@@ -142,6 +142,8 @@ class Predictor:
         if unknown:
             raise PredictError(f"--aus: model {model} does not predict AU(s) {unknown} (its AUs: {model_aus})")
         self.aus = [a for a in model_aus if aus is None or a in set(aus)]
+        #: ``(region, size)`` of every crop the models read (cut per face by the reader thread)
+        self.crops: set[tuple[str, int]] = set()
         self._trees = {au: self._load(model, au) for au in self.aus}
         self._tracks: dict[int, dict[int, _Node]] = {}
         log.info("predictor %s (split %s): AUs %s, device %s", model, self.split, self.aus, self.device)
@@ -161,7 +163,9 @@ class Predictor:
             m = self.inputs.load_model(self._path(model, au), model, au, **self._kw)
         except AUModelError as exc:
             raise PredictError(str(exc)) from None
-        self.inputs.check(m.needs, model, au)
+        crop = self.inputs.check(m.needs, model, au)
+        if crop is not None:
+            self.crops.add(crop)
         return _Node(m, [self._load(member, au) for member in m.needs.members])
 
     def _score(self, node: _Node, chunk: FaceChunk) -> tuple[np.ndarray, np.ndarray]:

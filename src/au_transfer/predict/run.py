@@ -86,24 +86,24 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
     cols = au_columns(predictor.aus)
     bar = tqdm(total=total, desc=f"predict {src.name}", unit="frame", disable=not progress, mininterval=1.0)
     reader = FrameReader(src, settings, predictor.landmarker, largest_only=largest_only, detect_every=detect_every,
-                         video=is_video, ahead=chunk_size, on_frame=lambda: bar.update(1))
+                         video=is_video, ahead=chunk_size, on_frame=lambda: bar.update(1), crops=predictor.crops)
     for frames in _chunks(iter(reader), chunk_size):
         rows: list[dict[str, Any]] = []
-        per_track: dict[int, list[tuple[int, FaceFrame]]] = {}
+        per_track: dict[int, list[tuple[int, FaceFrame, dict]]] = {}
         for fr in frames:
             base = {"frame": fr.no, "timestamp": (fr.no - 1) / fps if is_video and np.isfinite(fps) else np.nan,
                     "file": src.name if is_video else fr.name}
             if not fr.faces:
                 rows.append({**base, "face": pd.NA, "success": 0, "confidence": 0.0, "reason": fr.reason})
-            for fid, face in fr.faces:
-                per_track.setdefault(fid, []).append((len(rows), face))
+            for (fid, face), cut in zip(fr.faces, fr.crops, strict=True):
+                per_track.setdefault(fid, []).append((len(rows), face, cut))
                 rows.append({**base, "face": fid, "success": 1, "confidence": round(face.confidence, 4),
                              "reason": ""})
         values = {c: np.full(len(rows), np.nan) for c in cols}
         for fid, items in per_track.items():
-            idx = np.array([i for i, _ in items])
-            chunk = FaceChunk(np.stack([f.image for _, f in items]), np.stack([f.boxes for _, f in items]),
-                              settings.crop_aspect)
+            idx = np.array([i for i, _, _ in items])
+            chunk = FaceChunk(np.stack([f.image for _, f, _ in items]), np.stack([f.boxes for _, f, _ in items]),
+                              settings.crop_aspect, {k: np.stack([c[k] for _, _, c in items]) for k in items[0][2]})
             for au, (score, pred) in predictor.score_chunk(chunk, track=fid).items():
                 values[f"AU{au:02d}_p"][idx] = score
                 values[f"AU{au:02d}_c"][idx] = pred
