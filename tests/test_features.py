@@ -211,3 +211,27 @@ def test_num_workers_auto():
     assert resolve_num_workers(3, torch.device("cpu"), 1) == 3
     with pytest.raises(FeatureError, match="num_workers"):
         resolve_num_workers(-1, torch.device("cpu"))
+
+
+def test_an_error_of_the_reading_thread_stops_the_job(store_path, tmp_path):
+    class Broken:
+        """A face store whose images cannot be read after the first batch."""
+
+        def __init__(self, path):
+            self.store, self.calls = FaceStore(path), 0
+            self.frames, self.valid, self.subject = self.store.frames, self.store.valid, self.store.subject
+
+        def __len__(self):
+            return len(self.store)
+
+        def crops(self, idx, region, size):
+            self.calls += 1
+            if self.calls > 1:
+                raise OSError(f"{self.store.path}: read error")
+            return self.store.crops(idx, region, size)
+
+    out = tmp_path / "feat.h5"
+    with pytest.raises(OSError, match="read error"):
+        extract_features(store_path, out, "tiny_feat", "face", weights="random", batch_size=5, num_workers=0,
+                         device="cpu", store_opener=Broken, progress=False)
+    assert not out.exists()

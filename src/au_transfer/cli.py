@@ -13,6 +13,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+#: ``--detect-every``'s default: :data:`au_transfer.predict.faces.DETECT_EVERY` (not imported here: the command
+#: line starts without loading the face stack; a test checks that the two agree).
+DETECT_EVERY = 30
+
 log = logging.getLogger("au_transfer.cli")
 
 #: Errors that are the user's input, reported as one line with exit code 1 (anything else is a bug: traceback).
@@ -98,7 +102,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     stats = predict_to_csv(args.input, args.output, model=model, results=results, split=split, device=args.device,
                            batch_size=args.batch_size, chunk_size=args.chunk_size, aus=args.aus,
                            progress=not args.quiet, largest_only=args.largest_face, detector=args.detector,
-                           regressor=None if args.regressor == "none" else args.regressor)
+                           regressor=None if args.regressor == "none" else args.regressor,
+                           detect_every=args.detect_every)
     print(f"{args.output}: {stats['frames']} frames, {stats['rows']} rows, {stats['faces']} with a face "
           f"(model {model})")
     return 0
@@ -215,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "grayscale photos, and is slower)")
     pr.add_argument("--largest-face", action="store_true",
                     help="one row per frame, for its largest face (default: one row per face, column face)")
+    pr.add_argument("--detect-every", type=positive_int, default=DETECT_EVERY, metavar="N",
+                    help=f"in a video, detect faces every N frames (default {DETECT_EVERY}) and whenever a face is "
+                    "lost; in between each face's landmarks are fitted in the box its last landmarks give. 1: "
+                    "detect on every frame")
     pr.add_argument("--device", type=device_name, default="auto",
                     help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     pr.add_argument("--batch-size", type=positive_int, default=32, help="crops per backbone batch (default 32)")

@@ -17,6 +17,8 @@ import contextlib
 import json
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -97,22 +99,69 @@ def _worker_init(_: int) -> None:
         cv2.setNumThreads(1)
 
 
+def _read_ahead(ds: _CropBatches, depth: int, pin_memory: bool) -> Iterator[tuple[int, torch.Tensor]]:
+    """``ds``'s items in order, read by one thread up to ``depth`` batches ahead (h5py, OpenCV's decode and resize
+    and torch release the GIL, so reading overlaps with the network in the caller's thread; no copies between
+    processes). An error of the thread is raised here; leaving the iteration early stops the thread."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for i in range(len(ds)):
+                j, x = ds[i]
+                if not put((j, x.pin_memory() if pin_memory else x)):
+                    return
+            put(end)
+        except BaseException as exc:  # noqa: BLE001  (raised in the consumer)
+            put(exc)
+
+    thread = threading.Thread(target=run, name="au-transfer-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def iter_crop_batches(store_path: str, indices: np.ndarray, region: str, size: int, *, batch_size: int,
                       num_workers: int, opener: StoreOpener, pin_memory: bool = False, prefetch: int = 4,
                       spec: BackboneSpec | None = None, mean_image: np.ndarray | None = None,
                       mp_context: str | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Yield ``(row indices, batch)`` for ``indices`` of a face store, in order, read by ``num_workers``.
 
-    The batch is uint8 (B, S, S, 3), or with ``spec`` the network's normalised input (B, 3, S, S). ``mp_context``
-    starts the workers another way than fork (e.g. ``spawn`` in a long-lived process whose threads make a forked
-    child hang; a workflow job is a fresh process, where fork is safe and fastest).
+    The batch is uint8 (B, S, S, 3), or with ``spec`` the network's normalised input (B, 3, S, S). With
+    ``num_workers=0`` one thread of this process reads ``prefetch`` batches ahead (:func:`_read_ahead`);
+    otherwise worker processes do. ``mp_context`` starts the workers another way than fork (e.g. ``spawn`` in a
+    long-lived process whose threads make a forked child hang; a workflow job is a fresh process, where fork is
+    safe and fastest).
     """
     batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
     ds = _CropBatches(store_path, batches, region, size, opener, spec, mean_image)
+    if num_workers == 0:
+        for i, crops in _read_ahead(ds, prefetch, pin_memory):
+            yield batches[int(i)], crops
+        return
     loader = DataLoader(ds, batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin_memory,
-                        worker_init_fn=_worker_init if num_workers else None,
-                        prefetch_factor=prefetch if num_workers else None,
-                        multiprocessing_context=mp_context if num_workers else None)
+                        worker_init_fn=_worker_init, prefetch_factor=prefetch,
+                        multiprocessing_context=mp_context)
     for i, crops in loader:
         yield batches[int(i)], crops
 
@@ -144,8 +193,9 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
 
     ``backbone`` is a :class:`Backbone` or a registry name (built with ``weights``, ``seed``, ``key_map``).
     ``mean_image``: a ``.npy`` (S, S, 3) mean image on the 0-255 scale subtracted instead of the per-channel mean
-    (VGG-Face, paper IV-A). ``num_workers="auto"``: 0 on CPU (reading in the main process: when the network
-    already uses every allocated core, worker processes only add inter-process copies), ``threads - 1`` (at least
+    (VGG-Face, paper IV-A). ``num_workers="auto"``: 0 on CPU (reading, cropping and normalising in one thread of
+    this process, a few batches ahead of the network: when the network already uses every allocated core, worker
+    processes only add inter-process copies), ``threads - 1`` (at least
     2) on CUDA, where the cores are free for reading. Returns timing numbers (``frames``, ``seconds``, ``fps``).
     """
     t0 = time.perf_counter()
@@ -180,8 +230,12 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     # float32: fewer page faults, measured cheaper than normalising in the workers) and are normalised there, on
     # the GPU when there is one (pinned, asynchronous copies). On CUDA the features stay on the device until the
     # end, so the host never waits for a batch.
+    # Without workers on the CPU, the read-ahead thread also normalises (no copies between threads), so this
+    # thread only runs the network.
+    in_reader = num_workers == 0 and not gpu
     batches = iter_crop_batches(store_path, valid_idx, region, spec.input_size, batch_size=batch_size,
-                                num_workers=num_workers, opener=opener, pin_memory=gpu, mp_context=mp_context)
+                                num_workers=num_workers, opener=opener, pin_memory=gpu, mp_context=mp_context,
+                                spec=spec if in_reader else None, mean_image=mi if in_reader else None)
     mi_t = torch.as_tensor(mi, device=dev) if mi is not None else None
     feats = torch.empty((len(valid_idx), spec.feature_dim), dtype=torch.float16, device=dev)
     bar = tqdm(total=len(valid_idx), desc=f"{spec.name}/{region}/{subject}", unit="frame", disable=not progress,
@@ -189,7 +243,7 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     done = underflow = 0
     with torch.inference_mode(), (torch.autocast(dev.type, dtype=ac) if ac else contextlib.nullcontext()):
         for idx, batch in batches:
-            x = preprocess(spec, batch, dev, mean_image=mi_t, channels_last=gpu)
+            x = batch if in_reader else preprocess(spec, batch, dev, mean_image=mi_t, channels_last=gpu)
             f = net.features(x)
             if f.ndim != 2 or f.shape[1] != spec.feature_dim:
                 raise FeatureError(f"{spec.name}: features of shape {tuple(f.shape)}, spec says dim {spec.feature_dim}")

@@ -7,26 +7,27 @@ ensemble combining its members. The output has one row per face and frame in the
 :mod:`au_transfer.predict.run`). Trained files are found through :class:`au_transfer.layout.Layout` in a workflow's
 results folder, with the run's face and backbone settings in ``results/models/{split}/predictor.json``.
 
-Modules: ``manifest`` (predictor.json), ``inputs`` (crops and features per chunk), ``predictor`` (the models, the
-default split and model), ``run`` (frames, faces, rows, CSV).
+Modules: ``manifest`` (predictor.json), ``faces`` (faces per frame: detection every few frames and tracking in
+between, face numbers, the reader thread), ``inputs`` (crops and features per chunk, networks shared between
+models), ``predictor`` (the models, the default split and model), ``run`` (rows, CSV).
 """
 
+from .faces import DETECT_EVERY, FaceFinder, FaceTracker, FrameReader, detect_faces
 from .inputs import FaceChunk, FeatureNet, Inputs
 from .manifest import LEGACY_FACE_KEYS, MANIFEST, PredictError, face_settings, read_manifest, write_manifest
 from .predictor import Predictor, default_model, default_split, resolve_models_dir, validation_ranking
 from .run import (
     BASE_COLUMNS,
-    FaceTracker,
     au_columns,
     check_output,
-    detect_faces,
     iter_predictions,
     predict,
     predict_to_csv,
 )
 
 __all__ = [
-    "BASE_COLUMNS", "LEGACY_FACE_KEYS", "MANIFEST", "FaceChunk", "FaceTracker", "FeatureNet", "Inputs",
+    "BASE_COLUMNS", "DETECT_EVERY", "LEGACY_FACE_KEYS", "MANIFEST", "FaceChunk", "FaceFinder", "FaceTracker",
+    "FeatureNet", "FrameReader", "Inputs",
     "PredictError", "Predictor", "au_columns", "check_output", "default_model", "default_split", "detect_faces",
     "face_settings", "iter_predictions", "predict", "predict_to_csv", "read_manifest",
     "resolve_models_dir", "validation_ranking", "write_manifest",

@@ -1,5 +1,9 @@
 """What the models read, computed for a chunk of aligned faces: region crops, and the features of frozen or
-fine-tuned backbones (each network built once, each chunk's features computed once per network and crop)."""
+fine-tuned backbones (each network built once, each chunk's features computed once per network and crop).
+
+Fine-tuned networks are shared too: the workflow writes a multilabel network once per AU (the same weights in
+every ``AU{n}.pt``), so :meth:`Inputs.load_model` loads each distinct network (by its weights' sha256) once, and
+the models of its AUs read their columns of one forward pass per chunk and crop (:class:`SharedNetwork`)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from ..backbones.weights import file_sha256
 from ..config import parse_model_id
 from ..faces.regions import REGION_NAMES, cut_region
 from ..layout import FT_SUFFIX, Layout
-from ..models import Needs
+from ..models import AUModel, Needs, load_au_model, model_kind
 from .manifest import PredictError
 
 log = logging.getLogger(__name__)
@@ -29,13 +33,14 @@ class FaceChunk:
     faces: np.ndarray           # (B, S, S, 3) uint8
     boxes: np.ndarray           # (B, 3, 4) upper, middle, lower
     aspect: str
-    _crops: dict = field(default_factory=dict)
+    _crops: dict = field(default_factory=dict)   # (region, size) -> (B, size, size, 3), e.g. cut by the reader
     features: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.faces)
 
     def crops(self, region: str, size: int) -> np.ndarray:
+        """The faces' ``region`` crops at ``size`` (:func:`au_transfer.faces.regions.cut_region`, as the store)."""
         key = (region, size)
         if key not in self._crops:
             out = np.empty((len(self.faces), size, size, 3), np.uint8)
@@ -68,6 +73,66 @@ class FeatureNet:
         return feats.astype(np.float16).astype(np.float32)
 
 
+class SharedNetwork:
+    """A fine-tuned network (:func:`au_transfer.finetune.load_finetuned`) whose output, the "present"
+    probability of each of its AUs, is computed once per crop array and read by the models of all its AUs."""
+
+    def __init__(self, path: Path, device: torch.device, batch_size: int):
+        from ..finetune import load_finetuned
+
+        self.net, _ = load_finetuned(path, device)
+        self.spec = self.net.backbone.spec
+        self.device, self.batch_size = device, batch_size
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+
+    @torch.no_grad()
+    def probs(self, crops: np.ndarray) -> np.ndarray:
+        """(B, n_aus) softmax probabilities of "present" (as ``FinetunedClassifier.decision_function``)."""
+        if self._last is not None and self._last[0] is crops:
+            return self._last[1]
+        from ..backbones import preprocess
+
+        out = []
+        for i in range(0, len(crops), self.batch_size):
+            x = preprocess(self.spec, crops[i:i + self.batch_size], self.device)
+            out.append(torch.softmax(self.net(x).float(), -1)[:, :, 1].cpu().numpy())
+        probs = np.concatenate(out) if out else np.zeros((0, self.net.n_aus), np.float32)
+        self._last = (crops, probs)  # the array is held, so its identity cannot be reused
+        return probs
+
+
+class _SharedHead:
+    """One AU's column of a :class:`SharedNetwork`, in place of a ``FinetunedClassifier`` (same attributes)."""
+
+    def __init__(self, shared: SharedNetwork, bundle: Mapping[str, Any]):
+        self.shared, self.bundle = shared, dict(bundle)
+        self.au, self.au_index = int(bundle["au"]), int(bundle["au_index"])
+        self.crop_region, self.input_size = bundle["crop_region"], int(bundle["input_size"])
+        self.batch_size = shared.batch_size
+        self.classes_ = np.array([0, 1])
+
+    def decision_function(self, images: np.ndarray) -> np.ndarray:
+        if self.bundle.get("status") == "skipped":
+            return np.full(len(images), np.nan)
+        return self.shared.probs(images)[:, self.au_index]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return (np.nan_to_num(self.decision_function(images), nan=0.0) >= 0.5).astype(int)
+
+
+def _bundle_header(path: Path) -> dict[str, Any]:
+    """A fine-tuned bundle's metadata without reading its weights (memory-mapped)."""
+    from ..finetune.bundle import BUNDLE_FORMAT
+
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as exc:  # noqa: BLE001  (any unreadable file: named)
+        raise PredictError(f"{path}: cannot read the fine-tuned network: {exc}") from exc
+    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
+        raise PredictError(f"{path}: not a fine-tuned network bundle ({BUNDLE_FORMAT})")
+    return {k: v for k, v in bundle.items() if k != "state_dict"}
+
+
 class Inputs:
     """Builds what a model's :class:`~au_transfer.models.Needs` ask for, from a results folder's networks."""
 
@@ -76,6 +141,29 @@ class Inputs:
         self.layout, self.split, self.manifest = layout, split, manifest
         self.device, self.batch_size = device, batch_size
         self._nets: dict[tuple, FeatureNet] = {}
+        self._shared: dict[tuple, SharedNetwork] = {}
+
+    # ------------------------------------------------------------------------------------------ models
+    def shared_network(self, path: Path) -> tuple[SharedNetwork, dict[str, Any]]:
+        """The fine-tuned network of a bundle, loaded once per distinct weights; with the bundle's metadata."""
+        head = _bundle_header(path)
+        key = (str(head.get("backbone")), str(head.get("weights_sha256") or path))
+        if key not in self._shared:
+            self._shared[key] = SharedNetwork(path, self.device, self.batch_size)
+        return self._shared[key], head
+
+    def load_model(self, path: Path, model: str, au: int, **kwargs: Any) -> AUModel:
+        """The model ``model`` of one AU from its file; a fine-tuned network's model shares its network with the
+        other AUs of the same weights (scores equal to those of ``load_au_model``)."""
+        from ..ensemble import ENSEMBLE_PREFIX
+
+        if model.startswith(ENSEMBLE_PREFIX) or parse_model_id(model)[2] != "softmax" or not path.is_file():
+            return load_au_model(path, model, au, **kwargs)
+        shared, head = self.shared_network(path)
+        m = model_kind("softmax")(None, au=au, model_id=model, **kwargs)
+        m.clf = _SharedHead(shared, head)  # the FinetunedModel's classifier, reading the shared network
+        m.path, m.au, m.crop_region = str(path), m.clf.au, m.clf.crop_region
+        return m
 
     # ------------------------------------------------------------------------------------------ networks
     def _frozen(self, needs: Needs, model: str, au: int) -> tuple[tuple, FeatureNet]:
@@ -118,18 +206,20 @@ class Inputs:
         path = Path(self.layout.finetune_net(self.split, backbone.removesuffix(FT_SUFFIX), region, au))
         if not path.is_file():
             raise PredictError(f"model {model}: fine-tuned network {path} does not exist (AU{au})")
-        key = ("ft", str(path))
+        shared, head = self.shared_network(path)
+        key = ("ft", str(head.get("backbone")), str(head.get("weights_sha256") or path))
         if key not in self._nets:
-            from ..finetune import load_finetuned
-
-            net, _bundle = load_finetuned(path, "cpu")
-            self._nets[key] = FeatureNet(net.backbone, self.device, self.batch_size)
+            self._nets[key] = FeatureNet(shared.net.backbone, self.device, self.batch_size)
         return key, self._nets[key]
 
-    def check(self, needs: Needs, model: str, au: int) -> None:
-        """Build (once) what a model reads, so that a mismatch is an error before any frame is read."""
+    def check(self, needs: Needs, model: str, au: int) -> tuple[str, int] | None:
+        """Build (once) what a model reads, so that a mismatch is an error before any frame is read; returns the
+        ``(region, size)`` of the crops it reads (None: none, e.g. an ensemble)."""
         if needs.kind == "features":
-            (self._finetuned(model, au) if needs.backbone.endswith(FT_SUFFIX) else self._frozen(needs, model, au))
+            _, net = (self._finetuned(model, au) if needs.backbone.endswith(FT_SUFFIX)
+                      else self._frozen(needs, model, au))
+            return needs.crop_region, int(net.spec.input_size)
+        return (needs.crop_region, int(needs.size)) if needs.kind == "crops" else None
 
     # ------------------------------------------------------------------------------------------ per chunk
     def __call__(self, needs: Needs, model: str, au: int, chunk: FaceChunk) -> np.ndarray:

@@ -13,8 +13,10 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ import pandas as pd
 from ..device import resolve_device
 from ..ensemble import ENSEMBLE_PREFIX
 from ..layout import Layout
-from ..models import AUModel, AUModelError, load_au_model, model_file
+from ..models import AUModel, AUModelError, model_file
 from .inputs import FaceChunk, Inputs
 from .manifest import MANIFEST, PredictError, face_settings, read_manifest
 
@@ -141,6 +143,10 @@ class Predictor:
         self.face = face_settings(self.manifest, self.models_dir / MANIFEST)
         if detector is not None:  # --detector hog | cnn at predict time
             self.face = self.face.replace(landmarks={"hog": "dlib", "cnn": "dlib_cnn"}.get(detector, detector))
+        # dlib's detector and shape predictor load in a thread while the models and networks load here
+        pool = ThreadPoolExecutor(1, thread_name_prefix="au-transfer-landmarker")
+        self._landmarker = pool.submit(self.face.landmarker)
+        pool.shutdown(wait=False)
         self.corpus = str(self.manifest.get("corpus") or "")
         if self.corpus == DEMO_CORPUS:
             log.warning("model %s was trained on the synthetic demo corpus: its scores say nothing about real faces",
@@ -157,6 +163,8 @@ class Predictor:
         if unknown:
             raise PredictError(f"--aus: model {model} does not predict AU(s) {unknown} (its AUs: {model_aus})")
         self.aus = [a for a in model_aus if aus is None or a in set(aus)]
+        #: ``(region, size)`` of every crop the models read (cut per face by the reader thread)
+        self.crops: set[tuple[str, int]] = set()
         self._trees = {au: self._load(model, au) for au in self.aus}
         self._tracks: dict[int, dict[int, _Node]] = {}
         # intensity (AUxx_r): "auto" = the best regressor on validation, when the run trained regressors
@@ -168,6 +176,10 @@ class Predictor:
         self._reg_trees = {au: self._load(str(self.regressor), au, intensity=True) for au in self.reg_aus}
         self._reg_tracks: dict[int, dict[int, _Node]] = {}
         log.info("predictor %s (split %s): AUs %s, device %s", model, self.split, self.aus, self.device)
+
+    def landmarker(self) -> Any:
+        """The run's dlib detector and shape predictor (:meth:`FaceSettings.landmarker`), loaded once."""
+        return self._landmarker.result()
 
     def _path(self, model: str, au: int, intensity: bool = False) -> Path:
         try:
@@ -188,10 +200,12 @@ class Predictor:
         """``intensity``: ``ens-...`` is a regressor ensemble (its members are regressors)."""
         extra = {"intensity": True, "threshold": self.manifest.get("threshold")} if intensity else {}
         try:
-            m = load_au_model(self._path(model, au, intensity), model, au, **self._kw, **extra)
+            m = self.inputs.load_model(self._path(model, au, intensity), model, au, **self._kw, **extra)
         except AUModelError as exc:
             raise PredictError(str(exc)) from None
-        self.inputs.check(m.needs, model, au)
+        crop = self.inputs.check(m.needs, model, au)
+        if crop is not None:
+            self.crops.add(crop)
         return _Node(m, [self._load(member, au) for member in m.needs.members])
 
     def _score(self, node: _Node, chunk: FaceChunk) -> tuple[np.ndarray, np.ndarray]:

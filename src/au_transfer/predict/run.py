@@ -18,17 +18,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..faces.landmarks import REASON, REASON_NAMES, check_points
-from ..faces.pipeline import FaceFrame, process_frame
-from ..faces.video import IMAGE_EXTENSIONS, iter_frames, video_info
+from ..faces.pipeline import FaceFrame
+from ..faces.video import IMAGE_EXTENSIONS, video_info
 from ..io import atomic_path
+from .faces import DETECT_EVERY, FrameReader
 from .inputs import FaceChunk
 from .manifest import PredictError
 from .predictor import Predictor
@@ -36,81 +35,11 @@ from .predictor import Predictor
 log = logging.getLogger(__name__)
 
 BASE_COLUMNS: tuple[str, ...] = ("frame", "face", "timestamp", "success", "confidence", "reason")
-UNREADABLE = "unreadable_frame"
 
 
 def au_columns(aus: Sequence[int]) -> list[str]:
     """``AU01_p … AU26_p`` then ``AU01_c … AU26_c`` (OpenFace groups the scores, then the classes)."""
     return [f"AU{au:02d}_p" for au in aus] + [f"AU{au:02d}_c" for au in aus]
-
-
-# ------------------------------------------------------------------------------------------------- faces
-def detect_faces(rgb: np.ndarray, settings: Any, landmarker: Any, largest_only: bool) -> tuple[list[FaceFrame], str]:
-    """Every face of a frame through the face pipeline (largest first), and why there is none when so."""
-    boxes = landmarker.detect(rgb)
-    if not boxes:
-        return [], REASON_NAMES[REASON["no_face_detected"]]
-    faces: list[FaceFrame] = []
-    reason = ""
-    for box in boxes[:1] if largest_only else boxes:
-        if box[4] < settings.min_confidence:
-            reason = reason or REASON_NAMES[REASON["low_confidence"]]
-            continue
-        pts = landmarker.landmarks_in_box(rgb, box[:4])
-        bad = check_points(pts, rgb.shape[:2], settings.plausibility)
-        if bad:
-            reason = reason or REASON_NAMES[bad]
-            continue
-        face = replace(process_frame(rgb, settings, pts), confidence=float(box[4]))
-        if face.valid:
-            faces.append(face)
-        else:
-            reason = reason or face.reason_name
-    return faces, reason
-
-
-@dataclass
-class _Track:
-    face: int
-    center: np.ndarray
-    size: float
-
-
-class FaceTracker:
-    """Numbers faces by position: a face keeps the number of the nearest face of the last frames (within half
-    its size); a new face gets the next number. The first faces are numbered largest first."""
-
-    def __init__(self, memory: int = 25):
-        self.tracks: list[_Track] = []
-        self.memory = memory
-        self._age: dict[int, int] = {}
-        self._next = 0
-
-    def assign(self, faces: Sequence[FaceFrame]) -> list[int]:
-        ids: list[int] = []
-        taken: set[int] = set()
-        for face in faces:  # largest first
-            inv = np.linalg.inv(np.vstack([face.transform, [0, 0, 1]]))
-            center = (inv @ np.array([face.crop.shape[1] / 2, face.crop.shape[0] / 2, 1.0]))[:2]
-            size = float(np.hypot(*inv[:2, 0])) * face.crop.shape[1]
-            best = None
-            for t in self.tracks:
-                d = float(np.linalg.norm(t.center - center))
-                if t.face not in taken and d < 0.5 * max(size, t.size) and (best is None or d < best[0]):
-                    best = (d, t)
-            if best is None:
-                track = _Track(self._next, center, size)
-                self._next += 1
-                self.tracks.append(track)
-            else:
-                track = best[1]
-                track.center, track.size = center, size
-            taken.add(track.face)
-            ids.append(track.face)
-        for t in self.tracks:
-            self._age[t.face] = 0 if t.face in taken else self._age.get(t.face, 0) + 1
-        self.tracks = [t for t in self.tracks if self._age[t.face] <= self.memory]
-        return ids
 
 
 # -------------------------------------------------------------------------------------------------- rows
@@ -126,17 +55,26 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *, chunk_size: int = 128,
-                     progress: bool = True, largest_only: bool = False) -> Iterator[pd.DataFrame]:
+                     progress: bool = True, largest_only: bool = False,
+                     detect_every: int = DETECT_EVERY) -> Iterator[pd.DataFrame]:
     """Yield the per-face, per-frame table chunk by chunk (memory stays flat however long the video).
 
     Every face goes through :func:`au_transfer.faces.pipeline.process_frame` with the run's face settings, so the
-    models see faces aligned, encoded and cut as the face store holds them.
+    models see faces aligned, encoded and cut as the face store holds them. In a video, faces are detected on the
+    first frame, then every ``detect_every`` frames and whenever a face is lost, and followed from their
+    landmarks in between (:class:`~au_transfer.predict.faces.FaceFinder`; 1: detect on every frame); the images
+    of a folder are each detected. Frames are decoded and their faces found in a background thread while the
+    networks score the previous chunk; the progress bar counts frames as they pass that stage (at most about a
+    second between updates).
     """
     from tqdm.auto import tqdm
 
     src = Path(input_path)
     if not src.exists():
         raise PredictError(f"input {src} does not exist")
+    if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
+        raise PredictError(f"detect_every must be an integer >= 1 (frames between face detections), not "
+                           f"{detect_every!r}")
     is_video = src.is_file() and src.suffix.lower() not in IMAGE_EXTENSIONS
     fps, total = np.nan, None
     if is_video:
@@ -146,30 +84,27 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
         except (OSError, ValueError, RuntimeError):
             pass  # iter_frames says why it cannot be decoded
     settings = predictor.face
-    landmarker = settings.landmarker()
-    tracker = FaceTracker()
     cols = au_columns(predictor.aus) + [f"AU{au:02d}_r" for au in predictor.reg_aus]
     bar = tqdm(total=total, desc=f"predict {src.name}", unit="frame", disable=not progress, mininterval=1.0)
-    for frames in _chunks(iter_frames(src, tolerant=True), chunk_size):
+    reader = FrameReader(src, settings, predictor.landmarker, largest_only=largest_only, detect_every=detect_every,
+                         video=is_video, ahead=chunk_size, on_frame=lambda: bar.update(1), crops=predictor.crops)
+    for frames in _chunks(iter(reader), chunk_size):
         rows: list[dict[str, Any]] = []
-        per_track: dict[int, list[tuple[int, FaceFrame]]] = {}
-        for no, name, rgb in frames:
-            base = {"frame": no, "timestamp": (no - 1) / fps if is_video and np.isfinite(fps) else np.nan,
-                    "file": src.name if is_video else name}
-            faces, reason = ([], UNREADABLE) if rgb is None else detect_faces(rgb, settings, landmarker, largest_only)
-            ids = [0] * len(faces) if largest_only else tracker.assign(faces)
-            if not faces:
-                rows.append({**base, "face": pd.NA, "success": 0, "confidence": 0.0, "reason": reason})
-            for face, fid in sorted(zip(faces, ids, strict=True), key=lambda t: t[1]):
-                per_track.setdefault(fid, []).append((len(rows), face))
+        per_track: dict[int, list[tuple[int, FaceFrame, dict]]] = {}
+        for fr in frames:
+            base = {"frame": fr.no, "timestamp": (fr.no - 1) / fps if is_video and np.isfinite(fps) else np.nan,
+                    "file": src.name if is_video else fr.name}
+            if not fr.faces:
+                rows.append({**base, "face": pd.NA, "success": 0, "confidence": 0.0, "reason": fr.reason})
+            for (fid, face), cut in zip(fr.faces, fr.crops, strict=True):
+                per_track.setdefault(fid, []).append((len(rows), face, cut))
                 rows.append({**base, "face": fid, "success": 1, "confidence": round(face.confidence, 4),
                              "reason": ""})
-            bar.update(1)
         values = {c: np.full(len(rows), np.nan) for c in cols}
         for fid, items in per_track.items():
-            idx = np.array([i for i, _ in items])
-            chunk = FaceChunk(np.stack([f.image for _, f in items]), np.stack([f.boxes for _, f in items]),
-                              settings.crop_aspect)
+            idx = np.array([i for i, _, _ in items])
+            chunk = FaceChunk(np.stack([f.image for _, f, _ in items]), np.stack([f.boxes for _, f, _ in items]),
+                              settings.crop_aspect, {k: np.stack([c[k] for _, _, c in items]) for k in items[0][2]})
             for au, (score, pred) in predictor.score_chunk(chunk, track=fid).items():
                 values[f"AU{au:02d}_p"][idx] = score
                 values[f"AU{au:02d}_c"][idx] = pred
@@ -182,6 +117,7 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
             table[c] = pd.array(values[c], dtype="Int8") if c.endswith("_c") else values[c]
         yield table[[*BASE_COLUMNS, *cols, "file"]]
     bar.close()
+    log.debug("%s: %d face detections", src, reader.detections)
 
 
 def check_output(path: str | os.PathLike[str]) -> Path:
@@ -200,18 +136,19 @@ def predict(input_path: str | os.PathLike[str], model_dir: str | os.PathLike[str
             results: str | os.PathLike[str] | None = None, split: str | None = None, device: str = "auto",
             batch_size: int = 32, chunk_size: int = 128, aus: Sequence[int] | None = None,
             progress: bool = True, largest_only: bool = False, detector: str | None = None,
-            regressor: str | None = "auto") -> pd.DataFrame:
+            regressor: str | None = "auto", detect_every: int = DETECT_EVERY) -> pd.DataFrame:
     """AU occurrence per face and frame of a video, an image or a folder of images (OpenFace-style DataFrame).
 
     ``model`` is a model id (``dlib_resnet-face-svm``) or an ensemble (``ens-paper3``); ``regressor`` an intensity
     regressor for the ``AUxx_r`` columns (``auto``: the best on validation when the run trained any; None: none);
-    the trained files come from
-    ``model_dir`` (``results/models/<split>``) or from ``results`` and ``split``.
+    the trained files come from ``model_dir`` (``results/models/<split>``) or from ``results`` and ``split``.
+    ``detect_every``: frames between face detections in a video (faces are followed from their landmarks in
+    between; 1: every frame).
     """
     predictor = Predictor(model, results=results, split=split, model_dir=model_dir, device=device,
                           batch_size=batch_size, aus=aus, detector=detector, regressor=regressor)
     parts = list(iter_predictions(input_path, predictor, chunk_size=chunk_size, progress=progress,
-                                  largest_only=largest_only))
+                                  largest_only=largest_only, detect_every=detect_every))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=[*BASE_COLUMNS, *au_columns(predictor.aus), *[f"AU{a:02d}_r" for a in predictor.reg_aus],
                  "file"])
@@ -221,7 +158,8 @@ def predict_to_csv(input_path: str | os.PathLike[str], out_csv: str | os.PathLik
                    model_dir: str | os.PathLike[str] | None = None, results: str | os.PathLike[str] | None = None,
                    split: str | None = None, device: str = "auto", batch_size: int = 32, chunk_size: int = 128,
                    aus: Sequence[int] | None = None, progress: bool = True, largest_only: bool = False,
-                   detector: str | None = None, regressor: str | None = "auto") -> dict[str, int]:
+                   detector: str | None = None, regressor: str | None = "auto",
+                   detect_every: int = DETECT_EVERY) -> dict[str, int]:
     """Stream the table into ``out_csv`` (written atomically; checked before any work); returns
     ``{frames, rows, faces}`` (decoded frames, rows written, rows with a face)."""
     check_output(out_csv)
@@ -232,7 +170,7 @@ def predict_to_csv(input_path: str | os.PathLike[str], out_csv: str | os.PathLik
     frames = rows = faces = 0
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
         for i, part in enumerate(iter_predictions(input_path, predictor, chunk_size=chunk_size, progress=progress,
-                                                  largest_only=largest_only)):
+                                                  largest_only=largest_only, detect_every=detect_every)):
             part.to_csv(fh, header=i == 0, index=False, float_format="%.6g")
             frames += int(part["frame"].nunique())
             rows += len(part)

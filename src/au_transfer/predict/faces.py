@@ -1,0 +1,234 @@
+"""The predictor's front end: the faces of every frame (detected, or followed between detections), numbered, and
+read in a background thread ahead of the networks.
+
+* :func:`detect_faces`: dlib detection, the 68 points in each box, the checks and the faces stage's alignment.
+* :class:`FaceFinder`: per input, detection on the first frame and then every ``detect_every`` frames (or when a
+  face is lost); in between, each face's landmarks are fitted in the box its last landmarks give
+  (:class:`au_transfer.faces.track.BoxTracker`), which is what the detector would give on a still face.
+* :class:`FaceTracker`: a face's number (column ``face``) by position.
+* :class:`FrameReader`: decoding, faces and alignment (dlib and OpenCV release the GIL) in a thread, a bounded
+  queue ahead of the models, so that the networks are what the predictor waits for.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..faces.landmarks import REASON, REASON_NAMES, check_points
+from ..faces.pipeline import FaceFrame, process_frame
+from ..faces.regions import REGION_NAMES, cut_region
+from ..faces.track import BoxTracker
+from ..faces.video import iter_frames
+
+log = logging.getLogger(__name__)
+
+UNREADABLE = "unreadable_frame"
+#: Default detection interval of a video (frames): the first frame, then every 30 (about a second of video).
+DETECT_EVERY = 30
+
+
+# ------------------------------------------------------------------------------------------------- faces
+def _faces_in_boxes(rgb: np.ndarray, boxes: Sequence[Sequence[float]], settings: Any,
+                    landmarker: Any) -> tuple[list[FaceFrame], str, list[np.ndarray | None]]:
+    """Landmarks, checks and alignment in each box ``(x0, y0, x1, y1, confidence)``: the usable faces, why a box
+    gave none (the first reason), and per box its landmarks (None when it gave no usable face)."""
+    faces: list[FaceFrame] = []
+    reason = ""
+    fitted: list[np.ndarray | None] = []
+    for box in boxes:
+        fitted.append(None)
+        if box[4] < settings.min_confidence:
+            reason = reason or REASON_NAMES[REASON["low_confidence"]]
+            continue
+        pts = landmarker.landmarks_in_box(rgb, box[:4])
+        bad = check_points(pts, rgb.shape[:2], settings.plausibility)
+        if bad:
+            reason = reason or REASON_NAMES[bad]
+            continue
+        face = replace(process_frame(rgb, settings, pts), confidence=float(box[4]))
+        if face.valid:
+            faces.append(face)
+            fitted[-1] = pts
+        else:
+            reason = reason or face.reason_name
+    return faces, reason, fitted
+
+
+def _detect(rgb: np.ndarray, settings: Any, landmarker: Any, largest_only: bool
+            ) -> tuple[list[FaceFrame], str, list[tuple[Any, np.ndarray]]]:
+    boxes = landmarker.detect(rgb)
+    if not boxes:
+        return [], REASON_NAMES[REASON["no_face_detected"]], []
+    boxes = boxes[:1] if largest_only else boxes
+    faces, reason, fitted = _faces_in_boxes(rgb, boxes, settings, landmarker)
+    return faces, reason, [(b, p) for b, p in zip(boxes, fitted, strict=True) if p is not None]
+
+
+def detect_faces(rgb: np.ndarray, settings: Any, landmarker: Any, largest_only: bool) -> tuple[list[FaceFrame], str]:
+    """Every face of a frame through the face pipeline (largest first), and why there is none when so."""
+    faces, reason, _ = _detect(rgb, settings, landmarker, largest_only)
+    return faces, reason
+
+
+class FaceFinder:
+    """The faces of consecutive frames of one input: detected every ``detect_every`` frames (1: every frame) and
+    whenever a face is lost or none is followed, else followed from the last landmarks (module docstring). A
+    followed face keeps the confidence of its last detection."""
+
+    def __init__(self, settings: Any, landmarker: Any, *, largest_only: bool = False, detect_every: int = 1):
+        self.settings, self.landmarker, self.largest_only = settings, landmarker, largest_only
+        self.boxes = BoxTracker(detect_every, max_jump=settings.plausibility.jump)
+        self.detections = 0
+
+    def __call__(self, rgb: np.ndarray) -> tuple[list[FaceFrame], str]:
+        if not self.boxes.due():
+            boxes = [(*box, conf) for box, conf in self.boxes.boxes()]
+            faces, reason, fitted = _faces_in_boxes(rgb, boxes, self.settings, self.landmarker)
+            if self.boxes.tracked(fitted):
+                return faces, reason
+        faces, reason, kept = _detect(rgb, self.settings, self.landmarker, self.largest_only)
+        self.detections += 1
+        self.boxes.detected(kept)
+        return faces, reason
+
+
+@dataclass
+class _Track:
+    face: int
+    center: np.ndarray
+    size: float
+
+
+class FaceTracker:
+    """Numbers faces by position: a face keeps the number of the nearest face of the last frames (within half
+    its size); a new face gets the next number. The first faces are numbered largest first."""
+
+    def __init__(self, memory: int = 25):
+        self.tracks: list[_Track] = []
+        self.memory = memory
+        self._age: dict[int, int] = {}
+        self._next = 0
+
+    def assign(self, faces: Sequence[FaceFrame]) -> list[int]:
+        ids: list[int] = []
+        taken: set[int] = set()
+        for face in faces:  # largest first
+            inv = np.linalg.inv(np.vstack([face.transform, [0, 0, 1]]))
+            center = (inv @ np.array([face.crop.shape[1] / 2, face.crop.shape[0] / 2, 1.0]))[:2]
+            size = float(np.hypot(*inv[:2, 0])) * face.crop.shape[1]
+            best = None
+            for t in self.tracks:
+                d = float(np.linalg.norm(t.center - center))
+                if t.face not in taken and d < 0.5 * max(size, t.size) and (best is None or d < best[0]):
+                    best = (d, t)
+            if best is None:
+                track = _Track(self._next, center, size)
+                self._next += 1
+                self.tracks.append(track)
+            else:
+                track = best[1]
+                track.center, track.size = center, size
+            taken.add(track.face)
+            ids.append(track.face)
+        for t in self.tracks:
+            self._age[t.face] = 0 if t.face in taken else self._age.get(t.face, 0) + 1
+        self.tracks = [t for t in self.tracks if self._age[t.face] <= self.memory]
+        return ids
+
+
+# ------------------------------------------------------------------------------------------ the reader thread
+@dataclass
+class FrameFaces:
+    """One frame's faces, numbered (``(face number, FaceFrame)`` by number), or why it has none."""
+
+    no: int
+    name: str
+    faces: list[tuple[int, FaceFrame]]
+    reason: str
+    crops: list[dict[tuple[str, int], np.ndarray]] = field(default_factory=list)  # per face: (region, size) -> crop
+
+
+_END = object()
+
+
+class FrameReader:
+    """Iterates :class:`FrameFaces` of an input, produced in a background thread at most ``ahead`` frames ahead.
+
+    ``landmarker`` is called (in the thread) to get the detector; ``on_frame`` after each frame (e.g. a progress
+    bar's update). An error of the thread is raised by the iteration; closing the iteration stops the thread.
+    """
+
+    def __init__(self, src: Path, settings: Any, landmarker: Callable[[], Any], *, largest_only: bool,
+                 detect_every: int, video: bool, ahead: int = 64, on_frame: Callable[[], Any] | None = None,
+                 crops: Sequence[tuple[str, int]] = ()):
+        self.src, self.settings, self._landmarker = src, settings, landmarker
+        self.crops = sorted(crops)
+        self.largest_only, self.video = largest_only, video
+        # a folder's images are unrelated: each one is detected
+        self.detect_every = int(detect_every) if video else 1
+        self.on_frame = on_frame
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, int(ahead)))
+        self._stop = threading.Event()
+        self.detections = 0
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _cut(self, face: FaceFrame) -> dict[tuple[str, int], np.ndarray]:
+        """The face's crops (after the store's encode round trip), cut here rather than in the networks' thread."""
+        out = {}
+        for region, size in self.crops:
+            box = None if region == "face" else face.boxes[REGION_NAMES.index(region)]
+            out[(region, size)] = cut_region(face.image, box, size, self.settings.crop_aspect)
+        return out
+
+    def _run(self) -> None:
+        try:
+            finder = FaceFinder(self.settings, self._landmarker(), largest_only=self.largest_only,
+                                detect_every=self.detect_every)
+            numbers = FaceTracker()
+            for no, name, rgb in iter_frames(self.src, tolerant=True):
+                if rgb is None:
+                    faces, reason = [], UNREADABLE
+                else:
+                    faces, reason = finder(rgb)
+                ids = [0] * len(faces) if self.largest_only else numbers.assign(faces)
+                numbered = sorted(zip(ids, faces, strict=True), key=lambda t: t[0])
+                item = FrameFaces(no, name, numbered, reason, [self._cut(f) for _, f in numbered])
+                self.detections = finder.detections
+                if not self._put(item):
+                    return
+                if self.on_frame is not None:
+                    self.on_frame()
+            self._put(_END)
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, raised there)
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[FrameFaces]:
+        thread = threading.Thread(target=self._run, name="au-transfer-faces", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = self._q.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            thread.join()
