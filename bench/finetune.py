@@ -12,11 +12,20 @@ It prints frames per second of each (wall clock and process CPU time). Example::
 
     python bench/finetune.py                                     # dlib_resnet on CPU, 128 frames
     python bench/finetune.py --device cuda --frames 4096 --batch-size 128 --num-workers 6 --amp bf16
+
+``--figure RESULTS`` instead prints the demo's figure from a finished run (after the fine-tune targets, e.g.
+``snakemake --cores 2 results/metrics/demo/dlib_resnet_ft-face-softmax.csv ... --resources gpu=1``): test mean F1
+of every fine-tuned model beside the frozen-feature SVM of the same network and region and the always-present
+baseline (computed from the model's own test labels), and the wall time of each fine-tuning job (first to last
+line of its log under ``logs/finetune/``)::
+
+    python bench/finetune.py --figure results --logs logs
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -30,7 +39,48 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from au_transfer import finetune as ft  # noqa: E402
 from au_transfer.backbones import create_backbone, preprocess  # noqa: E402
+from au_transfer.evaluation import always_present, au_metrics  # noqa: E402
 from au_transfer.faces.store import FaceStoreWriter  # noqa: E402
+from au_transfer.layout import Layout  # noqa: E402
+
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ ")
+
+
+def _mean_f1(path: str) -> float:
+    m = pd.read_csv(path)
+    return float(m.loc[m["au"].astype(str) == "mean", "f1"].iloc[0])
+
+
+def _log_seconds(path: Path) -> float:
+    stamps = [pd.Timestamp(m[1]) for line in path.read_text().splitlines() if (m := _STAMP.match(line))]
+    return (stamps[-1] - stamps[0]).total_seconds() if len(stamps) > 1 else float("nan")
+
+
+def figure(results: str, logs: str) -> None:
+    """Mean F1 of each fine-tuned model vs its network's frozen-feature SVM and the always-present baseline, and
+    the wall time of the fine-tuning jobs (from their logs)."""
+    lay = Layout.of(results)
+    found = sorted(Path(lay.root, "metrics").glob("*/*_ft-*-softmax.csv"))
+    if not found:
+        raise SystemExit(f"no fine-tuned model metrics under {lay.root}/metrics: run the fine-tune targets first")
+    print(f"{'split':8} {'model':34} {'mean F1':>8} {'SVM':>8} {'always':>8}   (test, %)")
+    for path in found:
+        split, model = path.parent.name, path.stem
+        backbone, region, _ = model.split("-")
+        svm_model = f"{backbone.removesuffix('_ft')}-{region}-svm"
+        svm = lay.metrics(split, svm_model)
+        svm_f1 = f"{100 * _mean_f1(svm):8.1f}" if Path(svm).exists() else f"{'n/a':>8}"
+        pred = pd.read_csv(lay.predictions(split, model))
+        base = au_metrics(always_present(pred), "always_present", split)
+        base_f1 = float(base.loc[base["au"] == "mean", "f1"].iloc[0])
+        print(f"{split:8} {model:34} {100 * _mean_f1(str(path)):8.1f} {svm_f1} {100 * base_f1:8.1f}")
+    jobs = sorted(Path(logs, "finetune").glob("*/*/multilabel-*.log")) + sorted(Path(logs, "finetune").glob("*/*/AU*.log"))
+    total = 0.0
+    for log in jobs:
+        sec = _log_seconds(log)
+        total += sec
+        print(f"job {str(log.relative_to(logs)):60} {sec:7.0f} s wall")
+    print(f"fine-tuning jobs: {len(jobs)}, {total:.0f} s wall in all (log timestamps; the machine's load counts)")
 
 
 def make_store(path: Path, n: int, size: int = 160) -> None:
@@ -60,7 +110,12 @@ def main() -> None:
     ap.add_argument("--num-workers", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--amp", default="none", choices=list(ft.AMP))
+    ap.add_argument("--figure", metavar="RESULTS", help="print the demo figure from a finished run's results folder")
+    ap.add_argument("--logs", default="logs", help="with --figure: the workflow's log folder")
     args = ap.parse_args()
+    if args.figure:
+        figure(args.figure, args.logs)
+        return
     torch.set_num_threads(args.threads)
     dev = ft.resolve_device(args.device)
     cfg = ft.FinetuneConfig(epochs=1, batch_size=args.batch_size, num_workers=args.num_workers, amp=args.amp,

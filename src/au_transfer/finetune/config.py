@@ -47,6 +47,7 @@ class FinetuneConfig:
     freeze: str | int = DEFAULTS["freeze"]
     lr: float = DEFAULTS["lr"]
     body_lr_mult: float = DEFAULTS["body_lr_mult"]
+    hidden_lr_mult: float = DEFAULTS["hidden_lr_mult"]
     epochs: int = DEFAULTS["epochs"]
     batch_size: int = DEFAULTS["batch_size"]
     patience: int = DEFAULTS["patience"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
     ``region`` is the model's region (``face``, ``upper``, ..., or ``au_region``: the crop of paper Table VI,
     ``au_region`` overriding the map). ``aus`` is one AU (per_au head) or AUs that share one crop (multilabel head).
     """
+    started = time.perf_counter()
     cfg = cfg if isinstance(cfg, FinetuneConfig) else FinetuneConfig.from_mapping(cfg)
     aus = [int(a) for a in aus]
     crops = crop_groups(region, aus, au_region)
@@ -141,6 +143,7 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
     write_csv_atomic(pred, out_predictions)
     if ckpt_path and not keep_checkpoint:
         Path(ckpt_path).unlink(missing_ok=True)
+    log.info("wrote %s and %s in %.0f s", out_model, out_predictions, time.perf_counter() - started)
     return result
 
 

@@ -59,13 +59,24 @@ def f1_binary(y: np.ndarray, pred: np.ndarray) -> float:
     return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
-def _make_optimizer(net: FinetuneNet, cfg: FinetuneConfig) -> torch.optim.Optimizer:
-    body_params = [p for p in net.backbone.body.parameters() if p.requires_grad]
+def _param_groups(net: FinetuneNet, cfg: FinetuneConfig) -> list[dict[str, Any]]:
+    """Three learning rates: the new classifier (and anything outside body / fc / tail) at ``lr``, the fully
+    connected layers below it (``fc`` and the rest of ``tail``: re-initialised or kept) at ``lr * hidden_lr_mult``,
+    the convolutional body at ``lr * body_lr_mult``. Frozen parameters and empty groups are left out."""
     body_ids = {id(p) for p in net.backbone.body.parameters()}
-    head_params = [p for p in net.parameters() if p.requires_grad and id(p) not in body_ids]
-    groups = [{"params": head_params, "lr": cfg.lr}]
-    if body_params:
-        groups.append({"params": body_params, "lr": cfg.lr * cfg.body_lr_mult})
+    classifier_ids = {id(p) for p in net.classifier.parameters()}
+    hidden_ids = {id(p) for p in getattr(net.backbone, "fc", nn.Sequential()).parameters()}
+    hidden_ids |= {id(p) for p in net.backbone.tail.parameters()} - classifier_ids
+    hidden_ids -= body_ids
+    params = [p for p in net.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) not in body_ids | hidden_ids], "lr": cfg.lr},
+              {"params": [p for p in params if id(p) in hidden_ids], "lr": cfg.lr * cfg.hidden_lr_mult},
+              {"params": [p for p in params if id(p) in body_ids], "lr": cfg.lr * cfg.body_lr_mult}]
+    return [g for g in groups if g["params"]]
+
+
+def _make_optimizer(net: FinetuneNet, cfg: FinetuneConfig) -> torch.optim.Optimizer:
+    groups = _param_groups(net, cfg)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
