@@ -55,7 +55,7 @@ def test_load_frames_excludes_invalid_and_unlabelled(synth):
     per_subject = N_LABELLED - len(INVALID)
     assert len(data) == 2 * per_subject
     assert data.counts["SN001"] == {"total": N_FRAMES, "invalid": len(INVALID), "unlabelled": N_FRAMES - N_LABELLED,
-                                    "labels_without_features": 0, "used": per_subject}
+                                    "unknown": 0, "labels_without_features": 0, "used": per_subject}
     assert not np.isin(np.array(INVALID) + 1, data.frame[data.subject == "SN001"]).any()
     assert data.frame.max() == N_LABELLED
     labels = pd.read_csv(lp["SN002"]).set_index("frame")["AU1"]

@@ -113,7 +113,7 @@ def test_face_size_reruns_faces_and_later_but_no_landmarks(finished_workflow, tm
     jobs, _ = plan(finished_workflow, with_config(tmp_path, change))
     rules = rules_of(jobs)
     subjects = sorted(p.stem for p in finished_workflow.glob("results/faces/*.h5"))
-    assert sorted(j.wildcards["subject"] for j in jobs if j.rule == "faces") == subjects
+    assert sorted(j.wildcards["recording"] for j in jobs if j.rule == "faces") == subjects
     assert {"faces", "features", "fit_frame"} <= rules, sorted(rules)
     assert {j.wildcards["classifier"] for j in jobs if j.rule == "fit_frame"} == {"lda", "svm"}
     assert not rules & {"landmarks", "labels", "demo_subject"}, "face size change reruns:\n  " + describe(
@@ -164,8 +164,9 @@ def test_changed_video_reruns_only_that_subjects_jobs(finished_workflow, tmp_pat
     assert {"labels", "landmarks", "faces", "features"} <= rules, sorted(rules)
     for job in jobs:
         assert job.rule != "demo_subject", f"a changed video regenerates the corpus: {job}"
-        subject = job.wildcards.get("subject")
+        subject = job.wildcards.get("recording", job.wildcards.get("subject"))  # per-frame jobs: the recording
         assert subject in (None, "SN002"), f"a change of SN002's video reruns another subject's job: {job}"
+    assert {j.wildcards.get("recording") for j in jobs if j.rule in ("labels", "faces", "features")} == {"SN002"}
 
 
 def test_touched_small_video_with_same_content_reruns_nothing(finished_workflow, tmp_path):
