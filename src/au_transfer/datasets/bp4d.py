@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .base import Corpus, CorpusError, Recording, label_frame, recording_id, register
-from .tables import as_int, as_number, au_header, ranges, require_aus, rows
+from .tables import as_int, as_number, au_header, note_frame, ranges, require_aus, rows
 
 BP4D_AUS: tuple[int, ...] = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
 BP4D_INTENSITY_AUS: tuple[int, ...] = (6, 10, 12, 14, 17)
@@ -80,9 +80,7 @@ def read_occurrence(path: Path, aus: Sequence[int]) -> tuple[list[int], dict[int
         if len(cells) < need:
             raise CorpusError(f"{path}, line {lineno}: {len(cells)} cells, the header needs {need}")
         frame = as_int(cells[0], path, lineno, "frame number")
-        if frame in seen:
-            raise CorpusError(f"{path}, line {lineno}: frame {frame} is listed twice (first on line {seen[frame]})")
-        seen[frame] = lineno
+        note_frame(seen, frame, path, lineno)
         frames.append(frame)
         for au, col in ((a, header[a]) for a in values):
             v = as_number(cells[col])
@@ -113,9 +111,7 @@ def read_intensity(path: Path) -> dict[int, float]:
         if v is None or not (v == UNKNOWN or (0 <= v <= MAX_INTENSITY and v == int(v))):
             raise CorpusError(f"{path}, line {lineno}: intensity {cells[1]!r} of frame {frame} must be 0-"
                               f"{MAX_INTENSITY} or {UNKNOWN} (unknown)")
-        if frame in seen:
-            raise CorpusError(f"{path}, line {lineno}: frame {frame} is listed twice (first on line {seen[frame]})")
-        seen[frame] = lineno
+        note_frame(seen, frame, path, lineno)
         out[frame] = np.nan if v == UNKNOWN else float(v)
     return out
 

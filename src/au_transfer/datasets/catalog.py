@@ -10,7 +10,6 @@ the AUs both code).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from functools import cached_property
 from typing import Any
 
 from .base import Corpus, CorpusError, Recording, get_corpus, subject_of
@@ -46,6 +45,7 @@ class Catalog:
         if len(set(prefixes)) != len(prefixes):
             raise CorpusError(f"data.corpora: two corpora share a subject prefix ({prefixes}); give each its own")
         self.corpora = [corpus_from_spec(s) for s in self.specs]
+        self._recordings: dict[str, list[Recording]] = {}  # subject -> its recordings, listed once
 
     @property
     def primary(self) -> Corpus:
@@ -84,19 +84,13 @@ class Catalog:
             self.corpora[i].check_aus(aus, key=f"data.aus ({self.specs[i]['key']} = {self.corpora[i].name})")
 
     def recordings(self, subject: str) -> list[Recording]:
-        """The recordings of a subject (its corpus's adapter)."""
-        return self._recordings[subject] if subject in self._recordings else self._load(subject)
-
-    @cached_property
-    def _recordings(self) -> dict[str, list[Recording]]:
-        return {}
-
-    def _load(self, subject: str) -> list[Recording]:
-        recs = self.corpus_of(subject).recordings(subject)
-        if not recs:
-            raise CorpusError(f"subject {subject}: corpus {self.corpus_of(subject).name} has no recording of it")
-        self._recordings[subject] = recs
-        return recs
+        """The recordings of a subject (its corpus's adapter; listed once per catalog)."""
+        if subject not in self._recordings:
+            recs = self.corpus_of(subject).recordings(subject)
+            if not recs:
+                raise CorpusError(f"subject {subject}: corpus {self.corpus_of(subject).name} has no recording of it")
+            self._recordings[subject] = recs
+        return self._recordings[subject]
 
     def recording_ids(self, subjects: Iterable[str]) -> list[str]:
         """Recording ids of subjects, subject by subject in the given order."""

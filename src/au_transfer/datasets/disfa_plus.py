@@ -36,7 +36,7 @@ from .base import (
     recording_id,
     register,
 )
-from .tables import as_number, ranges, rows
+from .tables import as_number, note_frame, ranges, rows
 
 MAX_INTENSITY: int = 5
 _BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]")
@@ -58,9 +58,7 @@ def read_au_file(path: Path) -> dict[int, float]:
         if not (0 <= value <= MAX_INTENSITY and value == int(value)):
             raise CorpusError(f"{path}, line {lineno}: intensity {cells[1]!r} of {cells[0]} is outside "
                               f"0-{MAX_INTENSITY}")
-        if number in seen:
-            raise CorpusError(f"{path}, line {lineno}: frame {number} is listed twice (first on line {seen[number]})")
-        seen[number] = lineno
+        note_frame(seen, number, path, lineno)
         out[number] = value
     if not started:
         raise CorpusError(f"{path}: no '<image> <intensity>' line")

@@ -51,22 +51,17 @@ def export_recording_labels(spec: Mapping[str, Any], recording_id: str, aus: Ite
     except Exception as exc:  # VideoError: a missing or unreadable source names the file
         raise CorpusError(f"recording {rec.id} ({corpus.name}): {exc}") from exc
     beyond = table["frame"] > n_source
+    dropped = _ranges(table.loc[beyond, "frame"].tolist())
     if beyond.any():
         log.warning("recording %s: %d labelled frame(s) beyond the %d frames of %s are dropped (%s)", rec.id,
-                    int(beyond.sum()), n_source, rec.source, _ranges(table.loc[beyond, "frame"].tolist()))
+                    int(beyond.sum()), n_source, rec.source, dropped)
     table = table[~beyond].reset_index(drop=True)
     write_csv_atomic(table, out_csv)
-    try:
-        lm = corpus.landmark_files(rec) if corpus.ships_landmarks else None
-    except CorpusError as exc:
-        log.warning("%s", exc)
-        lm = {}
     report = {
         "recording": rec.id, "subject": rec.subject, "sequence": rec.sequence, "corpus": corpus.name,
         "source": str(rec.source), "n_source_frames": int(n_source), "n_labels": int(len(table)),
         "frames": _ranges(table["frame"].tolist()),
-        "labels_beyond_source": _ranges(table.loc[[], "frame"].tolist()) if not beyond.any() else int(beyond.sum()),
-        "n_landmark_files": len(lm) if lm is not None else None,
+        "n_labels_beyond_source": int(beyond.sum()), "labels_beyond_source": dropped,
         "unknown": {c: int(table[c].isna().sum()) for c in label_columns(table)},
         "aus": aus,
     }

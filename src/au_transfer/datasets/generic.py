@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .base import Corpus, CorpusError, Recording, check_name, label_frame, recording_id, register
-from .tables import as_int, as_number, au_header, ranges, require_aus, rows
+from .tables import as_int, as_number, au_header, note_frame, ranges, require_aus, rows
 
 LABEL_KINDS: tuple[str, ...] = ("occurrence", "intensity")
 INDEX_NAME = "recordings.csv"
@@ -56,9 +56,7 @@ def read_label_csv(path: Path, aus: Sequence[int], kind: str, *, min_frame: int 
         frame = as_int(cells[0], path, lineno, "frame number")
         if frame < min_frame:
             raise CorpusError(f"{path}, line {lineno}: frame {frame} is below {min_frame}")
-        if frame in seen:
-            raise CorpusError(f"{path}, line {lineno}: frame {frame} is listed twice (first on line {seen[frame]})")
-        seen[frame] = lineno
+        note_frame(seen, frame, path, lineno)
         frames.append(frame)
         for au in values:
             col = header[au]

@@ -65,6 +65,13 @@ def as_int(cell: str, path: Path, lineno: int, what: str) -> int:
     return int(v)
 
 
+def note_frame(seen: dict[int, int], frame: int, path: Path, lineno: int) -> None:
+    """Record that ``frame`` is on line ``lineno``; a frame listed twice is an error naming both lines."""
+    if frame in seen:
+        raise CorpusError(f"{path}, line {lineno}: frame {frame} is listed twice (first on line {seen[frame]})")
+    seen[frame] = lineno
+
+
 def au_number(cell: str) -> int | None:
     """The AU number of a header cell (``1``, ``01``, ``AU1``, ``au01``), or None."""
     m = _AU_RE.match(cell)
