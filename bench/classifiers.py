@@ -6,11 +6,13 @@ e.g. ~5% and ~35% of frames present, in bursts) into a temporary folder, then ru
 fresh Python process on the paper's split (12 train / 6 val / 9 test subjects) with the schema's default
 classifier options, and prints the share of positive training frames, the balanced training rows, the child's
 peak RSS (``ru_maxrss``), wall and CPU time and the sha256 of its predictions file (the same for the same store:
-compare two checkouts with ``--src``).
+compare two checkouts with ``--src``, or scikit-learn's fits with the lean ones with ``--lean-above none`` and
+``--out``).
 
     python bench/classifiers.py                                   # DISFA-sized: minutes, ~1 GB in /tmp
     python bench/classifiers.py --subjects 9 --frames 1000 --dim 512 --train 4 --val 2
     python bench/classifiers.py --src /path/to/other/checkout/src --store /tmp/store   # same store, other code
+    python bench/classifiers.py --store /tmp/store --lean-above none --out /tmp/sk    # scikit-learn's own fits
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from au_transfer.classifiers.jobs import run_frame_job
 from au_transfer.config import schema_defaults
 a = json.loads(sys.argv[1])
 params = schema_defaults("classifiers")[a["classifier"]]
+if a.get("lean_above", "schema") != "schema":
+    params["lean_above"] = a["lean_above"]
 bundle = run_frame_job(feature_paths=a["features"], label_paths=a["labels"], train=a["train"], val=a["val"],
                        test=a["test"], au=a["au"], backbone="synthetic", region="face", crop_region="face",
                        classifier=a["classifier"], params=params, seed=0, threshold=2,
@@ -46,7 +50,7 @@ bundle = run_frame_job(feature_paths=a["features"], label_paths=a["labels"], tra
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"peak_rss_mb": ru.ru_maxrss / 1024, "wall_s": time.perf_counter() - t0,
                   "cpu_s": time.process_time() - c0, "n_pos": bundle["n_train_pos"], "n_neg": bundle["n_train_neg"],
-                  "chosen": bundle["chosen"], "torch_imported": "torch" in sys.modules}))
+                  "chosen": bundle["chosen"], "implementation": bundle.get("implementation", "scikit-learn"), "torch_imported": "torch" in sys.modules}))
 """
 
 
@@ -126,10 +130,17 @@ def main() -> None:
     ap.add_argument("--classifiers", default="lda,svm")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads of each job")
     ap.add_argument("--src", type=Path, default=SRC, help="the au_transfer source to run (default: this checkout)")
+    ap.add_argument("--lean-above", default="schema",
+                    help="the classifiers' lean_above (training values above which the lean fits run): a number, "
+                         "'none' (scikit-learn's fits) or 'schema' (the default)")
+    ap.add_argument("--out", type=Path, default=None, help="keep the prediction files here (compare two runs)")
     ap.add_argument("--store", type=Path, default=None,
                     help="folder for the synthetic store, kept and reused (default: a temporary folder)")
     a = ap.parse_args()
     rates = [float(r) for r in a.rates.split(",")]
+    lean_above = {"schema": "schema", "none": None}.get(a.lean_above.lower(), None)
+    if a.lean_above.lower() not in ("schema", "none"):
+        lean_above = int(float(a.lean_above))
     with tempfile.TemporaryDirectory(prefix="bench_clf_") as tmp:
         root = a.store or Path(tmp)
         t0 = time.perf_counter()
@@ -142,17 +153,20 @@ def main() -> None:
               f"{len(sets['train'])}/{len(sets['val'])}/{len(sets['test'])} train/val/test subjects, "
               f"written or found in {time.perf_counter() - t0:.0f} s; code: {a.src}; {a.threads} BLAS thread(s)")
         print(f"{'AU':>4} {'pos %':>5} {'clf':>4} {'train rows':>10} {'peak RSS GB':>11} {'wall s':>7} {'CPU s':>7}  "
-              f"chosen / predictions sha256")
+              f"fit          chosen / predictions sha256")
         for k in range(len(rates)):
             for clf in a.classifiers.split(","):
                 au = FIRST_AU + k
-                job = {"features": fp, "labels": lp, **sets, "au": au, "classifier": clf,
-                       "model": str(Path(tmp) / f"{clf}_AU{au}.joblib"), "pred": str(Path(tmp) / f"{clf}_AU{au}.csv")}
+                out = a.out or Path(tmp)
+                out.mkdir(parents=True, exist_ok=True)
+                job = {"features": fp, "labels": lp, **sets, "au": au, "classifier": clf, "lean_above": lean_above,
+                       "model": str(Path(tmp) / f"{clf}_AU{au}.joblib"), "pred": str(out / f"{clf}_AU{au}.csv")}
                 r = run_job(a.src, job, a.threads)
                 pos = 100 * r["n_pos"] / (r["n_pos"] + r["n_neg"])
                 n_train = 2 * min(r["n_pos"], r["n_neg"])  # the balanced training rows
                 print(f"{au:>4} {pos:>5.1f} {clf:>4} {n_train:>10} {r['peak_rss_mb'] / 1024:>11.2f} "
-                      f"{r['wall_s']:>7.1f} {r['cpu_s']:>7.1f}  {r['chosen'] or ''} {r['pred_sha256'][:16]}"
+                      f"{r['wall_s']:>7.1f} {r['cpu_s']:>7.1f}  {r['implementation']:<12} {r['chosen'] or ''} "
+                      f"{r['pred_sha256'][:16]}"
                       f"{'  (torch imported!)' if r['torch_imported'] else ''}", flush=True)
 
 

@@ -10,7 +10,9 @@ Rules (documented in docs/classifiers.md):
 - SVM ``C`` is chosen on the balanced validation set by F1 (ties: the smaller C); when the validation set is empty
   or has a single class, ``C = svm.C_fallback`` and the bundle records ``selection = "fallback"``;
 - the chosen model is refitted on the balanced training set (``refit: train``) or on train + val
-  (``refit: train_val``); by default only on train, so validation scores stay honest.
+  (``refit: train_val``); by default only on train, so validation scores stay honest;
+- above ``lean_above`` training values the same models are fitted by :mod:`au_transfer.classifiers.lean` (no copies
+  of the training rows; the bundle's ``implementation`` says which).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sklearn.svm import LinearSVC
 from ..io import atomic_path
 from ..predictions import PRED_COLUMNS, prediction_rows
 from .data import ClassifierDataError, FrameData, FrameIndex, balance_indices
+from .lean import NewtonLinearSVC, ScatterLDA, standardise_in_place, use_lean
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +43,26 @@ __all__ = ["FRAME_CLASSIFIERS", "PRED_COLUMNS", "decision_values", "feature_attr
            "load_model", "make_bundle", "make_estimator", "prediction_frame", "save_model"]
 
 
-def make_estimator(classifier: str, params: Mapping[str, Any], *, C: float | None = None, seed: int = 0) -> Pipeline:
-    """A scikit-learn ``Pipeline(StandardScaler, LDA | LinearSVC)`` from a classifier's config section."""
-    if classifier == "lda":
+def make_estimator(classifier: str, params: Mapping[str, Any], *, C: float | None = None, seed: int = 0,
+                   lean: bool = False) -> Pipeline:
+    """A scikit-learn ``Pipeline(StandardScaler, LDA | LinearSVC)`` from a classifier's config section.
+
+    ``lean``: the memory-lean implementations of the same models (:mod:`au_transfer.classifiers.lean`).
+    """
+    if lean and classifier == "lda":
+        est: Any = ScatterLDA()
+    elif lean and classifier == "svm":
+        est = NewtonLinearSVC(C=float(C if C is not None else params.get("C_fallback", 1.0)),
+                              max_iter=int(params.get("max_iter", 5000)), class_weight=params.get("class_weight"),
+                              random_state=seed)
+    elif classifier == "lda":
         shrinkage = params.get("shrinkage")
         solver = params.get("solver", "auto")
         if solver == "auto":
             solver = "svd" if shrinkage is None else "lsqr"
         if shrinkage is not None and solver == "svd":
             raise ClassifierDataError("classifiers.lda: shrinkage needs solver lsqr or eigen, not svd")
-        est: Any = LinearDiscriminantAnalysis(solver=solver, shrinkage=shrinkage)
+        est = LinearDiscriminantAnalysis(solver=solver, shrinkage=shrinkage)
     elif classifier == "svm":
         est = LinearSVC(C=float(C if C is not None else params.get("C_fallback", 1.0)),
                         max_iter=int(params.get("max_iter", 5000)), class_weight=params.get("class_weight"),
@@ -87,6 +100,16 @@ def _scores(est: Pipeline, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return score, (score > 0).astype(np.int8)
 
 
+def _fit(est: Pipeline, X: np.ndarray, y: np.ndarray, scaler: StandardScaler | None) -> Pipeline:
+    """``est.fit(X, y)``; with ``scaler`` (lean: ``X`` already standardised in place by it) only the last step
+    is fitted and ``scaler`` becomes the pipeline's scaler."""
+    if scaler is None:
+        return est.fit(X, y)
+    est.steps[0] = ("scaler", scaler)
+    est[-1].fit(X, y)
+    return est
+
+
 def _f1(y: np.ndarray, pred: np.ndarray) -> float:
     return float(f1_score(y, pred, pos_label=1, zero_division=0))
 
@@ -112,6 +135,9 @@ def fit_frame_classifier(train: FrameData | FrameIndex, val: FrameData | FrameIn
     if refit not in ("train", "train_val"):
         raise ClassifierDataError(f"classifiers.refit: {refit!r} is not train or train_val")
     Xtr, ytr = train.features(tr_idx, np.float32), train.y[tr_idx]
+    lean = use_lean(classifier, params, *Xtr.shape)
+    scaler = standardise_in_place(Xtr) if lean else None  # lean: the training rows standardised in place
+    info["implementation"] = "lean" if lean else "scikit-learn"
     va_idx = np.empty(0, dtype=np.int64)
     if val is not None and len(val):
         va_idx = balance_indices(val.y, rng) if balance else np.arange(len(val))
@@ -124,7 +150,7 @@ def fit_frame_classifier(train: FrameData | FrameIndex, val: FrameData | FrameIn
         if val_ok and len(grid) > 1:
             best = None
             for C in grid:  # ascending order of the grid: ties keep the smaller (more regularised) C
-                est = make_estimator("svm", params, C=C, seed=seed).fit(Xtr, ytr)
+                est = _fit(make_estimator("svm", params, C=C, seed=seed, lean=lean), Xtr, ytr, scaler)
                 f1 = _f1(yva, _scores(est, Xva)[1])
                 info["val_scores"][f"f1_C={C:g}"] = f1
                 if best is None or f1 > best[0] + 1e-12 or (abs(f1 - best[0]) <= 1e-12 and C < best[1]):
@@ -139,12 +165,18 @@ def fit_frame_classifier(train: FrameData | FrameIndex, val: FrameData | FrameIn
         info["chosen"] = {"C": C}
     else:
         C = None
-    est = make_estimator(classifier, params, C=C, seed=seed)
+    est = make_estimator(classifier, params, C=C, seed=seed, lean=lean)
     Xfit, yfit = Xtr, ytr
     del Xtr  # from here on only Xfit holds the training rows (freed once the concatenation replaces them)
     if refit == "train_val" and val_ok:
-        Xfit, yfit = np.concatenate([Xfit, Xva], dtype=np.float32), np.concatenate([yfit, yva])
-    est.fit(Xfit, yfit)
+        if lean:  # the scaler is refitted on train + val, from the rows as stored
+            del Xfit
+            Xfit = np.concatenate([train.features(tr_idx, np.float32), val.features(va_idx, np.float32)])
+            scaler = standardise_in_place(Xfit)
+        else:
+            Xfit = np.concatenate([Xfit, Xva], dtype=np.float32)
+        yfit = np.concatenate([yfit, yva])
+    _fit(est, Xfit, yfit, scaler)
     del Xfit
     if val_ok:
         p = _scores(est, Xva)[1]
@@ -197,7 +229,8 @@ def make_bundle(info: Mapping[str, Any], *, au: int, backbone: str, region: str,
         "chosen": dict(info.get("chosen", {})), "selection": info.get("selection", "none"),
         "val_scores": dict(info.get("val_scores", {})), "status": info.get("status", "ok"),
         "reason": info.get("reason", ""), "seed": int(seed), "threshold": int(threshold), "balance": bool(balance),
-        "refit": refit, "split": split, "train_subjects": list(train), "val_subjects": list(val),
+        "refit": refit, "implementation": info.get("implementation", "scikit-learn"), "split": split,
+        "train_subjects": list(train), "val_subjects": list(val),
         "test_subjects": list(test), "n_train_pos": info.get("n_train_pos"), "n_train_neg": info.get("n_train_neg"),
         "feature_attrs": feature_attrs(attrs), "frame_counts": dict(counts),
     }
