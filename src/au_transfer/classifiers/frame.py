@@ -34,7 +34,6 @@ from sklearn.svm import LinearSVC
 from ..io import atomic_path
 from ..predictions import PRED_COLUMNS, prediction_rows
 from .data import ClassifierDataError, FrameData, FrameIndex, balance_indices
-from .lean import NewtonLinearSVC, ScatterLDA, standardise_in_place, use_lean
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,8 @@ def make_estimator(classifier: str, params: Mapping[str, Any], *, C: float | Non
 
     ``lean``: the memory-lean implementations of the same models (:mod:`au_transfer.classifiers.lean`).
     """
+    if lean:
+        from .lean import NewtonLinearSVC, ScatterLDA  # scipy.optimize: only for lean fits
     if lean and classifier == "lda":
         est: Any = ScatterLDA()
     elif lean and classifier == "svm":
@@ -134,6 +135,8 @@ def fit_frame_classifier(train: FrameData | FrameIndex, val: FrameData | FrameIn
         return info
     if refit not in ("train", "train_val"):
         raise ClassifierDataError(f"classifiers.refit: {refit!r} is not train or train_val")
+    from .lean import standardise_in_place, use_lean
+
     Xtr, ytr = train.features(tr_idx, np.float32), train.y[tr_idx]
     lean = use_lean(classifier, params, *Xtr.shape)
     scaler = standardise_in_place(Xtr) if lean else None  # lean: the training rows standardised in place
