@@ -128,7 +128,7 @@ def _newton_l2svm(X: np.ndarray, sign: np.ndarray, cost: np.ndarray, bias: float
     Returns ``[w, b]``, the iterations, the final gradient norm / liblinear's tolerance and SciPy's message.
     """
     n, d = X.shape
-    active = np.zeros(n, bool)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []  # (point, its active rows) of the last two points evaluated
 
     def margins(v: np.ndarray) -> np.ndarray:  # X v[:d] + bias v[d], float32 products, float64 out
         v32 = v[:d].astype(np.float32)
@@ -148,6 +148,7 @@ def _newton_l2svm(X: np.ndarray, sign: np.ndarray, cost: np.ndarray, bias: float
     def fun(w: np.ndarray) -> tuple[float, np.ndarray]:  # objective and gradient, in float64 (one pass)
         grad = w.copy()
         loss = 0.0
+        active = np.empty(n, bool)
         step = max(1, min(block, 1024))  # float64 copies of 1,024 rows at a time
         for a in range(0, n, step):
             rows = X[a:a + step].astype(np.float64)
@@ -158,9 +159,15 @@ def _newton_l2svm(X: np.ndarray, sign: np.ndarray, cost: np.ndarray, bias: float
             loss += float(np.sum(cost[a:a + step][act] * slack[act] ** 2))
             grad[:d] += rows.T @ r
             grad[d] += bias * r.sum()
+        seen[:] = [*seen[-1:], (w.copy(), active)]
         return 0.5 * float(w @ w) + loss, grad
 
-    def hessp(_w: np.ndarray, v: np.ndarray) -> np.ndarray:  # generalised Hessian on the active rows of fun
+    def hessp(w: np.ndarray, v: np.ndarray) -> np.ndarray:  # the generalised Hessian: the active rows at w
+        # trust-ncg evaluates a trial point before it asks for products at the current one (a rejected step)
+        active = next((act for point, act in reversed(seen) if np.array_equal(point, w)), None)
+        if active is None:
+            fun(w)
+            active = seen[-1][1]
         return transposed(np.where(active, 2.0 * cost * margins(v), 0.0), v)
 
     w0 = np.zeros(d + 1)
