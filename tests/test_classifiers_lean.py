@@ -98,9 +98,10 @@ def test_use_lean_rules():
     limit = svm["lean_above"]
     assert limit and lda["lean_above"] == limit
     assert not use_lean("svm", svm, 1000, limit // 1000) and use_lean("svm", svm, 1000, limit // 1000 + 1)
-    assert use_lean("lda", {**lda, "lean_above": 0}, 2, 2) and not use_lean("svm", {**svm, "lean_above": None}, 9**9, 9)
-    assert not use_lean("lda", {**lda, "lean_above": 0, "shrinkage": "auto", "solver": "lsqr"}, 10, 10)
-    assert not use_lean("lda", {**lda, "lean_above": 0, "solver": "eigen"}, 10, 10)
+    assert use_lean("lda", {**lda, "lean_above": 0}, 3, 2) and not use_lean("lda", {**lda, "lean_above": 0}, 2, 2)
+    assert not use_lean("svm", {**svm, "lean_above": None}, 9**9, 9)
+    assert not use_lean("lda", {**lda, "lean_above": 0, "shrinkage": "auto", "solver": "lsqr"}, 20, 10)
+    assert not use_lean("lda", {**lda, "lean_above": 0, "solver": "eigen"}, 20, 10)
 
 
 SUBJECTS = ["SN001", "SN002", "SN003", "SN004", "SN005", "SN006"]

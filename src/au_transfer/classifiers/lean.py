@@ -48,13 +48,14 @@ def use_lean(classifier: str, params: Mapping[str, Any], n_rows: int, dim: int) 
     """Whether a fit of ``n_rows`` x ``dim`` training values uses the lean implementations.
 
     ``params["lean_above"]``: the number of training values (rows x dims) above which they are used (0: always,
-    ``None``: never). LDA only with its ``svd`` solver (lsqr/eigen with shrinkage keep scikit-learn's own fit).
+    ``None``: never). LDA only with its ``svd`` solver (lsqr/eigen with shrinkage keep scikit-learn's own fit)
+    and more rows than dimensions (else the d x d scatter is bigger than the rows).
     """
     limit = params.get("lean_above")
     if limit is None:
         return False
     if classifier == "lda" and (params.get("shrinkage") is not None or params.get("solver", "auto") not in
-                                ("auto", "svd")):
+                                ("auto", "svd") or n_rows <= dim):
         return False
     return n_rows * dim > int(limit)
 
