@@ -65,6 +65,26 @@ def test_same_outputs_as_facenet_pytorch_onet(net, face_crops):
     torch.testing.assert_close(ours, prob)
 
 
+def test_onet_mirrors_facenet_pytorch(face_crops):
+    """The ONet defined here (facenet-pytorch is not imported: start-up) is the package's: same modules, same
+    parameter names and shapes, same seeded initialisation, same outputs of all three heads."""
+    from facenet_pytorch.models.mtcnn import ONet
+
+    torch.manual_seed(3)
+    ref = ONet(pretrained=False).eval()
+    torch.manual_seed(3)
+    ours = M.ONet().eval()
+    assert [(n, type(m)) for n, m in ours.named_children()] == [(n, type(m)) for n, m in ref.named_children()]
+    ref_sd, our_sd = ref.state_dict(), ours.state_dict()
+    assert list(our_sd) == list(ref_sd)
+    for key, value in ref_sd.items():
+        torch.testing.assert_close(our_sd[key], value, rtol=0, atol=0, msg=key)
+    x = M.preprocess_uint8(face_crops)
+    with torch.inference_mode():
+        for a, b in zip(ours(x), ref(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_pretrained_weights_see_a_face(net, face_crops):
     with torch.inference_mode():
         prob = torch.softmax(net(M.preprocess_uint8(face_crops)), dim=1)[:, 1]

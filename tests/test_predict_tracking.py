@@ -176,3 +176,48 @@ def test_command_line_default_interval_is_the_predictors():
     args = cli.build_parser().parse_args(["predict", "v.mp4", "-o", "o.csv"])
     assert args.detect_every == DETECT_EVERY
     assert cli.build_parser().parse_args(["predict", "v.mp4", "-o", "o.csv", "--detect-every", "1"]).detect_every == 1
+
+
+def test_outputs_computed_ahead_by_batch_are_those_of_the_chunk(tmp_path, monkeypatch):
+    """The predictor runs the networks on each batch of a track's faces as it arrives (Inputs.batch_outputs, then
+    attach): the models then read the very values the chunk would have computed, and no network runs again."""
+    from au_transfer.device import resolve_device
+    from au_transfer.faces.regions import cut_region
+    from au_transfer.layout import Layout
+    from au_transfer.models import Needs
+    from au_transfer.predict import FaceChunk, FeatureNet, Inputs
+    from au_transfer.predict.inputs import SharedNetwork
+
+    aus = (1, 2, 4)
+    _multilabel(tmp_path, aus)
+    layout = Layout.of(tmp_path)
+    inputs = Inputs(layout, SPLIT, {"backbones": {"dlib_resnet": {"weights": "random"}}}, resolve_device("cpu"),
+                    batch_size=4)
+    models = [inputs.load_model(Path(layout.finetune_net(SPLIT, "dlib_resnet", "face", au)),
+                                "dlib_resnet_ft-face-softmax", au, device="cpu", batch_size=4) for au in aus]
+    feats = Needs("features", "dlib_resnet", "face")
+    crop = inputs.check(feats, "dlib_resnet-face-svm", 1)
+    assert len(inputs.outputs) == 2  # the frozen backbone's features, the multilabel network's probabilities
+    faces = np.random.default_rng(0).integers(0, 256, (6, 160, 160, 3), dtype=np.uint8)
+    crops = {crop: np.stack([cut_region(f, None, crop[1], "pad") for f in faces])}
+
+    whole = FaceChunk(faces, np.zeros((6, 3, 4)), "pad", dict(crops))
+    expected_features = inputs(feats, "dlib_resnet-face-svm", 1, whole)
+    expected = [m.score(inputs(m.needs, m.model_id, m.au, whole)) for m in models]
+
+    ahead = FaceChunk(faces, np.zeros((6, 3, 4)), "pad", dict(crops))
+    parts = [inputs.batch_outputs({k: v[i:i + 4] for k, v in crops.items()}) for i in (0, 4)]  # 4 faces, then 2
+    with pytest.raises(ValueError, match="5 precomputed outputs for a chunk of 6"):
+        inputs.attach(ahead, [{k: v[:1] for k, v in parts[1].items()}, parts[0]])
+    inputs.attach(ahead, parts)
+
+    def ran(*_):
+        raise AssertionError("a network ran again")
+
+    monkeypatch.setattr(FeatureNet, "batch", ran)
+    monkeypatch.setattr(SharedNetwork, "batch", ran)
+    np.testing.assert_array_equal(inputs(feats, "dlib_resnet-face-svm", 1, ahead), expected_features)
+    for m, (score, pred) in zip(models, expected, strict=True):
+        s, p = m.score(inputs(m.needs, m.model_id, m.au, ahead))
+        np.testing.assert_array_equal(s, score)
+        np.testing.assert_array_equal(p, pred)

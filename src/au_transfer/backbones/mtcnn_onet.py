@@ -1,7 +1,8 @@
 """MTCNN's output network (ONet, facenet-pytorch) as a backbone: the 256-D ``dense5`` + PReLU layer.
 
-The network and its weights come from facenet-pytorch (``facenet_pytorch.models.mtcnn.ONet``, weights
-``facenet_pytorch/data/onet.pt`` loaded by path). Input: 48x48 RGB face crops, as facenet-pytorch's
+The network and its weights come from facenet-pytorch (its ``facenet_pytorch.models.mtcnn.ONet``, mirrored
+here as :class:`ONet` so that the package is not imported; weights ``facenet_pytorch/data/onet.pt`` loaded by
+path). Input: 48x48 RGB face crops, as facenet-pytorch's
 ``detect_face`` feeds ONet: NCHW RGB in the image's own orientation (the original MTCNN's transposed-image
 convention is folded into facenet-pytorch's converted weights and into the ``permute(0, 3, 2, 1)`` before
 ``dense5``), resized with area interpolation, scaled as ``(x - 127.5) * 0.0078125`` (i.e. ``/ 128``).
@@ -45,12 +46,50 @@ MEAN = (PIXEL_MEAN / 255.0,) * 3
 STD = (1.0 / (PIXEL_SCALE * 255.0),) * 3
 
 
+class ONet(nn.Module):
+    """facenet-pytorch's ``facenet_pytorch.models.mtcnn.ONet`` (MIT licence), layer for layer: the same modules
+    under the same names, built in the same order (so the same seeded initialisation), the same forward. Defined
+    here because importing facenet-pytorch imports torchvision and with it ``torch._dynamo`` (~1.5 s of the
+    predictor's start-up); ``tests/test_mtcnn_onet.py`` checks it against the package's class."""
+
+    def __init__(self, pretrained: bool = False):
+        super().__init__()
+        if pretrained:
+            raise ValueError("ONet(pretrained=True): load onet.pt with load_onet('pretrained')")
+        self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
+        self.prelu1 = nn.PReLU(32)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
+        self.prelu2 = nn.PReLU(64)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
+        self.prelu3 = nn.PReLU(64)
+        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5 = nn.Linear(1152, 256)
+        self.prelu5 = nn.PReLU(256)
+        self.dense6_1 = nn.Linear(256, 2)
+        self.softmax6_1 = nn.Softmax(dim=1)
+        self.dense6_2 = nn.Linear(256, 4)
+        self.dense6_3 = nn.Linear(256, 10)
+        self.training = False
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.pool3(self.prelu3(self.conv3(x)))
+        x = self.prelu4(self.conv4(x))
+        x = x.permute(0, 3, 2, 1).contiguous()
+        x = self.prelu5(self.dense5(x.view(x.shape[0], -1)))
+        return self.dense6_2(x), self.dense6_3(x), self.softmax6_1(self.dense6_1(x))
+
+
 def _onet_class() -> type[nn.Module]:
-    try:
-        from facenet_pytorch.models.mtcnn import ONet
-    except ImportError as err:
+    """:class:`ONet`, when facenet-pytorch (whose network and weights it is) is installed."""
+    if importlib.util.find_spec("facenet_pytorch") is None:
         raise ImportError("mtcnn_onet needs the pip package facenet-pytorch (pip install --no-deps "
-                          f"facenet-pytorch): {err}") from err
+                          "facenet-pytorch): No module named 'facenet_pytorch'")
     return ONet
 
 

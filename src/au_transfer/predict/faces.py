@@ -6,8 +6,9 @@ read in a background thread ahead of the networks.
   face is lost); in between, each face's landmarks are fitted in the box its last landmarks give
   (:class:`au_transfer.faces.track.BoxTracker`), which is what the detector would give on a still face.
 * :class:`FaceTracker`: a face's number (column ``face``) by position.
-* :class:`FrameReader`: decoding, faces and alignment (dlib and OpenCV release the GIL) in a thread, a bounded
-  queue ahead of the models, so that the networks are what the predictor waits for.
+* :class:`FrameReader`: decoding, faces and alignment in a thread (OpenCV and dlib's detector release the GIL;
+  dlib's shape predictor keeps it for its ~1-2 ms call), a bounded queue ahead of the models, so that the networks
+  are what the predictor waits for.
 """
 
 from __future__ import annotations

@@ -61,16 +61,17 @@ class FeatureNet:
         self.batch_size = batch_size
         self.mean_image = None if mean_image is None else torch.as_tensor(mean_image, device=device)
 
-    @torch.inference_mode()
     def __call__(self, crops: np.ndarray) -> np.ndarray:
+        out = [self.batch(crops[i:i + self.batch_size]) for i in range(0, len(crops), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.spec.feature_dim), np.float32)
+
+    @torch.inference_mode()
+    def batch(self, crops: np.ndarray) -> np.ndarray:
+        """The features of one batch (at most ``batch_size`` crops; :meth:`__call__` is these, concatenated)."""
         from ..backbones import preprocess
 
-        out = []
-        for i in range(0, len(crops), self.batch_size):
-            x = preprocess(self.spec, crops[i:i + self.batch_size], self.device, mean_image=self.mean_image)
-            out.append(self.net.features(x).float().cpu().numpy())
-        feats = np.concatenate(out) if out else np.zeros((0, self.spec.feature_dim), np.float32)
-        return feats.astype(np.float16).astype(np.float32)
+        x = preprocess(self.spec, crops, self.device, mean_image=self.mean_image)
+        return self.net.features(x).float().cpu().numpy().astype(np.float16).astype(np.float32)
 
 
 class SharedNetwork:
@@ -90,15 +91,22 @@ class SharedNetwork:
         """(B, n_aus) softmax probabilities of "present" (as ``FinetunedClassifier.decision_function``)."""
         if self._last is not None and self._last[0] is crops:
             return self._last[1]
+        out = [self.batch(crops[i:i + self.batch_size]) for i in range(0, len(crops), self.batch_size)]
+        probs = np.concatenate(out) if out else np.zeros((0, self.net.n_aus), np.float32)
+        self.seed(crops, probs)
+        return probs
+
+    @torch.no_grad()
+    def batch(self, crops: np.ndarray) -> np.ndarray:
+        """The probabilities of one batch (at most ``batch_size`` crops; :meth:`probs` is these, concatenated)."""
         from ..backbones import preprocess
 
-        out = []
-        for i in range(0, len(crops), self.batch_size):
-            x = preprocess(self.spec, crops[i:i + self.batch_size], self.device)
-            out.append(torch.softmax(self.net(x).float(), -1)[:, :, 1].cpu().numpy())
-        probs = np.concatenate(out) if out else np.zeros((0, self.net.n_aus), np.float32)
+        x = preprocess(self.spec, crops, self.device)
+        return torch.softmax(self.net(x).float(), -1)[:, :, 1].cpu().numpy()
+
+    def seed(self, crops: np.ndarray, probs: np.ndarray) -> None:
+        """Hand :meth:`probs` its result for ``crops`` (computed batch by batch ahead, :meth:`Inputs.attach`)."""
         self._last = (crops, probs)  # the array is held, so its identity cannot be reused
-        return probs
 
 
 class _SharedHead:
@@ -142,6 +150,8 @@ class Inputs:
         self.device, self.batch_size = device, batch_size
         self._nets: dict[tuple, FeatureNet] = {}
         self._shared: dict[tuple, SharedNetwork] = {}
+        # every network output the loaded models read: key -> (network, (region, size) of its crops)
+        self._outputs: dict[tuple, tuple[FeatureNet | SharedNetwork, tuple[str, int]]] = {}
 
     # ------------------------------------------------------------------------------------------ models
     def shared_network(self, path: Path) -> tuple[SharedNetwork, dict[str, Any]]:
@@ -163,6 +173,9 @@ class Inputs:
         m = model_kind("softmax")(None, au=au, model_id=model, **kwargs)
         m.clf = _SharedHead(shared, head)  # the FinetunedModel's classifier, reading the shared network
         m.path, m.au, m.crop_region = str(path), m.clf.au, m.clf.crop_region
+        if head.get("status") != "skipped":
+            crop = (m.clf.crop_region, m.clf.input_size)
+            self._outputs.setdefault(("probs", id(shared), *crop), (shared, crop))
         return m
 
     # ------------------------------------------------------------------------------------------ networks
@@ -216,9 +229,11 @@ class Inputs:
         """Build (once) what a model reads, so that a mismatch is an error before any frame is read; returns the
         ``(region, size)`` of the crops it reads (None: none, e.g. an ensemble)."""
         if needs.kind == "features":
-            _, net = (self._finetuned(model, au) if needs.backbone.endswith(FT_SUFFIX)
-                      else self._frozen(needs, model, au))
-            return needs.crop_region, int(net.spec.input_size)
+            key, net = (self._finetuned(model, au) if needs.backbone.endswith(FT_SUFFIX)
+                        else self._frozen(needs, model, au))
+            crop = (needs.crop_region, int(net.spec.input_size))
+            self._outputs.setdefault((*key, needs.crop_region), (net, crop))
+            return crop
         return (needs.crop_region, int(needs.size)) if needs.kind == "crops" else None
 
     # ------------------------------------------------------------------------------------------ per chunk
@@ -234,3 +249,27 @@ class Inputs:
         if full not in chunk.features:
             chunk.features[full] = net(chunk.crops(needs.crop_region, int(net.spec.input_size)))
         return chunk.features[full]
+
+    # ------------------------------------------------------------------------------------------ ahead, by batch
+    @property
+    def outputs(self) -> tuple[tuple, ...]:
+        """The keys of the network outputs the loaded models read (:meth:`batch_outputs`)."""
+        return tuple(self._outputs)
+
+    def batch_outputs(self, crops: Mapping[tuple[str, int], np.ndarray]) -> dict[tuple, np.ndarray]:
+        """Every network output the loaded models read, on one batch of one face track's crops (``(region, size)``
+        -> (B, size, size, 3), B at most ``batch_size``): computed while the rest of a chunk is still being read."""
+        return {key: net.batch(crops[crop]) for key, (net, crop) in self._outputs.items()}
+
+    def attach(self, chunk: FaceChunk, parts: list[dict[tuple, np.ndarray]]) -> None:
+        """Give ``chunk`` the outputs of its faces computed batch by batch (:meth:`batch_outputs` of consecutive
+        ``batch_size`` faces, the last batch possibly shorter): the very batches the chunk would run, so the
+        values are the same."""
+        for key, (net, crop) in self._outputs.items():
+            value = np.concatenate([p[key] for p in parts])
+            if len(value) != len(chunk):
+                raise ValueError(f"{len(value)} precomputed outputs for a chunk of {len(chunk)} faces")
+            if isinstance(net, SharedNetwork):
+                net.seed(chunk.crops(*crop), value)
+            else:
+                chunk.features[key] = value

@@ -27,8 +27,8 @@ import pandas as pd
 from ..faces.pipeline import FaceFrame
 from ..faces.video import IMAGE_EXTENSIONS, video_info
 from ..io import atomic_path
-from .faces import DETECT_EVERY, FrameReader
-from .inputs import FaceChunk
+from .faces import DETECT_EVERY, FrameFaces, FrameReader
+from .inputs import FaceChunk, Inputs
 from .manifest import PredictError
 from .predictor import Predictor
 
@@ -43,15 +43,39 @@ def au_columns(aus: Sequence[int]) -> list[str]:
 
 
 # -------------------------------------------------------------------------------------------------- rows
-def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    buf: list[Any] = []
-    for item in items:
-        buf.append(item)
+Outputs = dict[int, list[dict[tuple, np.ndarray]]]
+
+
+def _chunks(frames: Iterator[FrameFaces], size: int, inputs: Inputs) -> Iterator[tuple[list[FrameFaces], Outputs]]:
+    """Chunks of ``size`` frames, each with its face tracks' network outputs (:meth:`Inputs.batch_outputs` of
+    consecutive ``batch_size`` faces of a track), computed as soon as a batch has arrived: the networks start on
+    the first batch instead of waiting for a whole chunk to be read, and run the batches they would run on it."""
+    buf: list[FrameFaces] = []
+    waiting: dict[int, list[dict]] = {}  # per track: crops of faces not yet through the networks
+    done: Outputs = {}
+    ahead = bool(inputs.outputs)
+
+    def run(fid: int) -> None:
+        cuts = waiting.pop(fid)
+        batch = {k: np.stack([c[k] for c in cuts]) for k in cuts[0]}
+        done.setdefault(fid, []).append(inputs.batch_outputs(batch))
+
+    for fr in frames:
+        buf.append(fr)
+        for (fid, _), cut in zip(fr.faces, fr.crops, strict=True):
+            if ahead:
+                waiting.setdefault(fid, []).append(cut)
+                if len(waiting[fid]) >= inputs.batch_size:
+                    run(fid)
         if len(buf) >= size:
-            yield buf
-            buf = []
+            for fid in list(waiting):
+                run(fid)
+            yield buf, done
+            buf, done = [], {}
+    for fid in list(waiting):
+        run(fid)
     if buf:
-        yield buf
+        yield buf, done
 
 
 def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *, chunk_size: int = 128,
@@ -64,8 +88,8 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
     first frame, then every ``detect_every`` frames and whenever a face is lost, and followed from their
     landmarks in between (:class:`~au_transfer.predict.faces.FaceFinder`; 1: detect on every frame); the images
     of a folder are each detected. Frames are decoded and their faces found in a background thread while the
-    networks score the previous chunk; the progress bar counts frames as they pass that stage (at most about a
-    second between updates).
+    networks run on the faces already read, a batch of a face track at a time (:func:`_chunks`); the progress
+    bar counts frames as they pass that stage (at most about a second between updates).
     """
     from tqdm.auto import tqdm
 
@@ -88,7 +112,7 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
     bar = tqdm(total=total, desc=f"predict {src.name}", unit="frame", disable=not progress, mininterval=1.0)
     reader = FrameReader(src, settings, predictor.landmarker, largest_only=largest_only, detect_every=detect_every,
                          video=is_video, ahead=chunk_size, on_frame=lambda: bar.update(1), crops=predictor.crops)
-    for frames in _chunks(iter(reader), chunk_size):
+    for frames, outputs in _chunks(iter(reader), chunk_size, predictor.inputs):
         rows: list[dict[str, Any]] = []
         per_track: dict[int, list[tuple[int, FaceFrame, dict]]] = {}
         for fr in frames:
@@ -105,6 +129,8 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
             idx = np.array([i for i, _, _ in items])
             chunk = FaceChunk(np.stack([f.image for _, f, _ in items]), np.stack([f.boxes for _, f, _ in items]),
                               settings.crop_aspect, {k: np.stack([c[k] for _, _, c in items]) for k in items[0][2]})
+            if fid in outputs:
+                predictor.inputs.attach(chunk, outputs[fid])
             for au, (score, pred) in predictor.score_chunk(chunk, track=fid).items():
                 values[f"AU{au:02d}_p"][idx] = score
                 values[f"AU{au:02d}_c"][idx] = pred
