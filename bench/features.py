@@ -9,9 +9,14 @@ For each backbone, on the same machine, device and batch size:
 It prints frames per second of both and their ratio (target: job / bare >= 0.9), by wall clock and by CPU time
 (process + DataLoader workers): on a busy shared machine the wall-clock numbers measure the neighbours, while the
 CPU-time ratio is what the job reaches when every core is busy with the network (the worst case; idle cores let
-the workers' reading and cropping overlap with the forward pass). Example::
+the workers' reading and cropping overlap with the forward pass). ``read ms`` is the reading alone (the job's
+reader without a network: HDF5 read, JPEG decode, crop and resize, normalisation) in CPU milliseconds per frame,
+next to the bare forward's CPU milliseconds per frame (``fwd ms``): when every core runs the network, the job can
+reach about fwd / (fwd + read) of the bare pass, so a network that costs little next to decoding (mtcnn_onet) is
+bounded by the reading. Default backbones: the offline ones the configs extract (``dlib_resnet``, ``mtcnn_onet``,
+``cnn_f`` with random weights) and ``resnet50`` (random weights) as a large network. Example::
 
-    python bench/features.py                                   # resnet50 (random weights) and dlib_resnet, CPU
+    python bench/features.py                                   # the four default backbones, CPU
     python bench/features.py --device cuda --frames 2048 --batch-size 128 --num-workers 6
 """
 
@@ -34,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from au_transfer.backbones import create_backbone, get_spec, preprocess  # noqa: E402
 from au_transfer.device import amp_dtype, resolve_device  # noqa: E402
 from au_transfer.faces.store import FaceStore, FaceStoreWriter  # noqa: E402
-from au_transfer.features import extract_features  # noqa: E402
+from au_transfer.features import extract_features, iter_crop_batches, open_face_store  # noqa: E402
 
 
 def make_store(path: Path, n: int, size: int, encoding: str, invalid_every: int = 50) -> None:
@@ -75,6 +80,20 @@ def bare_forward(net, store_path: Path, n: int, batch_size: int, device: torch.d
     return len(idx) / best, len(idx) / best_cpu
 
 
+def read_only(spec, store_path: Path, batch_size: int, reps: int) -> float:
+    """CPU seconds per frame of the job's reading alone (read-ahead thread, normalised as on the CPU)."""
+    with FaceStore(store_path) as st:
+        idx = np.flatnonzero(st.valid)
+    best = float("inf")
+    for _ in range(reps):
+        c0 = cpu_seconds()
+        for _ in iter_crop_batches(str(store_path), idx, "face", spec.input_size, batch_size=batch_size,
+                                   num_workers=0, opener=open_face_store, spec=spec):
+            pass
+        best = min(best, cpu_seconds() - c0)
+    return best / len(idx)
+
+
 def cpu_seconds() -> float:
     """CPU time of this process and its finished children (the DataLoader workers)."""
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -100,7 +119,7 @@ def job(net, store_path: Path, out: Path, batch_size: int, num_workers: int, dev
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backbones", nargs="+", default=["resnet50", "dlib_resnet"])
+    ap.add_argument("--backbones", nargs="+", default=["dlib_resnet", "mtcnn_onet", "cnn_f", "resnet50"])
     ap.add_argument("--frames", type=int, default=None, help="frames in the store (default 192 CPU, 2048 CUDA)")
     ap.add_argument("--batch-size", type=int, default=None, help="default 32 on CPU, 128 on CUDA")
     ap.add_argument("--num-workers", type=int, default=None, help="default 0 on CPU (as features.num_workers: auto), 6 on CUDA")
@@ -125,7 +144,7 @@ def main() -> None:
     print(f"device: {name}; frames: {frames}; batch size: {batch_size}; workers: {workers}; "
           f"store: {args.size}px {args.encoding}; amp: {amp_dtype(args.amp, device)}")
     print(f"{'backbone':<14}{'input':>6}{'dim':>6}{'bare fps':>10}{'job fps':>9}{'job/bare':>9}"
-          f"{'bare fps/cpu-s':>16}{'job fps/cpu-s':>15}{'job/bare':>9}")
+          f"{'bare fps/cpu-s':>16}{'job fps/cpu-s':>15}{'job/bare':>9}{'fwd ms':>8}{'read ms':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "SN001.h5"
         make_store(store, frames, args.size, args.encoding)
@@ -142,8 +161,10 @@ def main() -> None:
                 jw, jc = job(net, store, Path(tmp) / f"{b}.h5", batch_size, workers, str(device), args.amp, 1,
                              threads)
                 bare, bare_c, full, full_c = max(bare, bw), max(bare_c, bc), max(full, jw), max(full_c, jc)
+            read = read_only(spec, store, batch_size, args.reps) if not gpu else float("nan")
             print(f"{b:<14}{spec.input_size:>6}{spec.feature_dim:>6}{bare:>10.1f}{full:>9.1f}{full / bare:>9.2f}"
-                  f"{bare_c:>16.1f}{full_c:>15.1f}{full_c / bare_c:>9.2f}", flush=True)
+                  f"{bare_c:>16.1f}{full_c:>15.1f}{full_c / bare_c:>9.2f}{1000 / bare_c:>8.2f}{1000 * read:>8.2f}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from au_transfer.backbones import (
     get_spec,
     list_backbones,
     preprocess,
+    preprocess_numpy,
     register_backbone,
 )
 from au_transfer.backbones.classic import KEY_MAPS
@@ -312,6 +313,24 @@ def test_preprocess_caffe_style_and_mean_image():
                           atol=1e-3)
     with pytest.raises(ValueError, match="mean image"):
         preprocess(spec, img, mean_image=mean_image[:100])
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vgg_face", "dlib_resnet", "mtcnn_onet"])
+def test_preprocess_numpy_is_preprocess_bit_for_bit(name):
+    spec = get_spec(name)
+    s = spec.input_size
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (3, s, s, 3), dtype=np.uint8)
+    img[0] = 255
+    img[1] = 0
+    assert torch.equal(preprocess_numpy(spec, img), preprocess(spec, img))
+    mean_image = rng.uniform(0, 255, (s, s, 3)).astype(np.float32)
+    got = preprocess_numpy(spec, img, mean_image=mean_image)
+    assert got.is_contiguous() and torch.equal(got, preprocess(spec, img, mean_image=mean_image))
+    with pytest.raises(ValueError, match="uint8"):
+        preprocess_numpy(spec, img[:, :-1])
+    with pytest.raises(ValueError, match="mean image"):
+        preprocess_numpy(spec, img, mean_image=mean_image[:-1])
 
 
 def test_register_backbone_from_another_module():

@@ -170,3 +170,15 @@ def test_cut_region_letterboxes_and_stretches():
     whole = cut_region(img, None, 50)
     assert whole.shape == (50, 50, 3)
     assert cut_region(img, (np.nan, 0, 1, 1), 8).max() == 0
+
+
+@pytest.mark.parametrize("box, size", [(None, 50), (None, 100), (None, 150), ((10, 20, 90, 40), 32),
+                                       ((10, 20, 90, 40), 120)])
+def test_cut_region_into_a_given_array_is_the_same_square(box, size):
+    img = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    out = np.zeros((2, size, size, 3), np.uint8)
+    got = cut_region(img, box, size, "pad", out=out[1])
+    np.testing.assert_array_equal(out[1], cut_region(img, box, size, "pad"))   # written in place, same pixels
+    assert np.shares_memory(got, out) and out[0].max() == 0
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cut_region(img, box, size, out=np.zeros((size, size, 4), np.uint8))

@@ -22,6 +22,7 @@ from au_transfer.backbones import (
     register_backbone,
 )
 from au_transfer.backbones.weights import load_into
+from au_transfer.faces.regions import cut_region
 from au_transfer.faces.store import FaceStore, FaceStoreWriter
 from au_transfer.features import (
     FeatureError,
@@ -53,12 +54,12 @@ def _build_tiny(weights, *, key_map=None, seed=0):
 register_backbone("tiny_feat", TINY, _build_tiny, overwrite=True)
 
 
-def _store(path, subject="SN001", seed=0, n=N, invalid=INVALID):
+def _store(path, subject="SN001", seed=0, n=N, invalid=INVALID, encoding="raw"):
     """A face store in the faces stage's layout (via its writer): random faces, fixed region boxes."""
     rng = np.random.default_rng(seed)
     boxes = np.array([[0, 0, SIZE, SIZE / 2], [4, SIZE / 4, SIZE - 4, 3 * SIZE / 4], [0, SIZE / 2, SIZE, SIZE]],
                      np.float32)
-    with FaceStoreWriter(path, n, SIZE, subject=subject, compression="lzf") as w:
+    with FaceStoreWriter(path, n, SIZE, subject=subject, compression="lzf", encoding=encoding) as w:
         for i in range(n):
             ok = i not in invalid
             img = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) if ok else None
@@ -102,6 +103,27 @@ def test_extraction_matches_direct_forward_and_keeps_invalid_rows(store_path, tm
     assert attrs["invalid_rows"] == "nan"
     with h5py.File(out) as h5:
         assert h5["features"].dtype == np.float16 and h5["frames"].dtype == np.int32
+
+
+@pytest.mark.parametrize("encoding", ["jpeg", "raw"])
+def test_store_crops_are_the_cut_images_and_extraction_is_exact(tmp_path, encoding):
+    # crops() of an encoded store reads a batch's bytes at once (contiguous rows: their span; scattered rows: the
+    # rows) and cuts each decoded face straight into the batch; the reading thread normalises with NumPy. Both
+    # must give what the plain path gives: cut_region of images(), then preprocess.
+    path = _store(tmp_path / "SN001.h5", encoding=encoding)
+    with FaceStore(path) as st:
+        for rows in ([9, 2, 14, 2, 0], list(range(3, 12)), [0, 11, 23], [7]):
+            imgs = st.images(rows)
+            for region in ("face", "upper", "middle", "lower"):
+                boxes = None if region == "face" else st.region_boxes(rows, region)
+                want = np.stack([cut_region(imgs[j], None if boxes is None else boxes[j], 32, st.aspect)
+                                 for j in range(len(rows))])
+                np.testing.assert_array_equal(st.crops(rows, region, 32), want, err_msg=f"{rows} {region}")
+    out = tmp_path / "feat.h5"
+    extract_features(path, out, "tiny_feat", "middle", weights="random", seed=1, batch_size=4, num_workers=0,
+                     device="cpu", progress=False)
+    idx, ref = _expected(path, create_backbone("tiny_feat", "random", seed=1), "middle", 32)
+    np.testing.assert_array_equal(read_features(out)[1][idx], ref.astype(np.float16).astype(np.float32))
 
 
 def test_regions_differ_and_weights_file_sha_is_recorded(store_path, tmp_path):

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .backbones import Backbone, BackboneSpec, create_backbone, preprocess
+from .backbones import Backbone, BackboneSpec, create_backbone, preprocess, preprocess_numpy
 from .device import amp_dtype, resolve_device
 from .feature_store import FeatureError, read_features  # noqa: F401  (re-exported)
 from .io import atomic_path
@@ -85,10 +85,9 @@ class _CropBatches(Dataset):
         if crops.dtype != np.uint8 or crops.shape != (len(self.batches[i]), self.size, self.size, 3):
             raise FeatureError(f"{self.store_path}: crops({self.region!r}) returned {crops.dtype} {crops.shape}, "
                                f"expected uint8 ({len(self.batches[i])}, {self.size}, {self.size}, 3)")
-        x = torch.from_numpy(crops)
-        if self.spec is not None:
-            x = preprocess(self.spec, x, "cpu", mean_image=self.mean_image)
-        return i, x
+        if self.spec is not None:  # NumPy, one thread, GIL released: bit for bit preprocess(spec, crops, "cpu")
+            return i, preprocess_numpy(self.spec, crops, mean_image=self.mean_image)
+        return i, torch.from_numpy(crops)
 
 
 def _worker_init(_: int) -> None:
@@ -230,7 +229,8 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     # float32: fewer page faults, measured cheaper than normalising in the workers) and are normalised there, on
     # the GPU when there is one (pinned, asynchronous copies). On CUDA the features stay on the device until the
     # end, so the host never waits for a batch.
-    # Without workers on the CPU, the read-ahead thread also normalises (no copies between threads), so this
+    # Without workers on the CPU, the read-ahead thread also normalises (NumPy, bit for bit preprocess: no second
+    # OpenMP team next to the network's, no copies between threads), so this
     # thread only runs the network.
     in_reader = num_workers == 0 and not gpu
     batches = iter_crop_batches(store_path, valid_idx, region, spec.input_size, batch_size=batch_size,

@@ -14,6 +14,7 @@ from .registry import (
     get_spec,
     list_backbones,
     preprocess,
+    preprocess_numpy,
     register_backbone,
 )
 from .weights import WeightsError, file_sha256, load_state_dict_file, random_tag
@@ -21,5 +22,5 @@ from .weights import WeightsError, file_sha256, load_state_dict_file, random_tag
 __all__ = [
     "Backbone", "BackboneError", "BackboneSpec", "IMAGENET_MEAN", "IMAGENET_STD", "RAW255_STD", "WeightsError",
     "create_backbone", "file_sha256", "get_spec", "list_backbones", "load_state_dict_file", "preprocess",
-    "random_tag", "register_backbone",
+    "preprocess_numpy", "random_tag", "register_backbone",
 ]

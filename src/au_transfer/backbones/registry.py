@@ -200,7 +200,33 @@ def preprocess(spec: BackboneSpec, images: np.ndarray | Tensor, device: str | to
     return x
 
 
+def preprocess_numpy(spec: BackboneSpec, images: np.ndarray, *, mean_image: np.ndarray | None = None) -> Tensor:
+    """:func:`preprocess` on the CPU in float32, computed with NumPy: the same numbers bit for bit (the same
+    float32 constants, and the same two IEEE operations per value in the same order), but on one thread with the
+    GIL released, so a reading thread can normalise next to a network that uses every core (torch would start a
+    second OpenMP team that competes with the network's). ``images``: uint8 (B, S, S, 3) at the network's input
+    size (no resizing here); returns a contiguous (B, 3, S, S) tensor sharing the array's memory."""
+    size = spec.input_size
+    if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
+        raise ValueError(f"preprocess_numpy expects uint8 ({size}, {size}, 3) images for {spec.name}, got "
+                         f"{images.dtype} {images.shape}")
+    mean, std = _mean_std_tensors(spec, torch.device("cpu"), torch.float32)
+    scale = (1.0 / (std * 255.0)).numpy()
+    x = np.ascontiguousarray(images.transpose(0, 3, 1, 2))  # NHWC -> NCHW on bytes, as preprocess does
+    if mean_image is not None:
+        mi = np.asarray(mean_image, dtype=np.float32)
+        if mi.shape != (size, size, 3):
+            raise ValueError(f"mean image of shape {mi.shape} does not fit {spec.name} input ({size}, {size}, 3)")
+        out = np.subtract(x, mi.transpose(2, 0, 1)[None], dtype=np.float32)
+        np.multiply(out, scale, out=out)
+    else:
+        out = np.multiply(x, scale, dtype=np.float32)
+        np.subtract(out, (mean / std).numpy(), out=out)
+    return torch.from_numpy(out)
+
+
 __all__ = [
     "Backbone", "BackboneError", "BackboneSpec", "Builder", "IMAGENET_MEAN", "IMAGENET_STD", "RAW255_STD",
-    "WeightsError", "create_backbone", "get_spec", "list_backbones", "preprocess", "register_backbone",
+    "WeightsError", "create_backbone", "get_spec", "list_backbones", "preprocess", "preprocess_numpy",
+    "register_backbone",
 ]

@@ -58,8 +58,13 @@ def boxes_array(pts68: np.ndarray, size: int, *, pad: float, forehead: float) ->
 
 
 def cut_region(image: np.ndarray, box: tuple[float, float, float, float] | np.ndarray | None, out_size: int,
-               aspect: str = "pad") -> np.ndarray:
-    """Cut ``box`` (None = whole image) out of an (H, W, 3) image and return an (out, out, 3) uint8 square."""
+               aspect: str = "pad", out: np.ndarray | None = None) -> np.ndarray:
+    """Cut ``box`` (None = whole image) out of an (H, W, 3) image and return an (out, out, 3) uint8 square
+    (written into ``out``, a C-contiguous (out_size, out_size, 3) uint8 array, when given)."""
+    if out is not None and (out.shape != (out_size, out_size, 3) or out.dtype != np.uint8
+                            or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous ({out_size}, {out_size}, 3) uint8 array, got {out.dtype} "
+                         f"{out.shape}")
     h, w = image.shape[:2]
     if box is None:
         sub = image
@@ -81,6 +86,14 @@ def cut_region(image: np.ndarray, box: tuple[float, float, float, float] | np.nd
     elif aspect not in ("pad", "stretch"):
         raise ValueError(f"aspect must be 'pad' or 'stretch', got {aspect!r}")
     if sub.shape[0] == out_size and sub.shape[1] == out_size:
-        return np.ascontiguousarray(sub)
+        if out is None:
+            return np.ascontiguousarray(sub)
+        out[...] = sub
+        return out
     interp = cv2.INTER_AREA if sub.shape[0] > out_size else cv2.INTER_LINEAR
-    return cv2.resize(sub, (out_size, out_size), interpolation=interp)
+    if out is None:
+        return cv2.resize(sub, (out_size, out_size), interpolation=interp)
+    res = cv2.resize(sub, (out_size, out_size), dst=out, interpolation=interp)
+    if res is not out and not np.shares_memory(res, out):  # OpenCV reallocated: keep the promise
+        out[...] = res
+    return out

@@ -206,6 +206,16 @@ def _as_index(idx, n: int, path: Path) -> np.ndarray:
     return arr
 
 
+def _read_rows(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+    """The encoded images (variable-length bytes) of increasing unique ``rows``, in one HDF5 read (one read per
+    row costs ~60 us, 10x the bytes' own share): the rows' span when they are nearly contiguous (a batch of valid
+    frames), else the rows themselves."""
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    if hi - lo <= 2 * len(rows):
+        return ds[lo:hi][rows - lo]
+    return ds[rows]
+
+
 class FaceStore:
     """Read-only access to an aligned-face store, for the feature stage and for torch ``DataLoader`` workers.
 
@@ -306,14 +316,16 @@ class FaceStore:
                         ds.read_direct(block, np.s_[int(r)], np.s_[j])
                 out[:] = block[inv]
                 return out
-            bufs = [ds[int(r)] for r in uniq]
+            bufs = _read_rows(ds, uniq)
         for j, r in enumerate(inv):
-            img = decode_image(bufs[r])
-            if img is None:
-                raise StoreError(f"face store {self.path}: row {rows[j]} (frame {self.frames[rows[j]]}) does not "
-                                 "decode")
-            out[j] = img
+            out[j] = self._decode(bufs[r], int(rows[j]))
         return out
+
+    def _decode(self, buf: np.ndarray, row: int) -> np.ndarray:
+        img = decode_image(buf)
+        if img is None:
+            raise StoreError(f"face store {self.path}: row {row} (frame {self.frames[row]}) does not decode")
+        return img
 
     def region_boxes(self, idx, region: str) -> np.ndarray:
         """Boxes (B, 4) of one region in aligned pixels (the whole crop for ``face``)."""
@@ -334,9 +346,18 @@ class FaceStore:
         if region not in CROP_REGIONS:
             raise ValueError(f"unknown region {region!r}; expected one of {CROP_REGIONS}")
         rows = _as_index(idx, len(self), self.path)
-        imgs = self.images(rows)
         boxes = None if region == "face" else self.region_boxes(rows, region)
         out = np.empty((len(rows), out_size, out_size, 3), np.uint8)
-        for j in range(len(rows)):
-            out[j] = cut_region(imgs[j], None if boxes is None else boxes[j], out_size, self.aspect)
+        if self.encoding == "raw" or not len(rows):
+            imgs = self.images(rows)
+            for j in range(len(rows)):
+                cut_region(imgs[j], None if boxes is None else boxes[j], out_size, self.aspect, out=out[j])
+            return out
+        # encoded: one read of the batch's bytes, then decode and cut each frame straight into ``out``
+        uniq, inv = np.unique(rows, return_inverse=True)
+        with self._lock:
+            bufs = _read_rows(self._file()["images"], uniq)
+        for j, r in enumerate(inv):
+            img = self._decode(bufs[r], int(rows[j]))
+            cut_region(img, None if boxes is None else boxes[j], out_size, self.aspect, out=out[j])
         return out
