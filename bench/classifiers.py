@@ -138,9 +138,8 @@ def main() -> None:
                     help="folder for the synthetic store, kept and reused (default: a temporary folder)")
     a = ap.parse_args()
     rates = [float(r) for r in a.rates.split(",")]
-    lean_above = {"schema": "schema", "none": None}.get(a.lean_above.lower(), None)
-    if a.lean_above.lower() not in ("schema", "none"):
-        lean_above = int(float(a.lean_above))
+    choice = a.lean_above.lower()
+    lean_above = choice if choice == "schema" else None if choice == "none" else int(float(choice))
     with tempfile.TemporaryDirectory(prefix="bench_clf_") as tmp:
         root = a.store or Path(tmp)
         t0 = time.perf_counter()

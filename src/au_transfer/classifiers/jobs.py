@@ -23,6 +23,21 @@ from .frame import fit_frame_classifier, make_bundle, prediction_frame, save_mod
 log = logging.getLogger(__name__)
 
 
+def fit_job_args(sm: Any) -> dict[str, Any]:
+    """The keyword arguments every per-(split, model, AU) fit job takes from its Snakemake rule (``fit_frame``,
+    ``fit_lstm``, ``fit_regress``, ``fit_lstm_regress``): each set's subjects with their feature and label files,
+    the AU, model and split wildcards, the rule's options, seed and threshold, and the two outputs."""
+    p = sm.params
+    sets = p.sets
+    subjects = [*sets["train"], *sets["val"], *sets["test"]]
+    return {"feature_paths": dict(zip(subjects, p.features, strict=True)),
+            "label_paths": dict(zip(subjects, sm.input.labels, strict=True)),
+            "train": sets["train"], "val": sets["val"], "test": sets["test"], "au": int(sm.wildcards.au),
+            "backbone": sm.wildcards.backbone, "region": sm.wildcards.region, "crop_region": p.crop_region,
+            "params": dict(p.options), "seed": int(p.seed), "threshold": int(p.threshold),
+            "split": sm.wildcards.split, "model_out": sm.output.model, "pred_out": sm.output.pred}
+
+
 def predict_bundle(bundle: Mapping[str, Any], X: np.ndarray, *, normalised: bool = False
                    ) -> tuple[np.ndarray, np.ndarray]:
     """``(score, pred)`` of a fitted bundle on features ``X`` (N, D) (for an LSTM: one sequence in frame order).
