@@ -8,7 +8,9 @@ import logging
 import pytest
 import torch
 
+from au_transfer.config import ConfigError
 from au_transfer.device import AMP_VALUES, DeviceError, amp_dtype, resolve_device
+from au_transfer.plan import gpu_claim, local_gpus
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -48,3 +50,32 @@ def test_unknown_amp_names_the_setting():
     assert set(AMP_VALUES) == {"auto", "bf16", "fp16", "off", "none"}
     with pytest.raises(DeviceError, match=r"config key 'features.amp': 'fp32' is not one of"):
         amp_dtype("fp32", CPU, what="config key 'features.amp'")
+
+
+def _dev(tmp_path, *names):
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    return tmp_path
+
+
+def test_local_gpus_counts_device_nodes_without_torch(tmp_path):
+    env = {}
+    assert local_gpus(_dev(tmp_path / "none", "null", "nvidiactl", "nvidia-uvm"), env) == 0
+    assert local_gpus(_dev(tmp_path / "nv", "nvidia0", "nvidia1", "nvidiactl", "nvidia-modeset"), env) == 2
+    assert local_gpus(_dev(tmp_path / "rocm", "kfd", "dri/renderD128", "dri/card0"), env) == 1
+    assert local_gpus(_dev(tmp_path / "dri", "dri/renderD128"), env) == 0  # a render node without ROCm's kfd
+    nv = tmp_path / "nv"
+    assert local_gpus(nv, {"CUDA_VISIBLE_DEVICES": ""}) == 0
+    assert local_gpus(nv, {"CUDA_VISIBLE_DEVICES": "-1"}) == 0
+    assert local_gpus(nv, {"CUDA_VISIBLE_DEVICES": "1"}) == 2
+    assert local_gpus(tmp_path / "none", {"AU_TRANSFER_GPUS": "3"}) == 3
+    assert local_gpus(nv, {"AU_TRANSFER_GPUS": "0"}) == 0
+    with pytest.raises(ConfigError, match="AU_TRANSFER_GPUS='yes'"):
+        local_gpus(nv, {"AU_TRANSFER_GPUS": "yes"})
+
+
+def test_gpu_claim_follows_the_device_setting():
+    assert gpu_claim("auto", 1) == 1 and gpu_claim("auto", 0) == 0
+    assert gpu_claim("cpu", 4) == 0
+    assert gpu_claim("cuda", 0) == 1 and gpu_claim("cuda:1", 2) == 1  # asked for: claimed (fails at run time if none)

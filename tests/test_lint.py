@@ -49,20 +49,22 @@ with SnakemakeApi(OutputSettings(quiet=None)) as api:
 
 
 @functools.cache
-def load_workflow(configfile: Path = TEST_CONFIG, overrides: str = "{}") -> dict:
-    """The workflow loaded with a config file (and JSON ``overrides`` of top-level config keys): ``rules``
-    (what each declares) and the ``environ`` it set."""
+def load_workflow(configfile: Path = TEST_CONFIG, overrides: str = "{}", gpus: str = "1") -> dict:
+    """The workflow loaded with a config file (and JSON ``overrides`` of top-level config keys) on a machine with
+    ``gpus`` GPUs (AU_TRANSFER_GPUS; by default one, so that the GPU rules claim ``gpu``): ``rules`` (what each
+    declares) and the ``environ`` it set."""
     with tempfile.TemporaryDirectory() as tmp:
         dump = Path(tmp) / "rules.json"
         proc = subprocess.run([sys.executable, "-c", _DUMP_RULES, str(ROOT / "Snakefile"), tmp, str(configfile),
-                               str(dump), overrides], capture_output=True, text=True, timeout=300)
+                               str(dump), overrides], capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, AU_TRANSFER_GPUS=gpus))
         assert proc.returncode == 0, f"could not load the workflow:\n{proc.stderr[-5000:]}"
         return json.loads(dump.read_text())
 
 
-def workflow_rules(configfile: Path = TEST_CONFIG, overrides: str = "{}") -> dict[str, dict]:
+def workflow_rules(configfile: Path = TEST_CONFIG, overrides: str = "{}", gpus: str = "1") -> dict[str, dict]:
     """Every rule of the workflow and what it declares (conda, log, resources, gpu, local, params, script)."""
-    return load_workflow(configfile, overrides)["rules"]
+    return load_workflow(configfile, overrides, gpus)["rules"]
 
 
 def all_workflow_rules() -> dict[str, dict]:
@@ -98,6 +100,32 @@ def test_gpu_rules_are_not_local_rules():
     """A rule that asks for a GPU must run as a cluster job, never on the submit host."""
     bad = [name for name, rule in all_workflow_rules().items() if rule["gpu"] and rule["local"]]
     assert not bad, f"GPU rules marked localrules: {bad}"
+
+
+GPU_RULES = {"features", "split_features", "fit_lstm", "fit_lstm_regress", "finetune", "finetune_multilabel",
+             "ft_features"}
+DEMO_CONFIG = ROOT / "config.yaml"  # every device: auto (the test config runs the LSTM and fine-tuning on cpu)
+
+
+def demo_rules(gpus: str) -> dict[str, dict]:
+    """The demo config's rules under both fine-tuning heads on a machine with ``gpus`` GPUs."""
+    finetune = yaml.safe_load(DEMO_CONFIG.read_text())["finetune"]
+    rules = {}
+    for head in ("per_au", "multilabel"):
+        rules.update(workflow_rules(DEMO_CONFIG, json.dumps({"finetune": {**finetune, "head": head}}), gpus))
+    return rules
+
+
+def test_gpu_rules_claim_a_gpu_only_where_there_is_one():
+    """The torch stages' rules claim the `gpu` resource on a machine with a GPU (so that `--resources gpu=1` keeps
+    them from sharing it) and not on a machine without one, where `gpu=1` would run CPU jobs one at a time; a
+    section with device: cpu never claims one."""
+    claiming = {name for name, rule in demo_rules("1").items() if rule["gpu"]}
+    assert claiming == GPU_RULES, f"missing: {sorted(GPU_RULES - claiming)}, unexpected: {sorted(claiming - GPU_RULES)}"
+    assert not [name for name, rule in demo_rules("0").items() if rule["gpu"]], "GPU claimed on a machine without GPU"
+    test_cfg = workflow_rules(TEST_CONFIG, gpus="1")  # lstm and finetune: device cpu
+    assert test_cfg["features"]["gpu"] == 1
+    assert test_cfg["fit_lstm"]["gpu"] == 0 and test_cfg["finetune_multilabel"]["gpu"] == 0
 
 
 def test_local_profile_plans_the_workflow(tmp_path):

@@ -24,7 +24,7 @@ import h5py
 import pytest
 import yaml
 from conftest import ROOT, TEST_CONFIG
-from test_lint import all_workflow_rules, workflow_rules
+from test_lint import all_workflow_rules, demo_rules, workflow_rules
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
@@ -76,7 +76,7 @@ def test_profile_gpu_rules_ask_for_a_gpu_on_the_gpu_partition(monkeypatch):
     for res in ("mem_mb", "runtime"):
         assert res in profile["default-resources"], f"default-resources lacks {res}"
     per_rule = profile["set-resources"]
-    rules = all_workflow_rules()
+    rules = demo_rules("1")  # the rules on a machine with a GPU, every device auto: the GPU rules claim one
     gpu_rules = [name for name, rule in rules.items() if rule["gpu"]]
     assert gpu_rules, "no rule declares resources: gpu=1"
     for name in gpu_rules:
@@ -86,7 +86,7 @@ def test_profile_gpu_rules_ask_for_a_gpu_on_the_gpu_partition(monkeypatch):
             assert per_rule[name].get("slurm_partition") == "gpuq", f"set-resources.{name}: GPU partition"
     for name, res in per_rule.items():
         if res.get("gpu"):
-            assert rules[name]["gpu"], f"rule {name} gets a GPU on SLURM but not locally (gpu=1)"
+            assert rules[name]["gpu"], f"rule {name} gets a GPU on SLURM but not on a local GPU machine (gpu=1)"
     monkeypatch.delenv("AU_SLURM_GPU_PARTITION")
     assert load_profile()["set-resources"]["features"]["slurm_partition"] == "cpuq"
 

@@ -7,12 +7,45 @@ that names the key. The rules' target and input functions take their model lists
 
 from __future__ import annotations
 
+import glob
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .config import DISFA_SUBJECTS, ConfigError, check_splits, model_id, split_subjects
 
 FT_SUFFIX = "_ft"
+
+
+def local_gpus(dev: str | os.PathLike[str] = "/dev", environ: Mapping[str, str] | None = None) -> int:
+    """How many GPUs this machine shows to torch, from device nodes only (the Snakefile must not import torch):
+    NVIDIA's ``/dev/nvidiaN``, or ROCm's ``/dev/kfd`` with its ``/dev/dri/renderD*`` nodes. ``CUDA_VISIBLE_DEVICES``
+    set to ``""`` or ``-1`` (torch then sees no GPU) gives 0. ``AU_TRANSFER_GPUS=N`` (environment) overrides the
+    detection (a container that hides the device nodes; a test)."""
+    env = os.environ if environ is None else environ
+    forced = env.get("AU_TRANSFER_GPUS", "").strip()
+    if forced:
+        if not forced.isdigit():
+            raise ConfigError(f"environment variable AU_TRANSFER_GPUS={forced!r}: expected a number of GPUs (0, 1, ...)")
+        return int(forced)
+    if env.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1"):
+        return 0
+    root = Path(dev)
+    nvidia = [p for p in glob.glob(str(root / "nvidia*")) if Path(p).name[len("nvidia"):].isdigit()]
+    if nvidia:
+        return len(nvidia)
+    return len(glob.glob(str(root / "dri" / "renderD*"))) if (root / "kfd").exists() else 0
+
+
+def gpu_claim(device: str, gpus: int) -> int:
+    """The ``gpu`` resource a job of a torch stage claims on this machine (Snakemake ``resources: gpu=...``): 1 when
+    its config section's ``device`` runs it on a GPU here (``cuda``/``cuda:N``, or ``auto`` with ``gpus`` > 0), else
+    0, so that on a machine without GPU, CPU jobs of these stages run side by side instead of one at a time under
+    ``--resources gpu=1``. The SLURM profile sets ``gpu: 1`` for these rules itself (a submit host often has no GPU)."""
+    if device == "cpu":
+        return 0
+    return 1 if device.startswith("cuda") or gpus > 0 else 0
 
 
 def frame_backbones(cfg: Mapping[str, Any]) -> list[str]:

@@ -47,7 +47,7 @@ rule fit_lstm:
         "logs/classifiers/{split}/{backbone}-{region}-lstm/AU{au}.log",
     threads: 1
     resources:
-        gpu=1,
+        gpu=gpu_claim(CLF["lstm"]["device"]),
     conda:
         "../../envs/au_transfer.yaml"
     script:
@@ -157,7 +157,7 @@ rule fit_lstm_regress:
         "logs/intensity/{split}/{backbone}-{region}-lstmr/AU{au}.log",
     threads: 1
     resources:
-        gpu=1,
+        gpu=gpu_claim(CLF["lstm"]["device"]),
     conda:
         "../../envs/au_transfer.yaml"
     script:

@@ -14,6 +14,16 @@ from au_transfer.layout import Layout  # noqa: E402
 
 LAYOUT = Layout()  # every results path (au_transfer.layout)
 
+# The torch stages' rules (features, LSTMs, fine-tuning) claim `resources: gpu=gpu_claim(<section>.device)`: 1 where
+# the job will run on a GPU of this machine (GPUs seen from device nodes, au_transfer.plan.local_gpus), so that
+# `--resources gpu=1` keeps GPU jobs from sharing one GPU; 0 on a machine without GPU, where they are CPU jobs and
+# run side by side. The SLURM profile sets gpu: 1 for these rules itself.
+LOCAL_GPUS = _plan.local_gpus()
+
+
+def gpu_claim(device):
+    return _plan.gpu_claim(device, LOCAL_GPUS)
+
 # Validate the top level and every section against its schema (src/au_transfer/schemas/<section>.schema.yaml), filling
 # defaults; a wrong key or value stops the run before any job, with a message that names the key.
 validate_config(config)

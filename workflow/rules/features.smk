@@ -27,7 +27,7 @@ rule features:
         "logs/features/{backbone}/{crop_region}/{recording}.log",
     threads: FEAT["threads"]
     resources:
-        gpu=1,
+        gpu=gpu_claim(FEAT["device"]),
     conda:
         "../../envs/au_transfer.yaml"
     script:
@@ -71,7 +71,7 @@ rule split_features:
         "logs/split_features/{split}/{backbone}/{crop_region}/{recording}.log",
     threads: FEAT["threads"]
     resources:
-        gpu=1,
+        gpu=gpu_claim(FEAT["device"]),
     conda:
         "../../envs/au_transfer.yaml"
     script:

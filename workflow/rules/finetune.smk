@@ -34,7 +34,7 @@ if FT["head"] == "per_au":
             "logs/finetune/{split}/{backbone}-{region}/AU{au}.log",
         threads: FT["threads"]
         resources:
-            gpu=1,
+            gpu=gpu_claim(FT["device"]),
         conda:
             "../../envs/au_transfer.yaml"
         script:
@@ -56,7 +56,7 @@ else:
             "logs/finetune/{split}/{backbone}-{region}/multilabel-{crop_region}.log",
         threads: FT["threads"]
         resources:
-            gpu=1,
+            gpu=gpu_claim(FT["device"]),
         conda:
             "../../envs/au_transfer.yaml"
         script:
@@ -102,7 +102,7 @@ rule ft_features:
         "logs/finetune/{split}/ft_features_{backbone}-{region}-{unit}.log",
     threads: FT["threads"]
     resources:
-        gpu=1,
+        gpu=gpu_claim(FT["device"]),
     conda:
         "../../envs/au_transfer.yaml"
     script:
