@@ -257,3 +257,53 @@ def test_an_error_of_the_reading_thread_stops_the_job(store_path, tmp_path):
         extract_features(store_path, out, "tiny_feat", "face", weights="random", batch_size=5, num_workers=0,
                          device="cpu", store_opener=Broken, progress=False)
     assert not out.exists()
+
+
+def test_cpu_streams_give_the_same_features_in_order_and_restore_threads(store_path, tmp_path):
+    """With several cores, batches run side by side (one intra-op thread each): the same file as one batch at a
+    time, rows in the store's order, and torch's thread count as it was."""
+    net = create_backbone("tiny_feat", "random", seed=5)
+    torch.set_num_threads(1)
+    one = tmp_path / "one.h5"
+    extract_features(store_path, one, net, "lower", batch_size=3, num_workers=0, device="cpu", threads=2,
+                     cpu_streams=False, progress=False)
+    assert torch.get_num_threads() == 2
+    streams = tmp_path / "streams.h5"
+    extract_features(store_path, streams, net, "lower", batch_size=3, num_workers=0, device="cpu", threads=3,
+                     cpu_streams=True, progress=False)
+    assert torch.get_num_threads() == 3
+    torch.set_num_threads(1)
+    (_, a, va, _), (_, b, vb, _) = read_features(one), read_features(streams)
+    np.testing.assert_array_equal(va, vb)
+    np.testing.assert_array_equal(a, b)  # NaN rows in the same places, every value equal
+    idx, ref = _expected(store_path, net, "lower", 32)
+    np.testing.assert_array_equal(b[idx], ref.astype(np.float16).astype(np.float32))
+
+
+def test_forward_in_order_keeps_order_and_raises_a_stream_error():
+    import random
+    import time
+
+    from au_transfer.features import _forward_in_order
+
+    def batches(n):
+        for i in range(n):
+            yield np.array([i]), torch.tensor([float(i)])
+
+    def slow(x):
+        time.sleep(random.uniform(0, 0.01))  # finish out of order
+        return x * 2
+
+    got = [(int(i[0]), float(f[0])) for i, f in _forward_in_order(batches(20), slow, 3)]
+    assert got == [(i, 2.0 * i) for i in range(20)]
+
+    def broken(x):
+        if float(x[0]) == 7:
+            raise RuntimeError("forward failed on batch 7")
+        return x
+
+    seen = []
+    with pytest.raises(RuntimeError, match="batch 7"):
+        for i, _ in _forward_in_order(batches(20), broken, 2):
+            seen.append(int(i[0]))
+    assert seen == list(range(7))

@@ -166,6 +166,33 @@ def iter_crop_batches(store_path: str, indices: np.ndarray, region: str, size: i
 
 
 # ------------------------------------------------------------------------------------------------ extraction
+def _forward_in_order(batches: Iterator[tuple[np.ndarray, torch.Tensor]], forward: Callable[[torch.Tensor], torch.Tensor],
+                      streams: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """``(rows, forward(batch))`` of every batch, in order. ``streams`` > 1: up to that many batches run at once, in
+    a pool of threads (torch releases the GIL in its kernels), while this thread keeps them fed."""
+    if streams <= 1:
+        for idx, batch in batches:
+            yield idx, forward(batch)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(streams, thread_name_prefix="au-transfer-net") as pool:
+        try:
+            for idx, batch in batches:
+                pending.append((idx, pool.submit(forward, batch)))
+                if len(pending) > streams:
+                    idx0, fut = pending.popleft()
+                    yield idx0, fut.result()
+            while pending:
+                idx0, fut = pending.popleft()
+                yield idx0, fut.result()
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+
+
 def _store_meta(store_path: str, opener: StoreOpener) -> dict[str, Any]:
     store = opener(store_path)
     try:
@@ -187,7 +214,7 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
                      key_map: Any = None, mean_image: str | os.PathLike[str] | None = None,
                      compression: str | None = "lzf", threads: int | None = None,
                      store_opener: StoreOpener | None = None, progress: bool = True,
-                     mp_context: str | None = None) -> dict[str, Any]:
+                     mp_context: str | None = None, cpu_streams: bool = True) -> dict[str, Any]:
     """Extract one backbone's features of one region for every frame of one face store; write ``out_path``.
 
     ``backbone`` is a :class:`Backbone` or a registry name (built with ``weights``, ``seed``, ``key_map``).
@@ -195,7 +222,10 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     (VGG-Face, paper IV-A). ``num_workers="auto"``: 0 on CPU (reading, cropping and normalising in one thread of
     this process, a few batches ahead of the network: when the network already uses every allocated core, worker
     processes only add inter-process copies), ``threads - 1`` (at least
-    2) on CUDA, where the cores are free for reading. Returns timing numbers (``frames``, ``seconds``, ``fps``).
+    2) on CUDA, where the cores are free for reading. ``cpu_streams`` (CPU, ``threads`` > 1, no workers): that
+    many batches through the network at once, one core each, rather than each batch on every core (the same
+    values; measured faster next to the reading thread, bench/features.py). Returns timing numbers (``frames``,
+    ``seconds``, ``fps``).
     """
     t0 = time.perf_counter()
     if region not in CROP_REGIONS:
@@ -241,16 +271,32 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     bar = tqdm(total=len(valid_idx), desc=f"{spec.name}/{region}/{subject}", unit="frame", disable=not progress,
                mininterval=2.0)
     done = underflow = 0
-    with torch.inference_mode(), (torch.autocast(dev.type, dtype=ac) if ac else contextlib.nullcontext()):
-        for idx, batch in batches:
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        # inference mode and autocast are per thread: entered here, in whichever thread runs the batch
+        with torch.inference_mode(), (torch.autocast(dev.type, dtype=ac) if ac else contextlib.nullcontext()):
             x = batch if in_reader else preprocess(spec, batch, dev, mean_image=mi_t, channels_last=gpu)
-            f = net.features(x)
+            return net.features(x)
+
+    # On the CPU with several cores the batches run side by side, one core each (1 intra-op thread), instead of one
+    # batch at a time on every core: a network thread then never waits at a layer's end for a sibling that the
+    # reading thread pushed off its core. Same values (each batch's forward pass is the same on 1 or n threads).
+    streams = int(threads) if (in_reader and cpu_streams and threads and int(threads) > 1) else 1
+    if streams > 1:
+        torch.set_num_threads(1)
+    outputs = _forward_in_order(batches, forward, streams)
+    try:
+        for idx, f in outputs:
             if f.ndim != 2 or f.shape[1] != spec.feature_dim:
                 raise FeatureError(f"{spec.name}: features of shape {tuple(f.shape)}, spec says dim {spec.feature_dim}")
             feats[done:done + len(idx)] = f
             underflow += int(((f != 0) & (f.abs() < 6e-8)).sum())  # would round to 0 in float16
             done += len(idx)
             bar.update(len(idx))
+    finally:
+        outputs.close()
+        if streams > 1:
+            torch.set_num_threads(int(threads))
     bar.close()
     if underflow > 0.01 * max(1, len(valid_idx) * spec.feature_dim):
         log.warning("%s %s %s: %d feature values are below float16's range and stored as 0 (weights %s); "
