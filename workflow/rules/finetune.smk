@@ -8,11 +8,6 @@
 # A running job keeps an untracked checkpoint beside its output ({unit}.ckpt, not a declared output, so Snakemake
 # leaves it when the job fails); a rerun resumes from its last finished epoch. Helpers: common.smk, "# --- finetune".
 
-# The longest jobs of a run (minutes on a CPU, several cores each) and the head of a chain (unpack, fine-tuned
-# features, their models): started as soon as their inputs exist rather than last, so that a local run does not end
-# with them alone on the cores.
-FT_PRIORITY = 10
-
 _FT_PARAMS = dict(
     sets=lambda wc: split_sets(wc.split),
     backbone_options=lambda wc: ft_backbone_options(wc.backbone),
@@ -38,7 +33,6 @@ if FT["head"] == "per_au":
         log:
             "logs/finetune/{split}/{backbone}-{region}/AU{au}.log",
         threads: FT["threads"]
-        priority: FT_PRIORITY
         resources:
             gpu=gpu_claim(FT["device"]),
         conda:
@@ -61,7 +55,6 @@ else:
         log:
             "logs/finetune/{split}/{backbone}-{region}/multilabel-{crop_region}.log",
         threads: FT["threads"]
-        priority: FT_PRIORITY
         resources:
             gpu=gpu_claim(FT["device"]),
         conda:
@@ -83,7 +76,6 @@ else:
             aus=AUS,
         log:
             "logs/finetune/{split}/{backbone}-{region}/unpack.log",
-        priority: FT_PRIORITY
         conda:
             "../../envs/au_transfer.yaml"
         script:
@@ -109,7 +101,6 @@ rule ft_features:
     log:
         "logs/finetune/{split}/ft_features_{backbone}-{region}-{unit}.log",
     threads: FT["threads"]
-    priority: FT_PRIORITY
     resources:
         gpu=gpu_claim(FT["device"]),
     conda:
