@@ -307,3 +307,13 @@ def test_forward_in_order_keeps_order_and_raises_a_stream_error():
         for i, _ in _forward_in_order(batches(20), broken, 2):
             seen.append(int(i[0]))
     assert seen == list(range(7))
+
+
+def test_cpu_stream_split_bounds_the_batches_in_flight():
+    from au_transfer.features import MAX_CPU_STREAMS, cpu_stream_split
+
+    assert cpu_stream_split(1) == (1, 1)
+    assert cpu_stream_split(2) == (2, 1)
+    assert cpu_stream_split(3) == (3, 1)
+    assert cpu_stream_split(8) == (MAX_CPU_STREAMS, 8 // MAX_CPU_STREAMS)
+    assert all(s <= MAX_CPU_STREAMS and s * t <= n for n in range(1, 65) for s, t in [cpu_stream_split(n)])

@@ -166,6 +166,18 @@ def iter_crop_batches(store_path: str, indices: np.ndarray, region: str, size: i
 
 
 # ------------------------------------------------------------------------------------------------ extraction
+#: Most batches in the network at once on a CPU: each one in flight holds its own activations (a VGG-16 batch of 64
+#: at 224 px: ~2 GB), so the job's memory grows with this, not with its cores.
+MAX_CPU_STREAMS = 4
+
+
+def cpu_stream_split(threads: int) -> tuple[int, int]:
+    """``(streams, threads per stream)`` of a CPU job with ``threads`` cores: as many batches side by side as cores,
+    at most :data:`MAX_CPU_STREAMS`, the cores shared out between them (2 -> (2, 1), 8 -> (4, 2)); 1 core -> (1, 1)."""
+    streams = max(1, min(int(threads), MAX_CPU_STREAMS))
+    return streams, max(1, int(threads) // streams)
+
+
 def _forward_in_order(batches: Iterator[tuple[np.ndarray, torch.Tensor]], forward: Callable[[torch.Tensor], torch.Tensor],
                       streams: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """``(rows, forward(batch))`` of every batch, in order. ``streams`` > 1: up to that many batches run at once, in
@@ -223,9 +235,9 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     this process, a few batches ahead of the network: when the network already uses every allocated core, worker
     processes only add inter-process copies), ``threads - 1`` (at least
     2) on CUDA, where the cores are free for reading. ``cpu_streams`` (CPU, ``threads`` > 1, no workers): that
-    many batches through the network at once, one core each, rather than each batch on every core (the same
-    values; measured faster next to the reading thread, bench/features.py). Returns timing numbers (``frames``,
-    ``seconds``, ``fps``).
+    many batches through the network at once (at most :data:`MAX_CPU_STREAMS`, the cores shared out between them:
+    :func:`cpu_stream_split`), rather than each batch on every core (the same values; measured faster next to the
+    reading thread, bench/features.py). Returns timing numbers (``frames``, ``seconds``, ``fps``).
     """
     t0 = time.perf_counter()
     if region not in CROP_REGIONS:
@@ -278,12 +290,12 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
             x = batch if in_reader else preprocess(spec, batch, dev, mean_image=mi_t, channels_last=gpu)
             return net.features(x)
 
-    # On the CPU with several cores the batches run side by side, one core each (1 intra-op thread), instead of one
-    # batch at a time on every core: a network thread then never waits at a layer's end for a sibling that the
+    # On the CPU with several cores the batches run side by side (2 cores: one each, 1 intra-op thread) instead of
+    # one batch at a time on every core: a network thread then never waits at a layer's end for a sibling that the
     # reading thread pushed off its core. Same values (each batch's forward pass is the same on 1 or n threads).
-    streams = int(threads) if (in_reader and cpu_streams and threads and int(threads) > 1) else 1
+    streams, per_stream = cpu_stream_split(int(threads or 1)) if in_reader and cpu_streams else (1, 0)
     if streams > 1:
-        torch.set_num_threads(1)
+        torch.set_num_threads(per_stream)
     outputs = _forward_in_order(batches, forward, streams)
     try:
         for idx, f in outputs:
