@@ -317,3 +317,16 @@ def test_cpu_stream_split_bounds_the_batches_in_flight():
     assert cpu_stream_split(3) == (3, 1)
     assert cpu_stream_split(8) == (MAX_CPU_STREAMS, 8 // MAX_CPU_STREAMS)
     assert all(s <= MAX_CPU_STREAMS and s * t <= n for n in range(1, 65) for s, t in [cpu_stream_split(n)])
+
+
+def test_an_undecodable_jpeg_row_is_named_by_images_and_crops(tmp_path):
+    from au_transfer.faces.store import StoreError
+
+    path = _store(tmp_path / "SN001.h5", encoding="jpeg")
+    with h5py.File(path, "r+") as h5:
+        h5["images"][9] = np.frombuffer(b"not a jpeg at all", np.uint8)
+    with FaceStore(path) as st:
+        assert st.images([8]).shape == (1, SIZE, SIZE, 3)  # the rows around it still read
+        for read in (lambda: st.images([8, 9]), lambda: st.crops([7, 9, 10], "lower", 32)):
+            with pytest.raises(StoreError, match=r"SN001.h5: row 9 \(frame 110\) does not decode"):
+                read()

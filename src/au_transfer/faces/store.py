@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -304,28 +304,34 @@ class FaceStore:
         out = np.empty((len(rows), self.size, self.size, 3), np.uint8)
         if not len(rows):
             return out
+        if self.encoding != "raw":
+            for j, img in enumerate(self._decoded(rows)):
+                out[j] = img
+            return out
         uniq, inv = np.unique(rows, return_inverse=True)
         with self._lock:
             ds = self._file()["images"]
-            if self.encoding == "raw":
-                if len(uniq) > 1 and uniq[-1] - uniq[0] + 1 == len(uniq):
-                    block = ds[int(uniq[0]):int(uniq[-1]) + 1]   # contiguous: one hyperslab read
-                else:
-                    block = np.empty((len(uniq), self.size, self.size, 3), np.uint8)
-                    for j, r in enumerate(uniq):
-                        ds.read_direct(block, np.s_[int(r)], np.s_[j])
-                out[:] = block[inv]
-                return out
-            bufs = _read_rows(ds, uniq)
-        for j, r in enumerate(inv):
-            out[j] = self._decode(bufs[r], int(rows[j]))
+            if len(uniq) > 1 and uniq[-1] - uniq[0] + 1 == len(uniq):
+                block = ds[int(uniq[0]):int(uniq[-1]) + 1]   # contiguous: one hyperslab read
+            else:
+                block = np.empty((len(uniq), self.size, self.size, 3), np.uint8)
+                for j, r in enumerate(uniq):
+                    ds.read_direct(block, np.s_[int(r)], np.s_[j])
+        out[:] = block[inv]
         return out
 
-    def _decode(self, buf: np.ndarray, row: int) -> np.ndarray:
-        img = decode_image(buf)
-        if img is None:
-            raise StoreError(f"face store {self.path}: row {row} (frame {self.frames[row]}) does not decode")
-        return img
+    def _decoded(self, rows: np.ndarray) -> Iterator[np.ndarray]:
+        """The images of (non-empty) ``rows`` of an encoded store, in order: the rows' bytes in one read
+        (:func:`_read_rows`), then decoded one at a time, so a caller can use each before the next is decoded."""
+        uniq, inv = np.unique(rows, return_inverse=True)
+        with self._lock:
+            bufs = _read_rows(self._file()["images"], uniq)
+        for j, r in enumerate(inv):
+            img = decode_image(bufs[r])
+            if img is None:
+                raise StoreError(f"face store {self.path}: row {rows[j]} (frame {self.frames[rows[j]]}) does not "
+                                 "decode")
+            yield img
 
     def region_boxes(self, idx, region: str) -> np.ndarray:
         """Boxes (B, 4) of one region in aligned pixels (the whole crop for ``face``)."""
@@ -348,16 +354,8 @@ class FaceStore:
         rows = _as_index(idx, len(self), self.path)
         boxes = None if region == "face" else self.region_boxes(rows, region)
         out = np.empty((len(rows), out_size, out_size, 3), np.uint8)
-        if self.encoding == "raw" or not len(rows):
-            imgs = self.images(rows)
-            for j in range(len(rows)):
-                cut_region(imgs[j], None if boxes is None else boxes[j], out_size, self.aspect, out=out[j])
-            return out
-        # encoded: one read of the batch's bytes, then decode and cut each frame straight into ``out``
-        uniq, inv = np.unique(rows, return_inverse=True)
-        with self._lock:
-            bufs = _read_rows(self._file()["images"], uniq)
-        for j, r in enumerate(inv):
-            img = self._decode(bufs[r], int(rows[j]))
+        # encoded: each frame decoded and cut straight into ``out`` (no batch of decoded faces in between)
+        imgs = self.images(rows) if self.encoding == "raw" or not len(rows) else self._decoded(rows)
+        for j, img in enumerate(imgs):
             cut_region(img, None if boxes is None else boxes[j], out_size, self.aspect, out=out[j])
         return out
