@@ -167,6 +167,12 @@ def _mean_std_tensors(spec: BackboneSpec, device: torch.device, dtype: torch.dty
     return _mean_std_cached(tuple(spec.mean), tuple(spec.std), device, dtype)
 
 
+def _check_mean_image(spec: BackboneSpec, shape: tuple[int, ...]) -> None:
+    size = spec.input_size
+    if tuple(shape) != (size, size, 3):
+        raise ValueError(f"mean image of shape {tuple(shape)} does not fit {spec.name} input ({size}, {size}, 3)")
+
+
 def preprocess(spec: BackboneSpec, images: np.ndarray | Tensor, device: str | torch.device = "cpu", *,
                mean_image: np.ndarray | Tensor | None = None, channels_last: bool = False,
                dtype: torch.dtype = torch.float32) -> Tensor:
@@ -190,8 +196,7 @@ def preprocess(spec: BackboneSpec, images: np.ndarray | Tensor, device: str | to
     mean, std = _mean_std_tensors(spec, device, dtype)
     if mean_image is not None:
         mi = torch.as_tensor(mean_image, device=device, dtype=dtype)
-        if tuple(mi.shape) != (size, size, 3):
-            raise ValueError(f"mean image of shape {tuple(mi.shape)} does not fit {spec.name} input ({size}, {size}, 3)")
+        _check_mean_image(spec, tuple(mi.shape))
         x.sub_(mi.permute(2, 0, 1).unsqueeze(0)).mul_(1.0 / (std * 255.0))
     else:
         x.mul_(1.0 / (std * 255.0)).sub_(mean / std)
@@ -215,8 +220,7 @@ def preprocess_numpy(spec: BackboneSpec, images: np.ndarray, *, mean_image: np.n
     x = np.ascontiguousarray(images.transpose(0, 3, 1, 2))  # NHWC -> NCHW on bytes, as preprocess does
     if mean_image is not None:
         mi = np.asarray(mean_image, dtype=np.float32)
-        if mi.shape != (size, size, 3):
-            raise ValueError(f"mean image of shape {mi.shape} does not fit {spec.name} input ({size}, {size}, 3)")
+        _check_mean_image(spec, mi.shape)
         out = np.subtract(x, mi.transpose(2, 0, 1)[None], dtype=np.float32)
         np.multiply(out, scale, out=out)
     else:
