@@ -272,8 +272,7 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     # the GPU when there is one (pinned, asynchronous copies). On CUDA the features stay on the device until the
     # end, so the host never waits for a batch.
     # Without workers on the CPU, the read-ahead thread also normalises (NumPy, bit for bit preprocess: no second
-    # OpenMP team next to the network's, no copies between threads), so this
-    # thread only runs the network.
+    # OpenMP team next to the network's, no copies between threads), so the network's threads only run the network.
     in_reader = num_workers == 0 and not gpu
     batches = iter_crop_batches(store_path, valid_idx, region, spec.input_size, batch_size=batch_size,
                                 num_workers=num_workers, opener=opener, pin_memory=gpu, mp_context=mp_context,
