@@ -1,7 +1,7 @@
 """Benchmark of `au-transfer predict`: the predictor against the bare forward passes of the networks it runs.
 
-    python bench/predict.py [--frames 120] [--width 640] [--height 480] [--chunk 64] [--threads 1]
-                            [--detect-every N] [--models single ensemble]
+    python bench/predict.py [--frames 960] [--width 640] [--height 480] [--chunk 64] [--threads 1]
+                            [--detect-every N] [--models single ensemble] [--front-ends process thread]
 
 Fits tiny models on random features (the classifiers' speed barely matters; the face front end and the networks
 do): ``single`` is ``dlib_resnet-face-svm``; ``ensemble`` is like ``ens-paper3``: SVMs on dlib_resnet and
@@ -10,15 +10,19 @@ networks (multilabel: one for the face, one per region, written once per AU as t
 fresh processes, it prints:
 
 * ``startup``: one image predicted from a fresh process, in seconds, beyond ``import torch`` (also printed);
-* ``fps``: frames per second of the predictor over a synthetic demo video (models already loaded);
+* ``fps``: frames per second of the predictor over a synthetic demo video (models already loaded, one image
+  predicted first);
 * ``ratio``: that against the bare forward passes of the networks the model needs, in the same process right
   after: every distinct (network, crop) pair once per face, on preprocessed tensors, in batches of the
-  predictor's ``--batch-size`` (target >= 0.8);
-* ``peak MB``: the peak resident memory of the video run.
+  predictor's ``--batch-size``, best of 5 (target >= 0.8);
+* ``peak MB``: the peak resident memory of the video run (with ``--front-ends process``: the predictor's process
+  plus the front end's, each at its peak).
 
-``--threads`` sets torch's threads in both (default 1: on a 2-core machine the faces thread has the other core;
-``0`` leaves torch's default, all cores). Run it with ``PYTHONPATH=<checkout>/src`` to measure that checkout's code
-(``--detect-every`` is passed only when given, so older code runs too).
+Each model is measured with the face front end in a worker process and in a thread (``--front-ends``, the
+predictor's ``front_end``), one after the other. ``--threads`` sets torch's threads in both (default 1: on a 2-core
+machine the front end has the other core; ``0`` leaves torch's default, all cores). Run it with
+``PYTHONPATH=<checkout>/src`` to measure that checkout's code (``--detect-every`` is passed only when given, and
+``--front-ends -`` passes none, so older code runs too).
 """
 
 from __future__ import annotations
@@ -44,20 +48,21 @@ if threads:
     torch.set_num_threads(threads)
 t = time.perf_counter()
 from au_transfer.predict import predict_to_csv
-predict_to_csv(sys.argv[1], sys.argv[4], model=sys.argv[3], model_dir=sys.argv[2], progress=False)
+kw = {} if sys.argv[6] == "-" else {"front_end": sys.argv[6]}
+predict_to_csv(sys.argv[1], sys.argv[4], model=sys.argv[3], model_dir=sys.argv[2], progress=False, **kw)
 print(json.dumps({"torch_s": t_torch, "startup_s": time.perf_counter() - t}))
 """
 
 VIDEO = r"""
 import json, resource, sys, time
 import numpy as np, torch
-video, models, model, chunk, batch, threads, every = sys.argv[1:8]
+video, models, model, chunk, batch, threads, every, image, front = sys.argv[1:10]
 if int(threads):
     torch.set_num_threads(int(threads))
 from au_transfer.predict import Predictor, iter_predictions
-p = Predictor(model, model_dir=models, batch_size=int(batch))
-if hasattr(p, "landmarker"):
-    p.landmarker()  # start-up, measured separately
+p = Predictor(model, model_dir=models, batch_size=int(batch), **({} if front == "-" else {"front_end": front}))
+for _ in iter_predictions(image, p, progress=False):  # start-up (measured separately) and the networks' first call
+    pass
 kw = {} if every == "-" else {"detect_every": int(every)}
 t = time.perf_counter()
 frames = faces = 0
@@ -66,6 +71,9 @@ for part in iter_predictions(video, p, chunk_size=int(chunk), progress=False, **
     faces += int(part["success"].sum())
 secs = time.perf_counter() - t
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if getattr(p, "front_end", "") == "process":  # the front end's process: its peak adds to this one's (both held at once)
+    p.close()
+    peak += resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 # the bare forward passes: every distinct (network, crop) the model reads, once per face
 from au_transfer.backbones import create_backbone
@@ -92,7 +100,7 @@ with torch.inference_mode():
         run = net.features if key[0] == "features" else net
         run(x)
         best = float("inf")
-        for _ in range(3):
+        for _ in range(5):
             t0 = time.perf_counter()
             run(x).float().cpu()
             best = min(best, time.perf_counter() - t0)
@@ -203,7 +211,9 @@ def _child(code: str, *args: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--frames", type=int, default=120)
+    ap.add_argument("--frames", type=int, default=960,
+                    help="frames of the demo video (default 960, 32 s at 30 fps: the pipe's start, ~0.2 s before "
+                         "the networks get their first batch, weighs a few percent; --frames 120 for a quick look)")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--chunk", type=int, default=64)
@@ -211,6 +221,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     ap.add_argument("--detect-every", default="-", help="the predictor's detection interval (default: its own)")
     ap.add_argument("--models", nargs="+", default=["single", "ensemble"], choices=["single", "ensemble"])
+    ap.add_argument("--front-ends", nargs="+", default=["process", "thread"],
+                    help="where the face front end runs (the predictor's front_end), each measured; '-': the "
+                         "predictor's default (for code without the option)")
     args = ap.parse_args()
 
     import cv2
@@ -228,18 +241,21 @@ def main() -> None:
         cv2.imwrite(str(image), frame)
         print(f"{args.width}x{args.height} video, {args.frames} frames; chunk {args.chunk}; batch {args.batch_size}; "
               f"torch threads {args.threads or 'default'}; detect every {args.detect_every}; {os.cpu_count()} cores")
-        print(f"{'model':<22}{'nets':>5}{'torch s':>8}{'startup s':>10}{'fps':>7}{'bare fps':>9}{'ratio':>7}"
-              f"{'peak MB':>8}")
+        print(f"{'model':<22}{'front':>8}{'nets':>5}{'torch s':>8}{'startup s':>10}{'fps':>7}{'bare fps':>9}"
+              f"{'ratio':>7}{'peak MB':>8}")
         for which in args.models:
             root = tmp / which
             model = make_models(root, which)
             models = root / "models" / "b"
-            s = _child(STARTUP, image, models, model, tmp / f"{which}-image.csv", args.threads)
-            r = _child(VIDEO, video, models, model, args.chunk, args.batch_size, args.threads, args.detect_every)
-            fps = r["frames"] / r["seconds"]
-            bare_fps = r["faces"] / r["bare_s"]
-            print(f"{model:<22}{r['networks']:>5}{s['torch_s']:>8.1f}{s['startup_s']:>10.1f}{fps:>7.1f}"
-                  f"{bare_fps:>9.1f}{r['bare_s'] / r['seconds']:>7.2f}{r['peak_mb']:>8.0f}", flush=True)
+            for front in args.front_ends:
+                s = _child(STARTUP, image, models, model, tmp / f"{which}-image.csv", args.threads, front)
+                r = _child(VIDEO, video, models, model, args.chunk, args.batch_size, args.threads, args.detect_every,
+                           image, front)
+                fps = r["frames"] / r["seconds"]
+                bare_fps = r["faces"] / r["bare_s"]
+                print(f"{model:<22}{front:>8}{r['networks']:>5}{s['torch_s']:>8.1f}{s['startup_s']:>10.1f}"
+                      f"{fps:>7.1f}{bare_fps:>9.1f}{r['bare_s'] / r['seconds']:>7.2f}{r['peak_mb']:>8.0f}",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -80,16 +80,21 @@ def still_video(demo_video, tmp_path_factory):
     return path
 
 
-def _run(results, video, every):  # noqa: F811
+def _run(results, video, every, front_end="thread"):  # noqa: F811
+    """The table and the detector's calls (counted on the in-process detector with the thread front end, else as
+    the worker process reports them)."""
     import pandas as pd
 
-    p = Predictor("dlib_resnet-face-svm", model_dir=results / "models" / SPLIT)
-    lm = p.landmarker()
-    calls = []
-    detect = lm.detect
-    lm.detect = lambda rgb: calls.append(1) or detect(rgb)
-    parts = iter_predictions(video, p, chunk_size=5, progress=False, detect_every=every)
-    return pd.concat(list(parts), ignore_index=True), len(calls)
+    with Predictor("dlib_resnet-face-svm", model_dir=results / "models" / SPLIT, front_end=front_end) as p:
+        calls = []
+        if front_end == "thread":
+            lm = p.landmarker()
+            detect = lm.detect
+            lm.detect = lambda rgb: calls.append(1) or detect(rgb)
+        parts = iter_predictions(video, p, chunk_size=5, progress=False, detect_every=every)
+        table = pd.concat(list(parts), ignore_index=True)
+        assert p.detections == len(calls) or front_end != "thread"
+        return table, (len(calls) if front_end == "thread" else p.detections)
 
 
 def test_tracking_on_a_still_video_gives_the_per_frame_results(results, still_video):  # noqa: F811
@@ -116,6 +121,15 @@ def test_tracking_agrees_with_detection_on_every_frame(results, demo_video):  # 
         assert a[0] == b[0]  # a detection frame
         # on a moving face, tracking differs from detection by less than detection moves from frame to frame
         assert np.abs(a - b).max() <= np.abs(np.diff(b)).max(), (au, a, b)
+
+
+def test_the_front_end_process_gives_the_thread_results(results, demo_video):  # noqa: F811
+    """The faces found in the worker process are those of the thread: the same table, the same detections."""
+    for every in (1, 5):
+        thread, n_thread = _run(results, demo_video, every)
+        process, n_process = _run(results, demo_video, every, front_end="process")
+        pd.testing.assert_frame_equal(process, thread)
+        assert n_process == n_thread > 0
 
 
 def test_detection_interval_is_checked(results, demo_video):  # noqa: F811

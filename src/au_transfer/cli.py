@@ -103,7 +103,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                            batch_size=args.batch_size, chunk_size=args.chunk_size, aus=args.aus,
                            progress=not args.quiet, largest_only=args.largest_face, detector=args.detector,
                            regressor=None if args.regressor == "none" else args.regressor,
-                           detect_every=args.detect_every)
+                           detect_every=args.detect_every, front_end=args.front_end)
     print(f"{args.output}: {stats['frames']} frames, {stats['rows']} rows, {stats['faces']} with a face "
           f"(model {model})")
     return 0
@@ -224,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"in a video, detect faces every N frames (default {DETECT_EVERY}) and whenever a face is "
                     "lost; in between each face's landmarks are fitted in the box its last landmarks give. 1: "
                     "detect on every frame")
+    pr.add_argument("--front-end", choices=["auto", "process", "thread"], default="auto",
+                    help="where faces are found (decoding, detection, landmarks, alignment): process (a worker "
+                    "process beside the networks; auto's choice on Linux and macOS) or thread (a thread of the "
+                    "networks' process)")
     pr.add_argument("--device", type=device_name, default="auto",
                     help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     pr.add_argument("--batch-size", type=positive_int, default=32, help="crops per backbone batch (default 32)")

@@ -8,27 +8,37 @@ ensemble combining its members. The output has one row per face and frame in the
 results folder, with the run's face and backbone settings in ``results/models/{split}/predictor.json``.
 
 Modules: ``manifest`` (predictor.json), ``faces`` (faces per frame: detection every few frames and tracking in
-between, face numbers, the reader thread), ``inputs`` (crops and features per chunk, networks shared between
+between, face numbers, the reader thread), ``face_worker`` (the same in a worker process, the default), ``inputs`` (crops and features per chunk, networks shared between
 models), ``predictor`` (the models, the default split and model), ``run`` (rows, CSV).
 """
 
-from .faces import DETECT_EVERY, FaceFinder, FaceTracker, FrameReader, detect_faces
-from .inputs import FaceChunk, FeatureNet, Inputs
-from .manifest import LEGACY_FACE_KEYS, MANIFEST, PredictError, face_settings, read_manifest, write_manifest
-from .predictor import Predictor, default_model, default_split, resolve_models_dir, validation_ranking
-from .run import (
-    BASE_COLUMNS,
-    au_columns,
-    check_output,
-    iter_predictions,
-    predict,
-    predict_to_csv,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "BASE_COLUMNS", "DETECT_EVERY", "LEGACY_FACE_KEYS", "MANIFEST", "FaceChunk", "FaceFinder", "FaceTracker",
-    "FeatureNet", "FrameReader", "Inputs",
-    "PredictError", "Predictor", "au_columns", "check_output", "default_model", "default_split", "detect_faces",
-    "face_settings", "iter_predictions", "predict", "predict_to_csv", "read_manifest",
-    "resolve_models_dir", "validation_ranking", "write_manifest",
-]
+#: every public name and the module that defines it; imported on first use (PEP 562), so that the face front end's
+#: worker process (:mod:`.face_worker`, which imports only :mod:`.faces`) does not pay for torch
+_WHERE = {
+    **dict.fromkeys(["DETECT_EVERY", "FaceFinder", "FaceStream", "FaceTracker", "FoundFace", "FrameFaces",
+                     "FrameReader", "detect_faces"], "faces"),
+    **dict.fromkeys(["FaceWorker", "FaceWorkerError"], "face_worker"),
+    **dict.fromkeys(["FaceChunk", "FeatureNet", "Inputs"], "inputs"),
+    **dict.fromkeys(["LEGACY_FACE_KEYS", "MANIFEST", "PredictError", "face_settings", "read_manifest",
+                     "write_manifest"], "manifest"),
+    **dict.fromkeys(["Predictor", "default_model", "default_split", "resolve_models_dir", "validation_ranking"],
+                    "predictor"),
+    **dict.fromkeys(["BASE_COLUMNS", "au_columns", "check_output", "iter_predictions", "predict", "predict_to_csv"],
+                    "run"),
+}
+
+__all__ = sorted(_WHERE)
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -145,23 +145,73 @@ class FaceTracker:
         return ids
 
 
-# ------------------------------------------------------------------------------------------ the reader thread
+# --------------------------------------------------------------------------------------- frames of an input
+@dataclass
+class FoundFace:
+    """What the networks' side needs of a face the front end found: the aligned face as the face store gives it
+    back (:attr:`FaceFrame.image`), its region boxes and the detector's confidence."""
+
+    image: np.ndarray
+    boxes: np.ndarray
+    confidence: float
+
+
 @dataclass
 class FrameFaces:
-    """One frame's faces, numbered (``(face number, FaceFrame)`` by number), or why it has none."""
+    """One frame's faces, numbered (``(face number, FoundFace)`` by number), or why it has none."""
 
     no: int
     name: str
-    faces: list[tuple[int, FaceFrame]]
+    faces: list[tuple[int, FoundFace]]
     reason: str
     crops: list[dict[tuple[str, int], np.ndarray]] = field(default_factory=list)  # per face: (region, size) -> crop
+
+
+class FaceStream:
+    """The :class:`FrameFaces` of every frame of one input, in order, computed in the iterating thread (the
+    predictor runs it in a worker process, :mod:`au_transfer.predict.face_worker`, or in a thread,
+    :class:`FrameReader`). ``crops``: the ``(region, size)`` crops to cut of each face; :attr:`detections` counts
+    the face detections so far."""
+
+    def __init__(self, src: str | Path, settings: Any, landmarker: Any, *, largest_only: bool, detect_every: int,
+                 video: bool, crops: Sequence[tuple[str, int]] = ()):
+        self.src, self.settings, self.landmarker = Path(src), settings, landmarker
+        self.crops = sorted(crops)
+        self.largest_only = largest_only
+        # a folder's images are unrelated: each one is detected
+        self.detect_every = int(detect_every) if video else 1
+        self.detections = 0
+
+    def _cut(self, face: FaceFrame) -> dict[tuple[str, int], np.ndarray]:
+        """The face's crops (after the store's encode round trip), cut here rather than in the networks' thread."""
+        out = {}
+        for region, size in self.crops:
+            box = None if region == "face" else face.boxes[REGION_NAMES.index(region)]
+            out[(region, size)] = cut_region(face.image, box, size, self.settings.crop_aspect)
+        return out
+
+    def __iter__(self) -> Iterator[FrameFaces]:
+        finder = FaceFinder(self.settings, self.landmarker, largest_only=self.largest_only,
+                            detect_every=self.detect_every)
+        numbers = FaceTracker()
+        for no, name, rgb in iter_frames(self.src, tolerant=True):
+            if rgb is None:
+                faces, reason = [], UNREADABLE
+            else:
+                faces, reason = finder(rgb)
+            ids = [0] * len(faces) if self.largest_only else numbers.assign(faces)
+            numbered = sorted(zip(ids, faces, strict=True), key=lambda t: t[0])
+            self.detections = finder.detections
+            yield FrameFaces(no, name, [(i, FoundFace(f.image, f.boxes, float(f.confidence))) for i, f in numbered],
+                             reason, [self._cut(f) for _, f in numbered])
 
 
 _END = object()
 
 
 class FrameReader:
-    """Iterates :class:`FrameFaces` of an input, produced in a background thread at most ``ahead`` frames ahead.
+    """Iterates the :class:`FrameFaces` of an input (:class:`FaceStream`), produced in a background thread of this
+    process at most ``ahead`` frames ahead (the predictor's ``front_end="thread"``).
 
     ``landmarker`` is called (in the thread) to get the detector; ``on_frame`` after each frame (e.g. a progress
     bar's update). An error of the thread is raised by the iteration; closing the iteration stops the thread.
@@ -172,9 +222,7 @@ class FrameReader:
                  crops: Sequence[tuple[str, int]] = ()):
         self.src, self.settings, self._landmarker = src, settings, landmarker
         self.crops = sorted(crops)
-        self.largest_only, self.video = largest_only, video
-        # a folder's images are unrelated: each one is detected
-        self.detect_every = int(detect_every) if video else 1
+        self.largest_only, self.detect_every, self.video = largest_only, detect_every, video
         self.on_frame = on_frame
         self._q: queue.Queue = queue.Queue(maxsize=max(1, int(ahead)))
         self._stop = threading.Event()
@@ -189,28 +237,12 @@ class FrameReader:
                 continue
         return False
 
-    def _cut(self, face: FaceFrame) -> dict[tuple[str, int], np.ndarray]:
-        """The face's crops (after the store's encode round trip), cut here rather than in the networks' thread."""
-        out = {}
-        for region, size in self.crops:
-            box = None if region == "face" else face.boxes[REGION_NAMES.index(region)]
-            out[(region, size)] = cut_region(face.image, box, size, self.settings.crop_aspect)
-        return out
-
     def _run(self) -> None:
         try:
-            finder = FaceFinder(self.settings, self._landmarker(), largest_only=self.largest_only,
-                                detect_every=self.detect_every)
-            numbers = FaceTracker()
-            for no, name, rgb in iter_frames(self.src, tolerant=True):
-                if rgb is None:
-                    faces, reason = [], UNREADABLE
-                else:
-                    faces, reason = finder(rgb)
-                ids = [0] * len(faces) if self.largest_only else numbers.assign(faces)
-                numbered = sorted(zip(ids, faces, strict=True), key=lambda t: t[0])
-                item = FrameFaces(no, name, numbered, reason, [self._cut(f) for _, f in numbered])
-                self.detections = finder.detections
+            stream = FaceStream(self.src, self.settings, self._landmarker(), largest_only=self.largest_only,
+                                detect_every=self.detect_every, video=self.video, crops=self.crops)
+            for item in stream:
+                self.detections = stream.detections
                 if not self._put(item):
                     return
                 if self.on_frame is not None:

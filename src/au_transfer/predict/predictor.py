@@ -12,8 +12,8 @@ import copy
 import json
 import logging
 import os
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +25,17 @@ from ..device import resolve_device
 from ..ensemble import ENSEMBLE_PREFIX
 from ..layout import Layout
 from ..models import AUModel, AUModelError, model_file
+from .face_worker import FaceWorker
+from .faces import FrameFaces, FrameReader
 from .inputs import FaceChunk, Inputs
 from .manifest import MANIFEST, PredictError, face_settings, read_manifest
 
 log = logging.getLogger(__name__)
 
 DEMO_CORPUS = "synthetic demo corpus"
+#: where the predictor's face front end runs: ``process`` (a worker process: no GIL shared with the networks; the
+#: default on POSIX), ``thread`` (a thread of this process), ``auto``
+FRONT_ENDS = ("auto", "process", "thread")
 
 
 @dataclass
@@ -133,7 +138,14 @@ class Predictor:
 
     def __init__(self, model: str, *, results: str | os.PathLike[str] | None = None, split: str | None = None,
                  model_dir: str | os.PathLike[str] | None = None, device: str = "auto", batch_size: int = 32,
-                 aus: Sequence[int] | None = None, detector: str | None = None, regressor: str | None = "auto"):
+                 aus: Sequence[int] | None = None, detector: str | None = None, regressor: str | None = "auto",
+                 front_end: str = "auto"):
+        if front_end not in FRONT_ENDS:
+            raise PredictError(f"front_end must be one of {FRONT_ENDS}, not {front_end!r}")
+        self.front_end = ("process" if os.name == "posix" else "thread") if front_end == "auto" else front_end
+        self._worker: FaceWorker | None = None
+        self._reader: FrameReader | None = None
+        self._landmarker: Future | None = None
         self.models_dir, self.results_dir, self.split = resolve_models_dir(results, split, model_dir)
         if not self.models_dir.is_dir():
             raise PredictError(f"models folder {self.models_dir} does not exist; run the workflow first")
@@ -143,10 +155,19 @@ class Predictor:
         self.face = face_settings(self.manifest, self.models_dir / MANIFEST)
         if detector is not None:  # --detector hog | cnn at predict time
             self.face = self.face.replace(landmarks={"hog": "dlib", "cnn": "dlib_cnn"}.get(detector, detector))
-        # dlib's detector and shape predictor load in a thread while the models and networks load here
-        pool = ThreadPoolExecutor(1, thread_name_prefix="au-transfer-landmarker")
-        self._landmarker = pool.submit(self.face.landmarker)
-        pool.shutdown(wait=False)
+        # dlib's detector and shape predictor load in the front end's process (or a thread) while the models and
+        # networks load here
+        if self.front_end == "process":
+            self._worker = FaceWorker(self.face)
+        else:
+            self._load_landmarker()
+        try:
+            self._load_models(model, aus, regressor, batch_size)
+        except BaseException:
+            self.close()
+            raise
+
+    def _load_models(self, model: str, aus: Sequence[int] | None, regressor: str | None, batch_size: int) -> None:
         self.corpus = str(self.manifest.get("corpus") or "")
         if self.corpus == DEMO_CORPUS:
             log.warning("model %s was trained on the synthetic demo corpus: its scores say nothing about real faces",
@@ -177,9 +198,48 @@ class Predictor:
         self._reg_tracks: dict[int, dict[int, _Node]] = {}
         log.info("predictor %s (split %s): AUs %s, device %s", model, self.split, self.aus, self.device)
 
+    def _load_landmarker(self) -> Future:
+        if self._landmarker is None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="au-transfer-landmarker")
+            self._landmarker = pool.submit(self.face.landmarker)
+            pool.shutdown(wait=False)
+        return self._landmarker
+
     def landmarker(self) -> Any:
-        """The run's dlib detector and shape predictor (:meth:`FaceSettings.landmarker`), loaded once."""
-        return self._landmarker.result()
+        """The run's dlib detector and shape predictor (:meth:`FaceSettings.landmarker`) in this process, loaded
+        once (with ``front_end="process"`` on first call: the worker process has its own)."""
+        return self._load_landmarker().result()
+
+    def read_frames(self, src: str | os.PathLike[str], *, largest_only: bool, detect_every: int, video: bool,
+                    ahead: int = 64, on_frame: Any = None) -> Iterator[FrameFaces]:
+        """The faces of every frame of ``src`` with the crops the models read, found ahead of the networks by the
+        front end (:mod:`~au_transfer.predict.face_worker`'s process, or :class:`FrameReader`'s thread)."""
+        kw = {"largest_only": largest_only, "detect_every": detect_every, "video": video, "ahead": ahead,
+              "on_frame": on_frame, "crops": sorted(self.crops)}
+        if self.front_end == "process":
+            if self._worker is None:
+                self._worker = FaceWorker(self.face)
+            return self._worker.frames(src, **kw)
+        self._reader = FrameReader(Path(src), self.face, self.landmarker, **kw)
+        return iter(self._reader)
+
+    @property
+    def detections(self) -> int:
+        """Face detections run on the last input read (frames between them follow faces from their landmarks)."""
+        source = self._worker if self.front_end == "process" else self._reader
+        return 0 if source is None else int(source.detections)
+
+    def close(self) -> None:
+        """End the front end's worker process (also done when the predictor is garbage-collected)."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _path(self, model: str, au: int, intensity: bool = False) -> Path:
         try:

@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..faces.pipeline import FaceFrame
 from ..faces.video import IMAGE_EXTENSIONS, video_info
 from ..io import atomic_path
-from .faces import DETECT_EVERY, FrameFaces, FrameReader
+from .faces import DETECT_EVERY, FoundFace, FrameFaces
 from .inputs import FaceChunk, Inputs
 from .manifest import PredictError
 from .predictor import Predictor
@@ -110,11 +109,11 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
     settings = predictor.face
     cols = au_columns(predictor.aus) + [f"AU{au:02d}_r" for au in predictor.reg_aus]
     bar = tqdm(total=total, desc=f"predict {src.name}", unit="frame", disable=not progress, mininterval=1.0)
-    reader = FrameReader(src, settings, predictor.landmarker, largest_only=largest_only, detect_every=detect_every,
-                         video=is_video, ahead=chunk_size, on_frame=lambda: bar.update(1), crops=predictor.crops)
-    for frames, outputs in _chunks(iter(reader), chunk_size, predictor.inputs):
+    reader = predictor.read_frames(src, largest_only=largest_only, detect_every=detect_every, video=is_video,
+                                   ahead=chunk_size, on_frame=lambda: bar.update(1))
+    for frames, outputs in _chunks(reader, chunk_size, predictor.inputs):
         rows: list[dict[str, Any]] = []
-        per_track: dict[int, list[tuple[int, FaceFrame, dict]]] = {}
+        per_track: dict[int, list[tuple[int, FoundFace, dict]]] = {}
         for fr in frames:
             base = {"frame": fr.no, "timestamp": (fr.no - 1) / fps if is_video and np.isfinite(fps) else np.nan,
                     "file": src.name if is_video else fr.name}
@@ -143,7 +142,7 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
             table[c] = pd.array(values[c], dtype="Int8") if c.endswith("_c") else values[c]
         yield table[[*BASE_COLUMNS, *cols, "file"]]
     bar.close()
-    log.debug("%s: %d face detections", src, reader.detections)
+    log.debug("%s: %d face detections", src, predictor.detections)
 
 
 def check_output(path: str | os.PathLike[str]) -> Path:
@@ -162,19 +161,21 @@ def predict(input_path: str | os.PathLike[str], model_dir: str | os.PathLike[str
             results: str | os.PathLike[str] | None = None, split: str | None = None, device: str = "auto",
             batch_size: int = 32, chunk_size: int = 128, aus: Sequence[int] | None = None,
             progress: bool = True, largest_only: bool = False, detector: str | None = None,
-            regressor: str | None = "auto", detect_every: int = DETECT_EVERY) -> pd.DataFrame:
+            regressor: str | None = "auto", detect_every: int = DETECT_EVERY,
+            front_end: str = "auto") -> pd.DataFrame:
     """AU occurrence per face and frame of a video, an image or a folder of images (OpenFace-style DataFrame).
 
     ``model`` is a model id (``dlib_resnet-face-svm``) or an ensemble (``ens-paper3``); ``regressor`` an intensity
     regressor for the ``AUxx_r`` columns (``auto``: the best on validation when the run trained any; None: none);
     the trained files come from ``model_dir`` (``results/models/<split>``) or from ``results`` and ``split``.
     ``detect_every``: frames between face detections in a video (faces are followed from their landmarks in
-    between; 1: every frame).
+    between; 1: every frame). ``front_end``: where faces are found (:data:`~au_transfer.predict.predictor.FRONT_ENDS`;
+    ``auto``: a worker process on POSIX).
     """
-    predictor = Predictor(model, results=results, split=split, model_dir=model_dir, device=device,
-                          batch_size=batch_size, aus=aus, detector=detector, regressor=regressor)
-    parts = list(iter_predictions(input_path, predictor, chunk_size=chunk_size, progress=progress,
-                                  largest_only=largest_only, detect_every=detect_every))
+    with Predictor(model, results=results, split=split, model_dir=model_dir, device=device, batch_size=batch_size,
+                   aus=aus, detector=detector, regressor=regressor, front_end=front_end) as predictor:
+        parts = list(iter_predictions(input_path, predictor, chunk_size=chunk_size, progress=progress,
+                                      largest_only=largest_only, detect_every=detect_every))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=[*BASE_COLUMNS, *au_columns(predictor.aus), *[f"AU{a:02d}_r" for a in predictor.reg_aus],
                  "file"])
@@ -185,16 +186,16 @@ def predict_to_csv(input_path: str | os.PathLike[str], out_csv: str | os.PathLik
                    split: str | None = None, device: str = "auto", batch_size: int = 32, chunk_size: int = 128,
                    aus: Sequence[int] | None = None, progress: bool = True, largest_only: bool = False,
                    detector: str | None = None, regressor: str | None = "auto",
-                   detect_every: int = DETECT_EVERY) -> dict[str, int]:
+                   detect_every: int = DETECT_EVERY, front_end: str = "auto") -> dict[str, int]:
     """Stream the table into ``out_csv`` (written atomically; checked before any work); returns
     ``{frames, rows, faces}`` (decoded frames, rows written, rows with a face)."""
     check_output(out_csv)
     if not Path(input_path).exists():
         raise PredictError(f"input {input_path} does not exist")
     predictor = Predictor(model, results=results, split=split, model_dir=model_dir, device=device,
-                          batch_size=batch_size, aus=aus, detector=detector, regressor=regressor)
+                          batch_size=batch_size, aus=aus, detector=detector, regressor=regressor, front_end=front_end)
     frames = rows = faces = 0
-    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
+    with predictor, atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
         for i, part in enumerate(iter_predictions(input_path, predictor, chunk_size=chunk_size, progress=progress,
                                                   largest_only=largest_only, detect_every=detect_every)):
             part.to_csv(fh, header=i == 0, index=False, float_format="%.6g")
