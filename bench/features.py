@@ -69,13 +69,14 @@ def face_images(size: int, n: int = 8) -> np.ndarray:
     return out
 
 
-def make_store(path: Path, n: int, size: int, encoding: str, invalid_every: int = 50) -> None:
+def make_store(path: Path, n: int, size: int, encoding: str, invalid_every: int = 50,
+               compression: str = "gzip") -> None:
     """A face store like the faces stage writes (default encoding and size) of real faces (:func:`face_images`),
     with a few invalid frames."""
     base = face_images(size)
     boxes = np.array([[0, 0, size, size * 0.45], [0, size * 0.3, size, size * 0.7], [0, size * 0.55, size, size]],
                      np.float32)
-    with FaceStoreWriter(path, n, size, subject="SN001", encoding=encoding) as w:
+    with FaceStoreWriter(path, n, size, subject="SN001", encoding=encoding, compression=compression) as w:
         for i in range(n):
             ok = i % invalid_every != 7
             img = np.roll(base[i % 8], i % 5 - 2, axis=1) if ok else None  # no two frames alike
@@ -171,6 +172,7 @@ def main() -> None:
     ap.add_argument("--amp", default="auto")
     ap.add_argument("--size", type=int, default=160, help="face store crop size (faces.size)")
     ap.add_argument("--encoding", default="jpeg", help="face store encoding (faces.encoding)")
+    ap.add_argument("--compression", default="gzip", help="raw stores' HDF5 filter (faces.compression)")
     ap.add_argument("--reps", type=int, default=4, help="alternated runs of each, best of each (default 4)")
     args = ap.parse_args()
 
@@ -185,7 +187,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(device) if gpu else f"CPU ({threads} threads)"
     print(f"device: {name}; frames: {frames}; batch size: {batch_size}; workers: {workers}; "
-          f"store: {args.size}px {args.encoding}; amp: {amp_dtype(args.amp, device)}")
+          f"store: {args.size}px {args.encoding}{'/' + args.compression if args.encoding == 'raw' else ''}; amp: {amp_dtype(args.amp, device)}")
     streams = threads if not gpu and threads > 1 else 1
     print(f"{'backbone':<14}{'input':>6}{'dim':>6}{'bare fps':>10}{'job fps':>9}{'job/bare':>9}"
           f"{'bare fps/cpu-s':>16}{'job fps/cpu-s':>15}{'job/bare':>9}{'fwd ms':>8}{'read ms':>8}"
@@ -193,7 +195,7 @@ def main() -> None:
              f"{'job/bare':>9}" if streams > 1 else ""))
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "SN001.h5"
-        make_store(store, frames, args.size, args.encoding)
+        make_store(store, frames, args.size, args.encoding, compression=args.compression)
         for b in args.backbones:
             spec = get_spec(b)
             weights = "pretrained" if spec.pretrained == "package" else "random"  # weights do not change speed

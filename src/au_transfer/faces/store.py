@@ -48,10 +48,13 @@ def encode_image(rgb: np.ndarray, encoding: str, jpeg_quality: int) -> np.ndarra
     return buf.reshape(-1)
 
 
-def decode_image(buf: np.ndarray) -> np.ndarray | None:
-    """An RGB image from the bytes of :func:`encode_image` (None when they do not decode)."""
+def decode_image(buf: np.ndarray, rgb: bool = True) -> np.ndarray | None:
+    """An RGB image from the bytes of :func:`encode_image` (None when they do not decode); ``rgb=False``: the
+    decoder's BGR, for a caller that swaps the channels later on fewer pixels."""
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img is None or not rgb:
+        return img
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 # ------------------------------------------------------------------------------------------------ landmarks
@@ -320,14 +323,15 @@ class FaceStore:
         out[:] = block[inv]
         return out
 
-    def _decoded(self, rows: np.ndarray) -> Iterator[np.ndarray]:
+    def _decoded(self, rows: np.ndarray, rgb: bool = True) -> Iterator[np.ndarray]:
         """The images of (non-empty) ``rows`` of an encoded store, in order: the rows' bytes in one read
-        (:func:`_read_rows`), then decoded one at a time, so a caller can use each before the next is decoded."""
+        (:func:`_read_rows`), then decoded one at a time, so a caller can use each before the next is decoded
+        (``rgb=False``: in the decoder's BGR order)."""
         uniq, inv = np.unique(rows, return_inverse=True)
         with self._lock:
             bufs = _read_rows(self._file()["images"], uniq)
         for j, r in enumerate(inv):
-            img = decode_image(bufs[r])
+            img = decode_image(bufs[r], rgb=rgb)
             if img is None:
                 raise StoreError(f"face store {self.path}: row {rows[j]} (frame {self.frames[rows[j]]}) does not "
                                  "decode")
@@ -354,8 +358,14 @@ class FaceStore:
         rows = _as_index(idx, len(self), self.path)
         boxes = None if region == "face" else self.region_boxes(rows, region)
         out = np.empty((len(rows), out_size, out_size, 3), np.uint8)
-        # encoded: each frame decoded and cut straight into ``out`` (no batch of decoded faces in between)
-        imgs = self.images(rows) if self.encoding == "raw" or not len(rows) else self._decoded(rows)
-        for j, img in enumerate(imgs):
+        if self.encoding == "raw" or not len(rows):
+            for j, img in enumerate(self.images(rows)):
+                cut_region(img, None if boxes is None else boxes[j], out_size, self.aspect, out=out[j])
+            return out
+        # encoded: each frame decoded and cut straight into ``out`` (no batch of decoded faces in between), in the
+        # decoder's BGR order, and the channels swapped once on the crops (cutting, padding and resizing treat the
+        # channels alike, so the crops are those of the RGB faces; a 48-px crop has 11x fewer pixels to swap)
+        for j, img in enumerate(self._decoded(rows, rgb=False)):
             cut_region(img, None if boxes is None else boxes[j], out_size, self.aspect, out=out[j])
-        return out
+        flat = out.reshape(len(rows) * out_size, out_size, 3)
+        return cv2.cvtColor(flat, cv2.COLOR_BGR2RGB).reshape(out.shape)
