@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_predict import SPLIT, results  # noqa: F401  (the fixture: a results folder with tiny models)
 
 from au_transfer.faces.settings import FaceSettings
 from au_transfer.faces.video import VideoError
@@ -135,3 +136,16 @@ def test_the_child_ends_with_close_and_with_garbage_collection(settings, video):
     del w2
     gc.collect()
     assert proc2.wait(timeout=10) is not None
+
+
+def test_a_worker_that_cannot_start_falls_back_to_the_thread_only_by_default(results, monkeypatch, caplog):  # noqa: F811
+    from au_transfer.predict import PredictError, Predictor
+
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with caplog.at_level(logging.WARNING, logger="au_transfer"):
+        p = Predictor("dlib_resnet-face-svm", model_dir=results / "models" / SPLIT)
+    assert p.front_end == "thread" and p._worker is None
+    assert any("could not start the face front end" in r.getMessage() and "thread instead" in r.getMessage()
+               for r in caplog.records)
+    with pytest.raises(PredictError, match="could not start the face front end"):
+        Predictor("dlib_resnet-face-svm", model_dir=results / "models" / SPLIT, front_end="process")

@@ -25,7 +25,7 @@ from ..device import resolve_device
 from ..ensemble import ENSEMBLE_PREFIX
 from ..layout import Layout
 from ..models import AUModel, AUModelError, model_file
-from .face_worker import FaceWorker
+from .face_worker import FaceWorker, FaceWorkerError
 from .faces import FrameFaces, FrameReader
 from .inputs import FaceChunk, Inputs
 from .manifest import MANIFEST, PredictError, face_settings, read_manifest
@@ -158,8 +158,14 @@ class Predictor:
         # dlib's detector and shape predictor load in the front end's process (or a thread) while the models and
         # networks load here
         if self.front_end == "process":
-            self._worker = FaceWorker(self.face)
-        else:
+            try:
+                self._worker = FaceWorker(self.face)
+            except FaceWorkerError as exc:
+                if front_end != "auto":
+                    raise PredictError(str(exc)) from exc
+                log.warning("%s; finding faces in a thread instead", exc)
+                self.front_end = "thread"
+        if self.front_end == "thread":
             self._load_landmarker()
         try:
             self._load_models(model, aus, regressor, batch_size)
