@@ -49,3 +49,44 @@ def test_uncaught_exception_reaches_the_log_file(tmp_path):
     assert proc.returncode != 0
     text = log.read_text()
     assert "video SN002.avi is truncated at frame 17" in text and "ValueError" in text
+
+
+def test_iter_ahead_keeps_order_raises_after_the_items_before_and_stops_early():
+    import threading
+    import time
+
+    from au_transfer.io import iter_ahead
+
+    seen = []
+    assert list(iter_ahead(iter(range(20)), 3, on_item=lambda: seen.append(1))) == list(range(20))
+    assert len(seen) == 20  # called in the thread after each item
+
+    def failing():
+        yield from (1, 2)
+        raise ValueError("item 3 is broken")
+
+    got = []
+    with pytest.raises(ValueError, match="item 3"):
+        for x in iter_ahead(failing(), 2):
+            got.append(x)
+    assert got == [1, 2]
+
+    made, stopped = [], []
+
+    def endless():
+        for i in range(10**6):
+            made.append(i)
+            yield i
+            time.sleep(0.001)
+
+    it = iter_ahead(endless(), 2, on_early_stop=lambda: stopped.append(1))
+    assert next(it) == 0
+    it.close()
+    assert stopped == [1]
+    n = len(made)
+    time.sleep(0.05)
+    assert len(made) == n < 10  # the thread stopped at most a queue's depth ahead
+    assert not any(t.name == "au-transfer-ahead" for t in threading.enumerate())
+    done = []
+    list(iter_ahead(iter([1]), 1, on_early_stop=lambda: done.append(1)))
+    assert done == []  # not for an iteration that ran to its end

@@ -17,8 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -33,7 +31,7 @@ from tqdm.auto import tqdm
 from .backbones import Backbone, BackboneSpec, create_backbone, preprocess, preprocess_numpy
 from .device import amp_dtype, resolve_device
 from .feature_store import FeatureError, read_features  # noqa: F401  (re-exported)
-from .io import atomic_path
+from .io import atomic_path, iter_ahead
 
 log = logging.getLogger(__name__)
 
@@ -102,42 +100,13 @@ def _read_ahead(ds: _CropBatches, depth: int, pin_memory: bool) -> Iterator[tupl
     """``ds``'s items in order, read by one thread up to ``depth`` batches ahead (h5py, OpenCV's decode and resize
     and torch release the GIL, so reading overlaps with the network in the caller's thread; no copies between
     processes). An error of the thread is raised here; leaving the iteration early stops the thread."""
-    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-    end = object()
 
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def items() -> Iterator[tuple[int, torch.Tensor]]:
+        for i in range(len(ds)):
+            j, x = ds[i]
+            yield j, (x.pin_memory() if pin_memory else x)
 
-    def run() -> None:
-        try:
-            for i in range(len(ds)):
-                j, x = ds[i]
-                if not put((j, x.pin_memory() if pin_memory else x)):
-                    return
-            put(end)
-        except BaseException as exc:  # noqa: BLE001  (raised in the consumer)
-            put(exc)
-
-    thread = threading.Thread(target=run, name="au-transfer-read", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is end:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    return iter_ahead(items(), depth, name="au-transfer-read")
 
 
 def iter_crop_batches(store_path: str, indices: np.ndarray, region: str, size: int, *, batch_size: int,

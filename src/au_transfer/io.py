@@ -1,14 +1,17 @@
-"""Small I/O helpers shared by every stage: atomic writes and logging set-up."""
+"""Small I/O helpers shared by every stage: atomic writes, logging set-up, and reading ahead in a thread."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import queue
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -72,3 +75,63 @@ def setup_logging(log_file: str | os.PathLike[str] | None = None, level: int = l
                 previous(exc_type, exc, tb)
 
         sys.excepthook = _log_uncaught
+
+
+T = TypeVar("T")
+_END = object()
+
+
+def iter_ahead(items: Iterable[T], depth: int, *, name: str = "au-transfer-ahead",
+               on_item: Callable[[], Any] | None = None,
+               on_early_stop: Callable[[], Any] | None = None) -> Iterator[T]:
+    """The items of ``items``, produced by a background thread at most ``depth`` items ahead of the caller.
+
+    The thread iterates ``items``, so that its work overlaps with the caller's wherever the libraries release the
+    GIL (file reads, OpenCV, h5py, PyTorch, a pipe); ``on_item`` is called in the thread after each item is queued
+    (e.g. a progress bar's update). An error of the thread is raised here, after the items before it. A caller that
+    stops early (break, an error, closing the iterator) stops the thread at its next item and waits for it;
+    ``on_early_stop`` is called first, for a thread that may be blocked waiting for its next item (e.g. ending the
+    process it reads from).
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+                if on_item is not None:
+                    on_item()
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001  (raised in the caller)
+            put((False, exc))
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    done = False
+    try:
+        while True:
+            got = q.get()
+            if got is _END:
+                done = True
+                return
+            ok, value = got
+            if not ok:
+                done = True
+                raise value
+            yield value
+    finally:
+        stop.set()
+        if not done and on_early_stop is not None:
+            on_early_stop()
+        thread.join()

@@ -22,16 +22,16 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import queue
+import signal
 import subprocess
 import sys
-import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ..io import iter_ahead
 from .faces import FaceStream, FrameFaces
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,18 @@ def _picklable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
+def _send(conn: Connection, msg: Any) -> bool:
+    """Send to the parent; False when it is gone (the child then ends)."""
+    try:
+        conn.send(msg)
+        return True
+    except OSError:
+        return False
+
+
 def main() -> None:
     """The child: ``python -m au_transfer.predict.face_worker`` (messages on stdin / stdout, module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent ends the child
     out_fd = os.dup(1)
     os.dup2(2, 1)  # whatever a library prints goes to stderr, not into the messages
     recv, send = Connection(0, writable=False), Connection(out_fd, readable=False)
@@ -95,17 +105,21 @@ def main() -> None:
             return
         _, opts = msg
         if failed is not None:
-            send.send(("error", failed))
+            if not _send(send, ("error", failed)):
+                return
             continue
         stream = FaceStream(opts["src"], settings, landmarker, largest_only=opts["largest_only"],
                             detect_every=opts["detect_every"], video=opts["video"], crops=opts["crops"])
         try:
             for item in stream:
-                send.send(("frame", item))
+                if not _send(send, ("frame", item)):
+                    return
         except Exception as exc:  # noqa: BLE001  (raised in the parent)
-            send.send(("error", _picklable(exc)))
+            if not _send(send, ("error", _picklable(exc))):
+                return
             continue
-        send.send(("end", stream.detections))
+        if not _send(send, ("end", stream.detections)):
+            return
 
 
 def _stop(proc: subprocess.Popen, conns: Sequence[Connection]) -> None:
@@ -121,9 +135,6 @@ def _stop(proc: subprocess.Popen, conns: Sequence[Connection]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-_DONE = object()
 
 
 class FaceWorker:
@@ -177,12 +188,38 @@ class FaceWorker:
             self._proc.kill()
         self.close()
 
+    def _messages(self, proc: subprocess.Popen, recv: Connection, src: str | Path) -> Iterator[FrameFaces]:
+        """The child's answer for one input: its frames; its log records re-emitted here; its error raised."""
+        while True:
+            try:
+                kind, value = recv.recv()
+            except (EOFError, OSError):
+                try:
+                    code = proc.wait(timeout=2.0)
+                except subprocess.TimeoutExpired:
+                    code = None
+                raise FaceWorkerError(f"the face front end's process ended (exit code {code}) while reading "
+                                      f"{src}") from None
+            if kind == "log":
+                record = logging.makeLogRecord(value)
+                logging.getLogger(record.name).handle(record)
+            elif kind == "frame":
+                yield value
+            elif kind == "end":
+                self.detections = int(value)
+                return
+            else:
+                raise value
+
     def frames(self, src: str | Path, *, largest_only: bool, detect_every: int, video: bool,
                crops: Sequence[tuple[str, int]] = (), ahead: int = 64,
                on_frame: Callable[[], Any] | None = None) -> Iterator[FrameFaces]:
-        """The :class:`FrameFaces` of ``src`` from the child, in order; ``on_frame`` is called as each arrives
-        (a progress bar's update). An error of the child is raised here; stopping early ends the child."""
-        if self._proc is None:
+        """The :class:`FrameFaces` of ``src`` from the child, in order, received by a thread up to ``ahead`` frames
+        ahead (:func:`~au_transfer.io.iter_ahead`); ``on_frame`` is called as each arrives (a progress bar's
+        update). An error of the child is raised here; stopping early ends the child (it would go on sending this
+        input's frames); one input at a time."""
+        if self._proc is None or self._proc.poll() is not None:  # none yet, or it died: a fresh one
+            self.close()
             self._start()
         proc, (send, recv) = self._proc, self._conns
         opts = {"src": str(src), "largest_only": bool(largest_only), "detect_every": int(detect_every),
@@ -190,66 +227,9 @@ class FaceWorker:
         try:
             send.send(("input", opts))
         except OSError:
-            pass  # the child is gone: the receiving thread says so
-        got: queue.Queue = queue.Queue(maxsize=max(1, int(ahead)))
-        stopping = threading.Event()
-
-        def put(item: Any) -> None:
-            while not stopping.is_set():
-                try:
-                    got.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-
-        def receive() -> None:
-            try:
-                while True:
-                    kind, value = recv.recv()
-                    if kind == "log":
-                        record = logging.makeLogRecord(value)
-                        logging.getLogger(record.name).handle(record)
-                    elif kind == "frame":
-                        put(value)
-                        if on_frame is not None:
-                            on_frame()
-                    elif kind == "end":
-                        self.detections = int(value)
-                        put(_DONE)
-                        return
-                    else:
-                        put(value)
-                        return
-            except (EOFError, OSError):
-                if not stopping.is_set():
-                    try:
-                        code = proc.wait(timeout=2.0)
-                    except subprocess.TimeoutExpired:
-                        code = None
-                    put(FaceWorkerError(f"the face front end's process ended (exit code {code}) while reading "
-                                        f"{src}"))
-            except BaseException as exc:  # noqa: BLE001  (raised in the consumer)
-                put(exc)
-
-        thread = threading.Thread(target=receive, name="au-transfer-face-worker", daemon=True)
-        thread.start()
-        finished = False
-        try:
-            while True:
-                item = got.get()
-                if item is _DONE:
-                    finished = True
-                    return
-                if isinstance(item, BaseException):
-                    finished = not isinstance(item, FaceWorkerError)  # the child is still serving
-                    raise item
-                yield item
-        finally:
-            stopping.set()
-            if not finished:
-                self._kill()  # mid-input: the child would go on sending this input's frames
-            thread.join()
-
+            pass  # the child is gone: receiving says so
+        return iter_ahead(self._messages(proc, recv, src), ahead, name="au-transfer-face-worker", on_item=on_frame,
+                          on_early_stop=self._kill)
 
 if __name__ == "__main__":
     main()

@@ -14,8 +14,6 @@ read in a background thread ahead of the networks.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +26,7 @@ from ..faces.pipeline import FaceFrame, process_frame
 from ..faces.regions import REGION_NAMES, cut_region
 from ..faces.track import BoxTracker
 from ..faces.video import iter_frames
+from ..io import iter_ahead
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +205,6 @@ class FaceStream:
                              reason, [self._cut(f) for _, f in numbered])
 
 
-_END = object()
-
-
 class FrameReader:
     """Iterates the :class:`FrameFaces` of an input (:class:`FaceStream`), produced in a background thread of this
     process at most ``ahead`` frames ahead (the predictor's ``front_end="thread"``).
@@ -223,45 +219,15 @@ class FrameReader:
         self.src, self.settings, self._landmarker = src, settings, landmarker
         self.crops = sorted(crops)
         self.largest_only, self.detect_every, self.video = largest_only, detect_every, video
-        self.on_frame = on_frame
-        self._q: queue.Queue = queue.Queue(maxsize=max(1, int(ahead)))
-        self._stop = threading.Event()
+        self.ahead, self.on_frame = ahead, on_frame
         self.detections = 0
 
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            stream = FaceStream(self.src, self.settings, self._landmarker(), largest_only=self.largest_only,
-                                detect_every=self.detect_every, video=self.video, crops=self.crops)
-            for item in stream:
-                self.detections = stream.detections
-                if not self._put(item):
-                    return
-                if self.on_frame is not None:
-                    self.on_frame()
-            self._put(_END)
-        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, raised there)
-            self._put(exc)
+    def _frames(self) -> Iterator[FrameFaces]:
+        stream = FaceStream(self.src, self.settings, self._landmarker(), largest_only=self.largest_only,
+                            detect_every=self.detect_every, video=self.video, crops=self.crops)
+        for item in stream:
+            self.detections = stream.detections
+            yield item
 
     def __iter__(self) -> Iterator[FrameFaces]:
-        thread = threading.Thread(target=self._run, name="au-transfer-faces", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = self._q.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self._stop.set()
-            thread.join()
+        return iter_ahead(self._frames(), self.ahead, name="au-transfer-faces", on_item=self.on_frame)
