@@ -154,3 +154,12 @@ def tiny_corpus(tmp_path_factory):
     kw = {k: v for k, v in TINY_CORPUS.items() if k != "subjects"}
     manifests = generate_corpus(root, TINY_CORPUS["subjects"], camera="left", **kw)
     return SimpleNamespace(root=root, camera="left", manifests=manifests, **TINY_CORPUS)
+
+
+def demo_video(root: Path, subject: str = "SN001", *, n_frames: int, seed: int, width: int = 320,
+               height: int = 240) -> Path:
+    """A synthetic demo video (a rendered face that moves and makes expressions) under ``root``."""
+    from au_transfer.datasets.demo import generate_subject
+
+    generate_subject(root, subject, n_frames=n_frames, width=width, height=height, seed=seed)
+    return next(root.glob(f"Video*/*{subject}*"))

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import demo_video
 from test_predict import SPLIT, results  # noqa: F401  (the fixture: a results folder with tiny models)
 
 from au_transfer.faces.settings import FaceSettings
@@ -23,11 +24,7 @@ CROPS = [("face", 48), ("upper", 32)]
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    from au_transfer.datasets.demo import generate_subject
-
-    root = tmp_path_factory.mktemp("demo")
-    generate_subject(root, "SN001", n_frames=12, width=320, height=240, seed=5)
-    return next(root.glob("Video*/*SN001*"))
+    return demo_video(tmp_path_factory.mktemp("demo"), n_frames=12, seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +100,7 @@ def test_the_childs_warnings_reach_the_callers_logging(worker, tmp_path, caplog)
     """A video whose header overstates its frames: the child's one warning is logged here, as from a thread."""
     import cv2
 
-    from au_transfer.datasets.demo import generate_subject
-
-    generate_subject(tmp_path, "SN002", n_frames=8, width=160, height=120, seed=1)
-    src = next(tmp_path.glob("Video*/*SN002*"))
+    src = demo_video(tmp_path, "SN002", n_frames=8, seed=1, width=160, height=120)
     data = src.read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: int(len(data) * 0.6)])  # the header still says 8 frames

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,11 +57,7 @@ def test_tracker_detects_every_n_frames_and_when_lost():
 @pytest.fixture(scope="module")
 def demo_video(tmp_path_factory):
     """A short synthetic demo video (a rendered face that moves and makes expressions)."""
-    from au_transfer.datasets.demo import generate_subject
-
-    root = tmp_path_factory.mktemp("demo")
-    generate_subject(root, "SN001", n_frames=16, width=320, height=240, seed=3)
-    return next(root.glob("Video*/*SN001*"))
+    return conftest.demo_video(tmp_path_factory.mktemp("demo"), n_frames=16, seed=3)
 
 
 @pytest.fixture(scope="module")
