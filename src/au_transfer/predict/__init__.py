@@ -8,8 +8,9 @@ ensemble combining its members. The output has one row per face and frame in the
 results folder, with the run's face and backbone settings in ``results/models/{split}/predictor.json``.
 
 Modules: ``manifest`` (predictor.json), ``faces`` (faces per frame: detection every few frames and tracking in
-between, face numbers, the reader thread), ``face_worker`` (the same in a worker process, the default), ``inputs`` (crops and features per chunk, networks shared between
-models), ``predictor`` (the models, the default split and model), ``run`` (rows, CSV).
+between, face numbers, the reader thread), ``face_worker`` (the same in a worker process, the default),
+``inputs`` (crops and features per chunk, networks shared between models), ``predictor`` (the models, the default
+split and model), ``run`` (rows, CSV).
 """
 
 import importlib
@@ -31,6 +32,7 @@ _WHERE = {
 }
 
 __all__ = sorted(_WHERE)
+
 
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:

@@ -34,8 +34,6 @@ from typing import Any
 from ..io import iter_ahead
 from .faces import FaceStream, FrameFaces
 
-log = logging.getLogger(__name__)
-
 
 class FaceWorkerError(RuntimeError):
     """The face front end's process could not start or ended unexpectedly; the message says which input."""
@@ -223,13 +221,14 @@ class FaceWorker:
             self._start()
         proc, (send, recv) = self._proc, self._conns
         opts = {"src": str(src), "largest_only": bool(largest_only), "detect_every": int(detect_every),
-                "video": bool(video), "crops": sorted(crops)}
+                "video": bool(video), "crops": list(crops)}
         try:
             send.send(("input", opts))
         except OSError:
             pass  # the child is gone: receiving says so
         return iter_ahead(self._messages(proc, recv, src), ahead, name="au-transfer-face-worker", on_item=on_frame,
                           on_early_stop=self._kill)
+
 
 if __name__ == "__main__":
     main()

@@ -1,14 +1,16 @@
 """The predictor's front end: the faces of every frame (detected, or followed between detections), numbered, and
-read in a background thread ahead of the networks.
+read ahead of the networks (in a worker process, :mod:`au_transfer.predict.face_worker`, or a thread).
 
 * :func:`detect_faces`: dlib detection, the 68 points in each box, the checks and the faces stage's alignment.
 * :class:`FaceFinder`: per input, detection on the first frame and then every ``detect_every`` frames (or when a
   face is lost); in between, each face's landmarks are fitted in the box its last landmarks give
   (:class:`au_transfer.faces.track.BoxTracker`), which is what the detector would give on a still face.
 * :class:`FaceTracker`: a face's number (column ``face``) by position.
-* :class:`FrameReader`: decoding, faces and alignment in a thread (OpenCV and dlib's detector release the GIL;
-  dlib's shape predictor keeps it for its ~1-2 ms call), a bounded queue ahead of the models, so that the networks
-  are what the predictor waits for.
+* :class:`FaceStream`: decoding, faces, alignment and crops of one input, frame by frame (what the worker process
+  and the thread run).
+* :class:`FrameReader`: a :class:`FaceStream` in a thread of this process, a bounded queue ahead of the models
+  (``front_end="thread"``; dlib's shape predictor keeps the GIL for its ~1-2 ms call, which the worker process
+  avoids).
 """
 
 from __future__ import annotations
@@ -216,8 +218,7 @@ class FrameReader:
     def __init__(self, src: Path, settings: Any, landmarker: Callable[[], Any], *, largest_only: bool,
                  detect_every: int, video: bool, ahead: int = 64, on_frame: Callable[[], Any] | None = None,
                  crops: Sequence[tuple[str, int]] = ()):
-        self.src, self.settings, self._landmarker = src, settings, landmarker
-        self.crops = sorted(crops)
+        self.src, self.settings, self._landmarker, self.crops = src, settings, landmarker, crops
         self.largest_only, self.detect_every, self.video = largest_only, detect_every, video
         self.ahead, self.on_frame = ahead, on_frame
         self.detections = 0

@@ -221,10 +221,8 @@ class Predictor:
         """The faces of every frame of ``src`` with the crops the models read, found ahead of the networks by the
         front end (:mod:`~au_transfer.predict.face_worker`'s process, or :class:`FrameReader`'s thread)."""
         kw = {"largest_only": largest_only, "detect_every": detect_every, "video": video, "ahead": ahead,
-              "on_frame": on_frame, "crops": sorted(self.crops)}
+              "on_frame": on_frame, "crops": self.crops}
         if self.front_end == "process":
-            if self._worker is None:
-                self._worker = FaceWorker(self.face)
             return self._worker.frames(src, **kw)
         self._reader = FrameReader(Path(src), self.face, self.landmarker, **kw)
         return iter(self._reader)
@@ -236,10 +234,10 @@ class Predictor:
         return 0 if source is None else int(source.detections)
 
     def close(self) -> None:
-        """End the front end's worker process (also done when the predictor is garbage-collected)."""
+        """End the front end's worker process (also done when the predictor is garbage-collected; a later input
+        starts a new one)."""
         if self._worker is not None:
             self._worker.close()
-            self._worker = None
 
     def __enter__(self) -> Predictor:
         return self

@@ -86,8 +86,8 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
     models see faces aligned, encoded and cut as the face store holds them. In a video, faces are detected on the
     first frame, then every ``detect_every`` frames and whenever a face is lost, and followed from their
     landmarks in between (:class:`~au_transfer.predict.faces.FaceFinder`; 1: detect on every frame); the images
-    of a folder are each detected. Frames are decoded and their faces found in a background thread while the
-    networks run on the faces already read, a batch of a face track at a time (:func:`_chunks`); the progress
+    of a folder are each detected. Frames are decoded and their faces found by the front end
+    (:meth:`Predictor.read_frames`: a worker process, or a thread) while the networks run on the faces already read, a batch of a face track at a time (:func:`_chunks`); the progress
     bar counts frames as they pass that stage (at most about a second between updates).
     """
     from tqdm.auto import tqdm
