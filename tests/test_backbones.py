@@ -348,3 +348,54 @@ def test_register_backbone_from_another_module():
         register_backbone("tiny_registered", spec, build)
     with pytest.raises(ValueError, match="letters, digits"):
         register_backbone("bad-name", spec, build)
+
+
+@pytest.mark.parametrize("shape", [(4, 64, 9, 9), (2, 5, 3, 3), (3, 3, 4, 4), (2, 1, 2, 2)])
+@pytest.mark.parametrize("size", [5, 4, 1])
+def test_cross_channel_lrn_is_pytorchs_bit_for_bit(shape, size):
+    from au_transfer.backbones.classic import CrossChannelLRN
+
+    ours, theirs = CrossChannelLRN(size, alpha=5e-4, beta=0.75, k=2.0), nn.LocalResponseNorm(size, 5e-4, 0.75, 2.0)
+    g = torch.Generator().manual_seed(size + shape[1])
+    x0 = torch.relu(torch.randn(shape, generator=g) * 60)  # after a ReLU, on the scale of a conv1 output
+    weights = torch.rand(shape, generator=g)
+    got = []
+    for m in (ours, theirs):
+        x = x0.clone().requires_grad_(True)
+        y = m(x)
+        (y * weights).sum().backward()
+        got.append((y.detach(), x.grad))
+    assert torch.equal(got[0][0], got[1][0]) and torch.equal(got[0][1], got[1][1])
+    assert torch.equal(ours(x0.double()), theirs(x0.double()))
+    with torch.inference_mode():
+        assert torch.equal(ours(x0), theirs(x0))
+    # half precision and other ranks take PyTorch's own path (its pooling accumulates in float32; on a CPU it has
+    # no bfloat16 kernel, and then neither has ours)
+    def run(m, x):
+        try:
+            return m(x)
+        except Exception as e:  # noqa: BLE001
+            return type(e)
+
+    for x in (x0.bfloat16(), x0[0], x0[None]):
+        a, b = run(ours, x), run(theirs, x)
+        assert (torch.equal(a, b) if isinstance(b, torch.Tensor) else a is b), x.shape
+
+
+@pytest.mark.parametrize("ceil_mode", [True, False])
+def test_channels_last_max_pool_is_pytorchs(ceil_mode):
+    from au_transfer.backbones.classic import ChannelsLastMaxPool2d
+
+    ours, theirs = ChannelsLastMaxPool2d(3, 2, ceil_mode=ceil_mode), nn.MaxPool2d(3, 2, ceil_mode=ceil_mode)
+    x = torch.relu(torch.randn(3, 8, 13, 13, generator=torch.Generator().manual_seed(3)))
+    with torch.inference_mode():
+        y = ours(x)
+        assert torch.equal(y, theirs(x)) and y.is_contiguous()
+        xc = x.contiguous(memory_format=torch.channels_last)
+        assert torch.equal(ours(xc), theirs(xc)) and ours(xc).is_contiguous(memory_format=torch.channels_last)
+    # with autograd it is PyTorch's own pooling (same indices for tied maxima, so the same gradients)
+    xg = x.clone().requires_grad_(True)
+    ours(xg).sum().backward()
+    xt = x.clone().requires_grad_(True)
+    theirs(xt).sum().backward()
+    assert torch.equal(xg.grad, xt.grad)

@@ -127,3 +127,15 @@ def test_fold_groups_and_means():
     assert r["split"] == "3fold_mean" and r["f1"] == pytest.approx(0.5) and r["n_pos"] == 6 and r["n_neg"] == 30
     s = summarize([df])
     assert (s["split"] == "3fold_mean").sum() == 1 and len(s) == len(df) + 1
+
+
+def test_the_table_modules_do_not_import_scikit_learn():
+    """The many small jobs that only merge or read prediction and intensity tables do not pay scikit-learn's ~1.5 s
+    import (au_metrics imports it when it scores)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, au_transfer.evaluation, au_transfer.intensity.tables, au_transfer.intensity.metrics; "
+            "print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -18,7 +18,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score
 
 from . import DISFA_AUS, STANDARD_AUS, predictions
 from .predictions import PRED_COLUMNS
@@ -68,6 +67,10 @@ def au_metrics(pred: pd.DataFrame, model: str = "", split: str = "", aus: Sequen
 
     ``aus`` fixes the AUs to report (an AU absent from the test rows is an error); by default every AU present.
     """
+    # imported here: scikit-learn (and the SciPy it loads) costs ~1.5 s a process, which the many small jobs that
+    # import this module only to merge or read tables (merge_predictions, intensity tables, summary) do not need
+    from sklearn.metrics import accuracy_score, f1_score
+
     check_predictions(pred, name)
     rows = []
     for au, t in rows_to_score(pred, aus, name):
