@@ -7,6 +7,9 @@
 # results/ft_features/{split}/{backbone}_ft/{region}/{unit}/ with one file per recording of the split.
 # A running job keeps an untracked checkpoint beside its output ({unit}.ckpt, not a declared output, so Snakemake
 # leaves it when the job fails); a rerun resumes from its last finished epoch. Helpers: common.smk, "# --- finetune".
+# The training jobs (and their fine-tuned features) have priority 1: they are the workflow's longest chain
+# (training -> unpack -> ensembles -> report), so they start as soon as their inputs exist instead of being left for
+# last behind the hundreds of short fits, where they would run alone at the end.
 
 _FT_PARAMS = dict(
     sets=lambda wc: split_sets(wc.split),
@@ -33,6 +36,7 @@ if FT["head"] == "per_au":
         log:
             "logs/finetune/{split}/{backbone}-{region}/AU{au}.log",
         threads: FT["threads"]
+        priority: 1
         resources:
             gpu=gpu_claim(FT["device"]),
         conda:
@@ -55,6 +59,7 @@ else:
         log:
             "logs/finetune/{split}/{backbone}-{region}/multilabel-{crop_region}.log",
         threads: FT["threads"]
+        priority: 1
         resources:
             gpu=gpu_claim(FT["device"]),
         conda:
@@ -101,6 +106,7 @@ rule ft_features:
     log:
         "logs/finetune/{split}/ft_features_{backbone}-{region}-{unit}.log",
     threads: FT["threads"]
+    priority: 1
     resources:
         gpu=gpu_claim(FT["device"]),
     conda:
