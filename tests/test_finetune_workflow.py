@@ -139,3 +139,24 @@ def test_finetuned_models_flow_into_metrics(finished_workflow):
                         with h5py.File(path) as h5:
                             assert h5.attrs["backbone"] == f"{backbone}_ft" and h5.attrs["region"] == crop
                             assert h5.attrs["weights_sha256"] == b["weights_sha256"]
+
+
+def test_training_jobs_are_scheduled_first(tmp_path):
+    """The fine-tuning jobs and their features head the workflow's longest chain: priority 1, so that Snakemake
+    starts them as soon as their inputs exist instead of leaving them for the end (the other rules keep 0)."""
+    import re
+
+    out = run_snakemake(tmp_path, "--dry-run", configfile=TEST_CONFIG).stdout
+    priority: dict[str, set[int]] = {}
+    rule = None
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\S+):$", line)
+        if m:
+            rule = m[1]
+            priority.setdefault(rule, set())
+        elif rule and (m := re.match(r"^\s+priority: (\d+)$", line)):
+            priority[rule].add(int(m[1]))
+        elif not line.startswith(" "):
+            rule = None
+    assert priority.get("finetune_multilabel") == {1} and priority.get("ft_features") == {1}, priority
+    assert not priority["fit_frame"] and not priority["features"], priority
