@@ -37,6 +37,7 @@ class Job:
     reason: str = ""
     input: list[str] = field(default_factory=list)
     output: list[str] = field(default_factory=list)
+    priority: int = 0  # Snakemake lists it only when a rule sets one
 
     def __str__(self) -> str:
         wc = ",".join(f"{k}={v}" for k, v in self.wildcards.items())
@@ -44,8 +45,8 @@ class Job:
 
 
 def parse_dry_run(text: str) -> list[Job]:
-    """The jobs of a `snakemake -n` report (rule ``all`` left out): rule name, wildcards, reason, input and output
-    of each ``rule NAME:`` / ``localrule NAME:`` block."""
+    """The jobs of a `snakemake -n` report (rule ``all`` left out): rule name, wildcards, reason, input, output and
+    priority of each ``rule NAME:`` / ``localrule NAME:`` block."""
     jobs: list[Job] = []
     current: Job | None = None
     for line in text.splitlines():
@@ -56,11 +57,13 @@ def parse_dry_run(text: str) -> list[Job]:
             continue
         if current is None:
             continue
-        m = re.match(r"^\s+(wildcards|reason|input|output): (.*)$", line)
+        m = re.match(r"^\s+(wildcards|reason|input|output|priority): (.*)$", line)
         if m and m[1] == "wildcards":
             current.wildcards = dict(kv.split("=", 1) for kv in m[2].split(", "))
         elif m and m[1] in ("input", "output"):
             setattr(current, m[1], m[2].split(", "))
+        elif m and m[1] == "priority":
+            current.priority = int(m[2])
         elif m:
             current.reason = m[2]
         elif not line.startswith(" "):
