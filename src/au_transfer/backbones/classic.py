@@ -382,8 +382,24 @@ def _timm_dim(model: nn.Module) -> int:
     return int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
+def timm_layer(model: nn.Module) -> str:
+    """What ``forward_head(..., pre_logits=True)`` of a timm model returns, in words (its pooling)."""
+    pool = getattr(model, "global_pool", None)
+    if not isinstance(pool, str):  # CNNs: a pooling module
+        return "pre-logits (pooled)"
+    fc_norm = not isinstance(getattr(model, "fc_norm", None), (nn.Identity, type(None)))
+    if pool == "token":
+        return "pre-logits: class token after the final norm"
+    if pool in ("avg", "avgmax", "max"):
+        return f"pre-logits: {pool} of the patch tokens" + (", then fc_norm" if fc_norm else " after the final norm")
+    if pool == "map":
+        return "pre-logits: attention pooling of the tokens"
+    return f"pre-logits (global_pool={pool!r})"
+
+
 def timm_spec(tname: str) -> BackboneSpec:
-    """The spec of a timm model, from its pretrained config (input size, mean, std) and its pre-logits width."""
+    """The spec of a timm model: input size, mean and std from its ``pretrained_cfg`` (the tag's, e.g.
+    ``vit_base_patch14_dinov2.lvd142m``: 518 px), the feature from its pre-logits (:func:`timm_layer`)."""
     import timm
 
     try:
@@ -395,8 +411,9 @@ def timm_spec(tname: str) -> BackboneSpec:
     size = int(cfg.get("input_size", (3, 224, 224))[-1])
     mean = tuple(float(v) for v in cfg.get("mean", IMAGENET_MEAN))
     std = tuple(float(v) for v in cfg.get("std", IMAGENET_STD))
-    return BackboneSpec(tname, "timm", "pre-logits (pooled)", _timm_dim(model), size, mean, std,  # type: ignore[arg-type]
-                        pretrained="timm", extra={"timm_name": tname})
+    return BackboneSpec(tname, "timm", timm_layer(model), _timm_dim(model), size, mean, std,  # type: ignore[arg-type]
+                        pretrained="timm", extra={"timm_name": tname, "hf_hub_id": cfg.get("hf_hub_id") or "",
+                                                  "url": cfg.get("url") or ""})
 
 
 def timm_builder(tname: str) -> Builder:

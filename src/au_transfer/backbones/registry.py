@@ -10,7 +10,8 @@ In the spirit of ``timm.create_model``::
 
 The feature is the paper's (IV-B): the first fully connected layer after the convolutional blocks, after its ReLU
 (fc6 of AlexNet, ZFNet, VGG, CNN-F/M/S) or the pooled vector (GoogLeNet, ResNet, timm models).
-Other modules register their own networks with :func:`register_backbone` (``dlib_resnet``, ``mtcnn_onet`` are
+Other modules register their own networks with :func:`register_backbone` (``dlib_resnet``, ``mtcnn_onet``, the face
+foundation ViTs ``fmae_vit_*`` / ``farl_vit_b16`` of :mod:`~au_transfer.backbones.foundation` are
 imported lazily on first use). The spec, the :class:`Backbone` wrapper and the table of registered networks live in
 :mod:`au_transfer.backbones.base`, which the network modules import; this module imports them, never the reverse.
 """
@@ -47,6 +48,10 @@ log = logging.getLogger(__name__)
 _LAZY: dict[str, str] = {
     "dlib_resnet": "au_transfer.backbones.dlib_resnet",
     "mtcnn_onet": "au_transfer.backbones.mtcnn_onet",
+    "fmae_vit_s": "au_transfer.backbones.foundation",
+    "fmae_vit_b": "au_transfer.backbones.foundation",
+    "fmae_vit_l": "au_transfer.backbones.foundation",
+    "farl_vit_b16": "au_transfer.backbones.foundation",
 }
 _TIMM_PREFIXES = ("timm:", "timm.")
 _TIMM_SPECS: dict[str, BackboneSpec] = {}

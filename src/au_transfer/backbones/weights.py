@@ -7,6 +7,7 @@ an explicitly requested random initialisation. Nothing here ever falls back to r
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
@@ -68,7 +69,8 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a torch file (``.pth``/``.pt``/``.bin``), on CPU.
 
-    ``module.`` prefixes (DataParallel checkpoints) are stripped.
+    ``module.`` prefixes (DataParallel checkpoints) are stripped. Torch files are read with ``weights_only=True``
+    (tensors and plain containers, plus ``argparse.Namespace``, which MAE-style training checkpoints store).
     """
     p = Path(path).expanduser()
     if not p.is_file():
@@ -79,7 +81,10 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
 
             sd = load_file(str(p), device="cpu")
         else:
-            sd = _unwrap(torch.load(p, map_location="cpu", weights_only=True), p)
+            # MAE-style training checkpoints (FMAE's) also hold the run's argparse.Namespace: plain attributes,
+            # allowed to the weights-only reader, which still refuses any other object
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                sd = _unwrap(torch.load(p, map_location="cpu", weights_only=True), p)
     except WeightsError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader error becomes one clear message
