@@ -381,3 +381,71 @@ def test_au_without_training_positives_is_skipped(corpus, tmp_path):
     ft.unpack_au(tmp_path / "net.pt", tmp_path / "pred.csv", 1, tmp_path / "AU1.pt", tmp_path / "AU1.csv")
     assert ft.load_bundle(tmp_path / "AU4.pt")["status"] == "skipped"
     assert ft.load_bundle(tmp_path / "AU1.pt")["status"] == "ok"
+
+
+# ------------------------------------------------------------------------------------- unknown labels (BP4D 9s)
+@pytest.fixture(scope="module")
+def corpus_unknown(corpus, tmp_path_factory) -> dict:
+    """The corpus with AU9's label unknown (an empty cell) on every 4th frame of every subject."""
+    root = tmp_path_factory.mktemp("ft_unknown")
+    labels = {}
+    for s, path in corpus["labels"].items():
+        t = pd.read_csv(path)
+        t["AU9"] = t["AU9"].astype(float).where(t["frame"] % 4 != 0)
+        labels[s] = root / f"{s}.csv"
+        t.to_csv(labels[s], index=False)
+    return {**corpus, "labels": labels}
+
+
+def test_masked_loss_ignores_unknown_labels():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 2, 2, generator=gen, requires_grad=True)
+    y = torch.tensor([[1, 0], [0, -1], [1, 1], [0, -1], [1, 0], [0, 1]])
+    weight = torch.tensor([[0.6, 1.4], [1.2, 0.8]])
+    for w in (None, weight):
+        loss = ft.masked_loss(logits, y, w)
+        loss.backward()
+        # an unknown label gets no gradient, and its logits do not change the loss
+        assert torch.all(logits.grad[[1, 3], 1] == 0) and torch.any(logits.grad[[1, 3], 0] != 0)
+        other = logits.detach().clone()
+        other[[1, 3], 1] += 5.0
+        assert torch.equal(ft.masked_loss(other, y, w), loss.detach())
+        logits.grad = None
+    # each AU's own known frames: AU1 on all six, AU2 on four
+    known = [nn.functional.cross_entropy(logits[:, 0], y[:, 0], weight=weight[0]),
+             nn.functional.cross_entropy(logits[[0, 2, 4, 5], 1], y[[0, 2, 4, 5], 1], weight=weight[1])]
+    torch.testing.assert_close(ft.masked_loss(logits, y, weight), torch.stack(known).mean())
+    full = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0], [0, 1]])  # no unknown: the plain losses
+    torch.testing.assert_close(ft.masked_loss(logits, full), nn.functional.cross_entropy(logits.reshape(-1, 2),
+                                                                                        full.reshape(-1)))
+
+
+def test_frame_table_keeps_frames_with_some_known_label(corpus_unknown):
+    both = ft.frame_table(corpus_unknown["faces"], corpus_unknown["labels"], ["SN001"], [1, 9], 2)
+    au9 = ft.frame_table(corpus_unknown["faces"], corpus_unknown["labels"], ["SN001"], [9], 2)
+    au1 = ft.frame_table(corpus_unknown["faces"], corpus_unknown["labels"], ["SN001"], [1], 2)
+    assert both["frame"].tolist() == au1["frame"].tolist()  # AU1 known everywhere: no frame dropped for AU9
+    assert (both.loc[both["frame"] % 4 == 0, "AU9"] == -1).all() and (both.loc[both["frame"] % 4 != 0, "AU9"] >= 0).all()
+    assert au9["frame"].tolist() == [f for f in au1["frame"] if f % 4 != 0]
+
+
+def test_multilabel_scores_each_au_on_its_per_au_frames(corpus_unknown, tmp_path):
+    """A multilabel network trains each AU on its known labels (masked loss) and tests each AU on the frames its
+    per-AU network is tested on: a frame whose AU9 is unknown still counts for AU1."""
+    def frames(pred: pd.DataFrame, au: int) -> list[tuple[str, str, int]]:
+        p = pred[pred["au"] == au]
+        return sorted(zip(p["set"], p["subject"], p["frame"], strict=True))
+
+    multi = {}
+    for name, aus, head in (("multi", (1, 9), "multilabel"), ("au1", (1,), "per_au"), ("au9", (9,), "per_au")):
+        out = tmp_path / name
+        out.mkdir()
+        res = run(corpus_unknown, out, aus=aus, cfg={"epochs": 1, "head": head})
+        assert np.isfinite(res.history[0]["train_loss"]) and np.isfinite(res.history[0]["val_loss"])
+        multi[name] = pd.read_csv(out / "pred.csv")
+    assert frames(multi["multi"], 1) == frames(multi["au1"], 1)
+    assert frames(multi["multi"], 9) == frames(multi["au9"], 9)
+    assert len(frames(multi["multi"], 9)) < len(frames(multi["multi"], 1))
+    assert set(multi["multi"]["label"]) <= {0, 1}
+    counts = ft.load_bundle(tmp_path / "multi" / "net.pt")["counts"]["train_balanced"]
+    assert counts["AU9"] >= 0 and counts["AU1"] > 0

@@ -16,7 +16,7 @@ Modules (every name below is re-exported here, so ``from au_transfer.finetune im
 - :mod:`.config`: :class:`FinetuneConfig`, :class:`AugmentConfig` (defaults from the schema), :class:`FinetuneError`;
 - :mod:`.net`: :class:`FinetuneNet`, :class:`Standardize`, :func:`reinit_layers`, :func:`freeze_layers`;
 - :mod:`.data`: :func:`frame_table`, :func:`balance`, :func:`crop_groups`, :class:`FaceCropDataset`;
-- :mod:`.training`: :func:`train`, :func:`augment_batch`, :func:`predict_proba`, :func:`fit_standardize`, checkpoints;
+- :mod:`.training`: :func:`train`, :func:`augment_batch`, :func:`masked_loss`, :func:`predict_proba`, :func:`fit_standardize`, checkpoints;
 - :mod:`.bundle`: :func:`save_bundle`, :func:`load_bundle`, :func:`load_finetuned`, :class:`FinetunedClassifier`;
 - :mod:`.job`: :func:`run_finetune`, :func:`unpack_au` (the workflow's jobs);
 - :mod:`.features`: :func:`extract_ft_features_many` and its split check.
@@ -51,6 +51,7 @@ from .training import (
     f1_binary,
     fingerprint_of,
     fit_standardize,
+    masked_loss,
     predict_proba,
     train,
 )
@@ -62,7 +63,7 @@ __all__ = [
     "FaceCropDataset", "FinetuneConfig", "FinetuneError", "FinetuneNet", "FinetunedClassifier", "Standardize",
     "TrainResult", "augment_batch", "balance", "body_stages", "check_network_split", "crop_groups",
     "extract_ft_features_many", "f1_binary", "fingerprint_of", "fit_standardize", "frame_table", "freeze_layers",
-    "ft_features_split", "hidden_linears", "load_bundle", "load_finetuned", "predict_proba", "predictions_frame",
+    "ft_features_split", "hidden_linears", "load_bundle", "load_finetuned", "masked_loss", "predict_proba", "predictions_frame",
     "read_label_table", "reinit_layers", "resolve_device", "run_finetune", "save_bundle", "state_sha256", "train",
     "unpack_au",
 ]

@@ -35,7 +35,10 @@ def _open_store(path: str | os.PathLike[str]):
 def frame_table(face_paths: Mapping[str, str | os.PathLike[str]], label_paths: Mapping[str, str | os.PathLike[str]],
                 subjects: Iterable[str], aus: Sequence[int], threshold: int,
                 open_store: Callable[[Any], Any] = _open_store) -> pd.DataFrame:
-    """Valid, labelled frames of ``subjects``: columns ``subject``, ``row`` (face-store index), ``frame``, ``AU{n}``."""
+    """Valid, labelled frames of ``subjects``: columns ``subject``, ``row`` (face-store index), ``frame``, ``AU{n}``
+    (1 present, 0 absent, -1 unknown). A frame is kept when at least one of ``aus`` is known: a multilabel network
+    masks each unknown label in its loss (:func:`au_transfer.finetune.training.masked_loss`) and scores each AU on
+    its own known frames, so that each AU trains and is tested on the frames its per-AU network would see."""
     parts = []
     for subject in subjects:
         if subject not in face_paths or subject not in label_paths:
@@ -46,11 +49,12 @@ def frame_table(face_paths: Mapping[str, str | os.PathLike[str]], label_paths: M
             valid = np.asarray(store.valid).astype(bool)
         rows = pd.DataFrame({"row": np.arange(len(frames)), "frame": frames})[valid]
         merged = rows.merge(labels, on="frame", how="inner")
-        unknown = (merged[[f"AU{a}" for a in aus]] < 0).any(axis=1)
-        if unknown.any():  # a frame with an unknown label of one of the network's AUs is left out (and counted)
-            log.info("subject %s: %d valid frames left out for an unknown label of AU(s) %s", subject,
-                     int(unknown.sum()), list(aus))
-            merged = merged[~unknown]
+        known = merged[[f"AU{a}" for a in aus]].to_numpy() >= 0
+        if not known.all():  # unknown labels stay -1 (masked per AU); a frame with no known label is left out
+            log.info("subject %s: %d valid frames left out (every label of AU(s) %s unknown), %d unknown labels "
+                     "of kept frames masked", subject, int((~known.any(axis=1)).sum()), list(aus),
+                     int((~known[known.any(axis=1)]).sum()))
+            merged = merged[known.any(axis=1)]
         if merged.empty:
             log.warning("subject %s: no frame is both valid in %s and labelled in %s", subject,
                         face_paths[subject], label_paths[subject])

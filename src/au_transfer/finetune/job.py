@@ -30,10 +30,16 @@ log = logging.getLogger(__name__)
 
 def predictions_frame(table: pd.DataFrame, probs: np.ndarray, aus: Sequence[int], which: str) -> pd.DataFrame:
     """Rows ``subject, frame, au, set, score, pred, label`` (one per frame and AU; :mod:`au_transfer.predictions`):
-    the score is the probability of "present", pred = score >= 0.5 (an empty score, for a skipped AU: 0)."""
-    parts = [prediction_rows(table["subject"].to_numpy(), table["frame"].to_numpy(), au, which,
-                             probs[:, j].astype(float), (np.nan_to_num(probs[:, j], nan=0.0) >= 0.5).astype(int),
-                             table[f"AU{au}"].to_numpy()) for j, au in enumerate(aus)]
+    the score is the probability of "present", pred = score >= 0.5 (an empty score, for a skipped AU: 0). Each AU
+    has the rows of its known labels only (a multilabel network's frame with an unknown label of this AU is scored
+    for its other AUs), so that its frames are those of its per-AU network."""
+    parts = []
+    for j, au in enumerate(aus):
+        label = table[f"AU{au}"].to_numpy()
+        k = label >= 0
+        parts.append(prediction_rows(table["subject"].to_numpy()[k], table["frame"].to_numpy()[k], au, which,
+                                     probs[k, j].astype(float),
+                                     (np.nan_to_num(probs[k, j], nan=0.0) >= 0.5).astype(int), label[k]))
     return pd.concat(parts, ignore_index=True) if parts else empty_predictions()
 
 
@@ -74,10 +80,10 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
 
     tables = {w: frame_table(face_paths, label_paths, s, aus, threshold, open_store)
               for w, s in (("train", train_subjects), ("val", val_subjects), ("test", test_subjects))}
-    n_pos = {a: int(tables["train"][f"AU{a}"].sum()) for a in aus}
-    n_all = len(tables["train"])
-    skipped = {a: f"training set has {n_pos[a]} positive and {n_all - n_pos[a]} negative frames"
-               for a in aus if n_pos[a] == 0 or n_pos[a] == n_all}
+    n_pos = {a: int((tables["train"][f"AU{a}"] == 1).sum()) for a in aus}
+    n_neg = {a: int((tables["train"][f"AU{a}"] == 0).sum()) for a in aus}  # unknown labels (-1) are neither
+    skipped = {a: f"training set has {n_pos[a]} positive and {n_neg[a]} negative frames"
+               for a in aus if n_pos[a] == 0 or n_neg[a] == 0}
     for a, why in skipped.items():
         log.warning("AU%d skipped for %s_ft-%s-softmax on split %s: %s; its predictions have empty scores and "
                     "pred = 0", a, backbone, region, split, why)
@@ -88,12 +94,14 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
     rng = np.random.default_rng(cfg.seed + 2)
     if cfg.max_val_frames and len(val_tab) > cfg.max_val_frames:
         val_tab = val_tab.iloc[np.sort(rng.choice(len(val_tab), cfg.max_val_frames, replace=False))].reset_index(drop=True)
-    counts = {w: {f"AU{a}": int(t[f"AU{a}"].sum()) for a in aus} | {"frames": len(t)}
+    counts = {w: {f"AU{a}": int((t[f"AU{a}"] == 1).sum()) for a in aus} | {"frames": len(t)}
               for w, t in (("train_balanced", train_tab), ("val_selection", val_tab))}
     log.info("split %s, %s-%s (%s crops) AU%s: %s", split, backbone, region, crop_region, aus, counts)
     class_weight = None
     if len(aus) > 1 and len(train_tab):
-        pos = train_tab[[f"AU{a}" for a in aus]].to_numpy().mean(axis=0).clip(1e-3, 1 - 1e-3)
+        y = train_tab[[f"AU{a}" for a in aus]].to_numpy()
+        known = (y >= 0).sum(axis=0)  # each AU's share of positives among its known labels
+        pos = ((y == 1).sum(axis=0) / np.maximum(known, 1)).clip(1e-3, 1 - 1e-3)
         class_weight = torch.tensor(np.stack([0.5 / (1 - pos), 0.5 / pos], axis=1), dtype=torch.float32)
 
     def dataset(t: pd.DataFrame) -> FaceCropDataset:

@@ -3,7 +3,8 @@
 :func:`train`: seeded per-epoch shuffling and augmentation (:func:`augment_batch`), mixed precision on CUDA,
 validation-based early stopping, and an atomic checkpoint after every epoch (model, optimizer, scaler, RNG states)
 so that a killed job resumes exactly where it stopped (:func:`fingerprint_of` ties a checkpoint to its job and
-inputs). Also :func:`predict_proba`, the validation score and :func:`fit_standardize`.
+inputs). Also :func:`masked_loss` (unknown labels masked per AU), :func:`predict_proba`, the validation score and
+:func:`fit_standardize`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,25 @@ def f1_binary(y: np.ndarray, pred: np.ndarray) -> float:
     fp = int(((y == 0) & (pred == 1)).sum())
     fn = int(((y == 1) & (pred == 0)).sum())
     return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+#: The label of an unknown AU (:func:`au_transfer.labels.read_label_table`): masked out of every loss and score.
+UNKNOWN_LABEL: int = -1
+
+
+def masked_loss(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of ``logits`` (batch, n_aus, 2) against labels ``y`` (batch, n_aus), each unknown label
+    (:data:`UNKNOWN_LABEL`) masked out, so that each AU learns from its own known frames only.
+
+    Without ``weight``: the mean over every known (frame, AU) label. With per-AU class weights ``weight``
+    (n_aus, 2; the multilabel head): the mean over the AUs with a known label in the batch of each AU's weighted
+    cross-entropy over its known frames. Without unknown labels both equal the unmasked losses."""
+    if weight is None:
+        return nn.functional.cross_entropy(logits.reshape(-1, 2), y.reshape(-1), ignore_index=UNKNOWN_LABEL)
+    known = (y != UNKNOWN_LABEL).any(dim=0)
+    losses = [nn.functional.cross_entropy(logits[:, j], y[:, j], weight=weight[j], ignore_index=UNKNOWN_LABEL)
+              for j in range(logits.shape[1]) if bool(known[j])]
+    return torch.stack(losses).mean() if losses else logits.sum() * 0.0
 
 
 def _param_groups(net: FinetuneNet, cfg: FinetuneConfig) -> list[dict[str, Any]]:
@@ -129,8 +149,9 @@ def _evaluate(net, ds, cfg, device, preprocess, loss_fn, active: Sequence[int] |
     y = ds.labels
     p = torch.from_numpy(np.clip(probs, 1e-7, 1 - 1e-7))
     logits = torch.stack([torch.log1p(-p), torch.log(p)], dim=-1)  # log-probabilities are valid logits
-    loss = float(loss_fn(logits.reshape(-1, 2), torch.from_numpy(y).reshape(-1)))
+    loss = float(loss_fn(logits, torch.from_numpy(y)))
     cols = list(range(y.shape[1])) if active is None else list(active)
+    # f1_binary counts labels 1 and 0 only: an unknown label (-1) is left out of each AU's F1
     f1 = float(np.mean([f1_binary(y[:, j], (probs[:, j] >= 0.5).astype(int)) for j in cols])) if cols else 0.0
     return loss, f1
 
@@ -200,7 +221,7 @@ def train(net: FinetuneNet, train_ds: FaceCropDataset, val_ds: FaceCropDataset |
     dtype = _amp_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     opt = _make_optimizer(net, cfg)
-    loss_fn = nn.CrossEntropyLoss(weight=None)
+    loss_fn = masked_loss  # validation loss: unweighted, unknown labels masked
     weight = class_weight.to(device) if class_weight is not None else None
     history: list[dict[str, float]] = []
     best: dict[str, Any] = {"score": (-math.inf,), "epoch": -1, "state": None}
@@ -238,12 +259,8 @@ def train(net: FinetuneNet, train_ds: FaceCropDataset, val_ds: FaceCropDataset |
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = net(x)
             logits = logits.float()
-            if weight is None:
-                loss = loss_fn(logits.reshape(-1, 2), y.reshape(-1))
-            else:  # per-AU class weights (multilabel head): mean over AUs of weighted cross-entropy
-                losses = [nn.functional.cross_entropy(logits[:, j], y[:, j], weight=weight[j])
-                          for j in range(logits.shape[1])]
-                loss = torch.stack(losses).mean()
+            # per-AU class weights (multilabel head): mean over AUs of weighted cross-entropy; unknown labels masked
+            loss = masked_loss(logits, y, weight)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
