@@ -10,10 +10,15 @@
   group; :func:`fold_means` adds ``split = "<prefix><K>fold_mean"`` rows (e.g. ``3fold_mean``) holding, per model
   and AU, the mean F1 and accuracy over the folds (the model must exist in every fold) and the summed counts.
 - The trivial baseline ``always_present`` predicts "present" on every test frame: :func:`always_present`.
+- A mean over AUs leaves out an AU whose metric is NaN (e.g. an empty cell of a metrics table, an ICC without
+  variance) and says so: a warning naming the model, split and AUs (:func:`nan_aus`), and in the summary the
+  column ``nan_aus`` of each mean row (:data:`NAN_AUS`: the AUs left out of that mean, space-separated; empty when
+  none; :func:`add_nan_aus`).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -22,9 +27,11 @@ import pandas as pd
 from . import DISFA_AUS, STANDARD_AUS, predictions
 from .predictions import PRED_COLUMNS
 
-__all__ = ["BASELINE", "FOLD_RE", "MEAN_ROWS", "MEAN_SETS", "METRIC_COLUMNS", "PRED_COLUMNS", "EvaluationError",
-           "always_present", "au_metrics", "check_predictions", "fold_groups", "fold_means", "headline",
-           "merge_predictions", "summarize"]
+__all__ = ["BASELINE", "FOLD_RE", "MEAN_ROWS", "MEAN_SETS", "METRIC_COLUMNS", "NAN_AUS", "PRED_COLUMNS",
+           "EvaluationError", "add_nan_aus", "always_present", "au_metrics", "check_predictions", "fold_groups",
+           "fold_means", "headline", "merge_predictions", "nan_aus", "summarize"]
+
+log = logging.getLogger(__name__)
 
 METRIC_COLUMNS: list[str] = ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg"]
 BASELINE = "always_present"
@@ -32,6 +39,8 @@ BASELINE = "always_present"
 MEAN_SETS: dict[str, tuple[int, ...]] = {"mean12": tuple(DISFA_AUS), "mean8": tuple(STANDARD_AUS)}
 MEAN_ROWS: tuple[str, ...] = ("mean", *MEAN_SETS)
 FOLD_RE = re.compile(r"^(?P<prefix>.*?)fold(?P<k>\d+)$")
+#: Summary column of a mean row: the AUs whose metric is NaN, left out of that mean ("" when none).
+NAN_AUS = "nan_aus"
 
 
 class EvaluationError(ValueError):
@@ -82,6 +91,40 @@ def au_metrics(pred: pd.DataFrame, model: str = "", split: str = "", aus: Sequen
     return pd.concat([per_au, _mean_rows(per_au, model, split)], ignore_index=True)
 
 
+def nan_aus(per_au: pd.DataFrame, columns: Sequence[str] = ("f1", "accuracy"), *, what: str = "",
+            warn: bool = True) -> list[int]:
+    """The AUs (rows ``au``) of ``per_au`` with a NaN in any of ``columns``: a mean over AUs leaves them out.
+    With ``warn``, a warning names them and ``what`` (the model, split and mean)."""
+    present = [c for c in columns if c in per_au.columns]
+    if per_au.empty or not present:
+        return []
+    bad = per_au[pd.DataFrame({c: pd.to_numeric(per_au[c], errors="coerce") for c in present}).isna().any(axis=1)]
+    out = sorted(int(a) for a in bad["au"].astype(str) if a.isdigit())
+    if out and warn:
+        log.warning("%s: AU(s) %s have no %s (NaN) and are left out of the mean over AUs", what or "mean",
+                    out, "/".join(present))
+    return out
+
+
+def add_nan_aus(summary: pd.DataFrame, columns: Sequence[str] = ("f1", "accuracy")) -> pd.DataFrame:
+    """Column :data:`NAN_AUS` on each mean row (``mean``, ``mean12``, ``mean8``) of a summary: the AUs of its set
+    whose ``columns`` are NaN among the model's per-AU rows of that split (left out of the mean; warned)."""
+    out = summary.copy()
+    out[NAN_AUS] = ""
+    au = out["au"].astype(str)
+    for (model, split), g in out.groupby(["model", "split"], sort=False):
+        per_au = g[g["au"].astype(str).str.isdigit()]
+        if per_au.empty:
+            continue
+        aus = per_au["au"].astype(int)
+        for label in (m for m in MEAN_ROWS if (g["au"].astype(str) == m).any()):
+            group = tuple(aus) if label == "mean" else MEAN_SETS[label]
+            bad = nan_aus(per_au[aus.isin(group)], columns, what=f"model {model}, split {split}, {label}")
+            out.loc[(out["model"] == model) & (out["split"] == split) & (au == label), NAN_AUS] = \
+                " ".join(str(a) for a in bad)
+    return out
+
+
 def _mean_rows(per_au: pd.DataFrame, model: str, split: str) -> pd.DataFrame:
     rows = []
     aus = per_au["au"].astype(int)
@@ -90,6 +133,7 @@ def _mean_rows(per_au: pd.DataFrame, model: str, split: str) -> pd.DataFrame:
         sel = per_au[aus.isin(group)]
         if sel.empty:
             continue
+        nan_aus(sel, what=f"model {model}, split {split}, {label}")
         rows.append({"model": model, "split": split, "au": label, "f1": float(sel["f1"].mean()),
                      "accuracy": float(sel["accuracy"].mean()), "n_pos": int(sel["n_pos"].sum()),
                      "n_neg": int(sel["n_neg"].sum())})
@@ -138,6 +182,10 @@ def fold_means(summary: pd.DataFrame) -> pd.DataFrame:
         for (model, au), g in sub.groupby(["model", "au"], sort=False):
             if set(g["split"]) != set(folds):
                 continue  # the model is not evaluated on every fold: no mean
+            missing = g.loc[g[["f1", "accuracy"]].isna().any(axis=1), "split"].tolist()
+            if missing:
+                log.warning("model %s AU %s: no F1/accuracy (NaN) on %s, left out of the %s", model, au,
+                            missing, name)
             out.append({"model": model, "split": name, "au": au, "f1": float(g["f1"].mean()),
                         "accuracy": float(g["accuracy"].mean()), "n_pos": int(g["n_pos"].sum()),
                         "n_neg": int(g["n_neg"].sum())})
@@ -145,13 +193,14 @@ def fold_means(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(metric_tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    """One tidy table of every model's metrics on every split, plus the k-fold mean rows."""
+    """One tidy table of every model's metrics on every split, plus the k-fold mean rows and the column
+    :data:`NAN_AUS` (:func:`add_nan_aus`)."""
     tables = [t for t in metric_tables if not t.empty]
     if not tables:
-        return pd.DataFrame(columns=METRIC_COLUMNS)
+        return pd.DataFrame(columns=[*METRIC_COLUMNS, NAN_AUS])
     df = pd.concat(tables, ignore_index=True)[METRIC_COLUMNS]
     df["au"] = df["au"].astype(str)
-    return pd.concat([df, fold_means(df)], ignore_index=True)
+    return add_nan_aus(pd.concat([df, fold_means(df)], ignore_index=True))
 
 
 def add_corpus_columns(summary: pd.DataFrame, corpora: Mapping[str, Mapping[str, str]] | None) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 # Stage report (paper VII, Figs. 4-10): per-AU F1 / classification-rate tables of every model and ensemble, the
 # paper-style figures (PNG + SVG; a figure whose models the config does not produce holds a note instead), the
-# paper's numbers beside ours, and report.html / index.md. `snakemake --report report.html` gathers the figures
+# paper's numbers and the published state of the art (standard 3-fold protocols) beside ours, and report.html / index.md. `snakemake --report report.html` gathers the figures
 # and tables marked with report() below, with the captions in workflow/report/.
 
 REPORT = config["report"]
@@ -19,6 +19,9 @@ rule paper_report:
         paper_ensembles=_plan.report_paper_ensembles(config),
         ensembles={n: {"members": list(e["members"]), "method": e["method"]} for n, e in config["ensembles"].items()},
         corpora=split_corpora(),
+        splits={name: {w: list(sp.subjects(w)) for w in ("train", "val", "test")} for name, sp in SPLITS.items()},
+        aus=AUS,
+        threshold=config["data"]["threshold"],
     log:
         "logs/report/report.log",
     conda:

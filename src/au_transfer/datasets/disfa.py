@@ -42,6 +42,13 @@ DISFA_N_FRAMES: int = 4845
 MAX_INTENSITY: int = 5
 
 CAMERAS: tuple[str, ...] = ("left", "right")
+#: The standard subject-exclusive 3-fold protocol's parts (JAA-Net, ME-GraphAU: tool/DISFA_image_label_process.py;
+#: config/disfa_3fold.yaml): each fold tests on one part and trains on the other two.
+PARTS: tuple[tuple[str, ...], ...] = (
+    ("SN002", "SN010", "SN001", "SN026", "SN027", "SN032", "SN030", "SN009", "SN016"),
+    ("SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"),
+    ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
+)
 _LM_SUBJECT_RE = r"^{subject}_(\d{{4,5}})_lm\.mat$"
 _LM_L_RE = re.compile(r"^l(\d{4,5})_lm\.mat$", re.IGNORECASE)
 

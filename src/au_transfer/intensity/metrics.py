@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..evaluation import rows_to_score
+from ..evaluation import nan_aus, rows_to_score
 
 INTENSITY_COLUMNS: list[str] = ["subject", "frame", "au", "set", "value", "label"]
 METRIC_COLUMNS: list[str] = ["model", "split", "au", "icc", "pcc", "mae", "mse", "n"]
@@ -101,13 +101,16 @@ def check_intensity(df: pd.DataFrame, name: str = "intensity predictions") -> pd
 def intensity_metrics(pred: pd.DataFrame, model: str = "", split: str = "", aus: Sequence[int] | None = None,
                       name: str = "intensity predictions") -> pd.DataFrame:
     """Per-AU ICC(3,1), PCC, MAE and MSE on the test rows, plus a ``mean`` row over the AUs (columns
-    :data:`METRIC_COLUMNS`). A skipped AU (empty values) scores as the constant prediction 0: ICC 0, PCC 0."""
+    :data:`METRIC_COLUMNS`). A skipped AU (empty values) scores as the constant prediction 0: ICC 0, PCC 0. An AU
+    whose metric is NaN (no variance at all) is left out of that metric's mean, with a warning."""
     pred = check_intensity(pred, name)
     rows = []
     for au, g in rows_to_score(pred, aus, name, IntensityError):
         rows.append({"model": model, "split": split, "au": str(au),
                      **intensity_scores(g["value"].fillna(0.0).to_numpy(), g["label"].to_numpy())})
     out = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    for c in ("icc", "pcc", "mae", "mse"):  # a NaN (no variance at all) is left out of the mean: say so
+        nan_aus(out, (c,), what=f"{name}: model {model}, split {split}, mean {c}")
     mean = {"model": model, "split": split, "au": "mean",
             **{c: float(out[c].mean()) for c in ("icc", "pcc", "mae", "mse")}, "n": int(out["n"].sum())}
     return pd.concat([out, pd.DataFrame([mean])], ignore_index=True)[METRIC_COLUMNS]

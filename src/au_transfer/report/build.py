@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..io import write_csv_atomic, write_text_atomic
 from .figures import FORMATS, FigureData, draw_figure, figure_data
+from .sota import sota_comparison
 from .tables import (
     ReportError,
     choose_split,
@@ -31,9 +32,13 @@ def build_report(metrics_files: Iterable[str | os.PathLike[str]], out_dir: str |
                  corpus: str, split: str | None = None, paper_models: Mapping[str, str] | None = None,
                  ensembles: Mapping[str, Mapping[str, Any]] | None = None, paper_ensembles: Sequence[str] = (),
                  formats: Sequence[str] = FORMATS, corpora: Mapping[str, Mapping[str, str]] | None = None,
-                 intensity_summary: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+                 intensity_summary: str | os.PathLike[str] | None = None,
+                 splits: Mapping[str, Mapping[str, Sequence[str]]] | None = None, aus: Sequence[int] | None = None,
+                 threshold: int | None = None) -> dict[str, Any]:
     """Write every table and figure into ``out_dir``; returns ``{split, notes, headline}``. ``corpora`` (split ->
-    {train, test} corpus) gives the within- and cross-corpus table. With ``intensity_summary``
+    {train, test} corpus) gives the within- and cross-corpus table; with ``splits`` (split -> {train, val, test}
+    subjects), ``aus`` (the configured AUs) and ``threshold`` (``data.threshold``), the published state of the art
+    beside ours when they run a standard 3-fold protocol (:mod:`.sota`). With ``intensity_summary``
     (``results/intensity/summary.csv``), the intensity table and figure too (:mod:`.intensity`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -46,8 +51,12 @@ def build_report(metrics_files: Iterable[str | os.PathLike[str]], out_dir: str |
         "rate_per_au": per_au_table(metrics, "accuracy"),
         "headline": headline(metrics, split),
         "paper_comparison": paper_comparison(metrics, paper_models, corpus, split),
+        "sota_comparison": sota_comparison(metrics, splits=splits, corpora=corpora, aus=aus, threshold=threshold),
         "corpora": corpora_table(metrics, corpora),
     }
+    nan_note = _nan_note(tables["headline"])
+    if nan_note:
+        log.warning("report: %s", nan_note)
     for name, df in tables.items():
         write_csv_atomic(df, out / f"{name}.csv")
         write_text_atomic(to_markdown(df), out / f"{name}.md")
@@ -75,8 +84,20 @@ _TABLE_TITLES = {
     "f1_per_au": "F1 (%) per AU",
     "rate_per_au": "Classification rate (%) per AU",
     "paper_comparison": "The paper's published numbers beside ours",
+    "sota_comparison": "The published state of the art beside ours (standard 3-fold protocols; F1 %, mean of 3 folds)",
     "corpora": "Within- and cross-corpus: mean F1 (%) per split, with the corpora it trains and tests on",
 }
+
+
+def _nan_note(head: pd.DataFrame) -> str:
+    """What the means leave out: the models whose F1 or rate is NaN on some AUs (headline column ``nan_aus``)."""
+    if "nan_aus" not in head.columns:
+        return ""
+    bad = head[head["nan_aus"].astype(object).fillna("").astype(str) != ""]
+    if bad.empty:
+        return ""
+    return ("means over AUs leave out the AUs without F1 or classification rate (NaN): "
+            + "; ".join(f"{r.model}: AU {r.nan_aus}" for r in bad.itertuples()))
 
 
 def _index_md(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus: str, split: str) -> str:
@@ -85,10 +106,13 @@ def _index_md(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], co
              "F1 and classification rate in percent; `mean` averages the evaluated AUs, `mean12` / `mean8` the "
              "12 DISFA AUs / the 8 standard ones (only where all of them are evaluated).",
              ""]
+    nan_note = _nan_note(tables["headline"])
+    if nan_note:
+        lines += [f"**Note**: {nan_note} (headline column `nan_aus`).", ""]
     if corpus.lower().startswith("synthetic"):
         lines += ["**The corpus is synthetic**: these numbers show that the chain runs; they say nothing about "
                   "performance on real faces and are not comparable with the paper's.", ""]
-    for name in ("headline", "corpora", "paper_comparison", "f1_per_au", "rate_per_au"):
+    for name in ("headline", "corpora", "paper_comparison", "sota_comparison", "f1_per_au", "rate_per_au"):
         lines += [f"## {_TABLE_TITLES[name]}", "", to_markdown(tables[name]), f"([CSV]({name}.csv))", ""]
     lines += ["## Figures", ""]
     for fd in figs:
@@ -104,10 +128,13 @@ def _html(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus
              "img{max-width:100%;border:1px solid #eee;margin:0.5em 0}.note{color:#666}</style></head><body>",
              f"<h1>AU recognition report</h1><p>Corpus: <b>{html.escape(corpus)}</b>; figures and headline: split "
              f"<code>{html.escape(split)}</code>. F1 and classification rate in percent.</p>"]
+    nan_note = _nan_note(tables["headline"])
+    if nan_note:
+        parts.append(f"<p><b>Note</b>: {html.escape(nan_note)} (headline column <code>nan_aus</code>).</p>")
     if corpus.lower().startswith("synthetic"):
         parts.append("<p><b>The corpus is synthetic</b>: these numbers show that the chain runs; they say nothing "
                      "about performance on real faces and are not comparable with the paper's.</p>")
-    for name in ("headline", "corpora", "paper_comparison", "f1_per_au", "rate_per_au"):
+    for name in ("headline", "corpora", "paper_comparison", "sota_comparison", "f1_per_au", "rate_per_au"):
         parts.append(f"<h2>{html.escape(_TABLE_TITLES[name])}</h2>")
         parts.append(tables[name].to_html(index=False, na_rep="", float_format=lambda v: f"{v:.1f}"))
     parts.append("<h2>Figures</h2>")

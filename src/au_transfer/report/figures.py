@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..evaluation import MEAN_ROWS
 from ..io import atomic_path
-from .tables import headline, parse_id, per_au_table
+from .tables import au_set_label, evaluated_aus, headline, parse_id, per_au_table
 
 #: Figure names (file stems) and what they show; paper figure numbers in the names.
 FIGURES: dict[str, str] = {
@@ -42,6 +42,7 @@ class FigureData:
     note: str = ""
     per_au: pd.DataFrame | None = None          # optional second panel: rows = series, columns = AU labels
     series_order: list[str] = field(default_factory=list)
+    au_label: str = ""                          # the AU set(s) the means average (au_set_label), for the axes
 
 
 def _mean_f1(metrics: pd.DataFrame, split: str) -> dict[str, float]:
@@ -59,6 +60,7 @@ def figure_data(metrics: pd.DataFrame, split: str, ensembles: Mapping[str, Mappi
     """The data of every figure in :data:`FIGURES` (skipped ones carry a note)."""
     f1 = _mean_f1(metrics, split)
     ids = _ids(f1)
+    sets = evaluated_aus(metrics, split)
     fe = ids[ids["kind"] == "feature extraction"]
     out: list[FigureData] = []
 
@@ -118,7 +120,8 @@ def figure_data(metrics: pd.DataFrame, split: str, ensembles: Mapping[str, Mappi
         if eid not in f1:
             out.append(FigureData(fig, FIGURES[fig], note=f"ensemble {eid} has no metrics"))
             continue
-        d = pd.DataFrame({"group": "mean F1 (12 AUs)", "series": series, "value": [f1[s] for s in series]})
+        short, _ = au_set_label(sets[m] for m in series if m in sets)
+        d = pd.DataFrame({"group": f"mean F1 ({short})", "series": series, "value": [f1[s] for s in series]})
         per_au = per_au_table(metrics[(metrics["split"] == split) & metrics["model"].isin(series)])
         per_au = per_au.set_index("model").drop(columns=["split", *MEAN_ROWS], errors="ignore").reindex(series)
         out.append(FigureData(fig, f"{FIGURES[fig]} ({eid})", data=d, per_au=per_au, series_order=series))
@@ -144,6 +147,8 @@ def figure_data(metrics: pd.DataFrame, split: str, ensembles: Mapping[str, Mappi
     else:
         heat = table.set_index("model").drop(columns=["split"])
         out.append(FigureData("per_au_f1", FIGURES["per_au_f1"], per_au=heat))
+    for fd in out:  # the AU set the bars' means average: every model's evaluated AUs on this split
+        fd.au_label = au_set_label(sets.values())[1]
     return out
 
 
@@ -168,7 +173,7 @@ def draw_figure(fig_data: FigureData, out_stem: Path, *, corpus: str, split: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    subtitle = f"{corpus}, split {split}"
+    subtitle = f"{corpus}, split {split}" + (f"; means over {fig_data.au_label}" if fig_data.au_label else "")
     if fig_data.data is None and fig_data.per_au is None:
         fig, ax = plt.subplots(figsize=(7, 2.2))
         ax.axis("off")

@@ -17,11 +17,11 @@ import pandas as pd
 
 from .. import DISFA_AUS
 from ..config import MODEL_RE
-from ..evaluation import MEAN_ROWS, MEAN_SETS
+from ..evaluation import MEAN_ROWS, MEAN_SETS, nan_aus
 
 METRIC_COLUMNS: tuple[str, ...] = ("model", "split", "au", "f1", "accuracy", "n_pos", "n_neg")
 PAPER_CORPUS = "Lim et al., DISFA, 12 AUs, 12/6/9 split"
-TABLES: tuple[str, ...] = ("f1_per_au", "rate_per_au", "headline", "paper_comparison", "corpora")
+TABLES: tuple[str, ...] = ("f1_per_au", "rate_per_au", "headline", "paper_comparison", "sota_comparison", "corpora")
 
 
 class ReportError(ValueError):
@@ -110,13 +110,32 @@ def per_au_table(metrics: pd.DataFrame, value: str = "f1") -> pd.DataFrame:
 
 
 HEADLINE_COLUMNS: tuple[str, ...] = ("rank", "model", "kind", "split", "n_aus", "f1_mean", "rate_mean", "f1_mean12",
-                                     "f1_mean8")
+                                     "f1_mean8", "nan_aus")
+
+
+def evaluated_aus(metrics: pd.DataFrame, split: str) -> dict[str, tuple[int, ...]]:
+    """The AUs each model is evaluated on (its per-AU rows) on ``split``."""
+    m = metrics[(metrics["split"] == split) & metrics["au"].astype(str).str.isdigit()]
+    return {str(model): tuple(sorted(int(a) for a in g["au"])) for model, g in m.groupby("model", sort=False)}
+
+
+def au_set_label(sets: Iterable[tuple[int, ...]]) -> tuple[str, str]:
+    """``(short, long)`` labels of the AU set(s) that means average: ``("8 AUs", "the 8 AUs 1, 2, ..."))`` when
+    every model has the same set, else ``("each model's AUs", "each model's evaluated AUs (N-M AUs)")``."""
+    sets = sorted(set(sets), key=lambda s: (len(s), s))
+    if not sets:
+        return "AUs", "the evaluated AUs"
+    if len(sets) == 1:
+        aus = sets[0]
+        return f"{len(aus)} AUs", f"the {len(aus)} AUs {', '.join(str(a) for a in aus)}"
+    lo, hi = len(sets[0]), len(sets[-1])
+    return "each model's AUs", f"each model's evaluated AUs ({lo}-{hi} AUs; the sets differ)"
 
 
 def headline(metrics: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
     """Mean F1 and classification rate (percent) over the evaluated AUs (``n_aus`` of them) per model and ensemble
     of one split, best first; beside them the means over DISFA's 12 and the 8 standard AUs where all of those AUs
-    are evaluated (empty otherwise)."""
+    are evaluated (empty otherwise). ``nan_aus``: the AUs whose F1 or rate is NaN, left out of the means."""
     if metrics.empty:
         return pd.DataFrame(columns=list(HEADLINE_COLUMNS))
     split = choose_split(metrics, split)
@@ -131,7 +150,8 @@ def headline(metrics: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
             f1, rate = aus["f1"].mean(), aus["accuracy"].mean()
         rows.append({"model": model, "kind": parse_id(model)["kind"], "split": split, "n_aus": len(aus),
                      "f1_mean": round(100 * f1, 1), "rate_mean": round(100 * rate, 1),
-                     **{f"f1_{k}": round(100 * by_au["f1"].get(k, np.nan), 1) for k in MEAN_SETS}})
+                     **{f"f1_{k}": round(100 * by_au["f1"].get(k, np.nan), 1) for k in MEAN_SETS},
+                     "nan_aus": " ".join(str(a) for a in nan_aus(aus.reset_index(), warn=False))})
     out = pd.DataFrame(rows).sort_values(["f1_mean", "rate_mean"], ascending=False, na_position="last")
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     return out.reset_index(drop=True)[list(HEADLINE_COLUMNS)]
@@ -241,4 +261,9 @@ def summary_text(results_dir: str | os.PathLike[str], split: str | None = None, 
     show = head[["rank", "model", "kind", "f1_mean", "rate_mean"]].rename(
         columns={"f1_mean": "F1", "rate_mean": "rate"})
     lines.append(show.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    if "nan_aus" in head.columns:
+        bad = head[head["nan_aus"].astype(object).fillna("").astype(str) != ""]
+        if len(bad):
+            lines.append("Note: means leave out the AUs without F1 or rate (NaN): "
+                         + "; ".join(f"{r.model}: AU {r.nan_aus}" for r in bad.itertuples()))
     return "\n".join(lines)
