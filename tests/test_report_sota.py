@@ -140,6 +140,8 @@ def test_published_rows_beside_ours_when_the_protocol_matches():
     assert set(pub["method"]) == {"JAA-Net", "ME-GraphAU (MEFARG)", "FMAE-IAT"} and len(pub) == 4
     assert (table["protocol"] == "bp4d_3fold").all() and table["mean"].is_monotonic_decreasing
     assert [c for c in table.columns if c.startswith("AU")] == [f"AU{a}" for a in sorted(BP4D_AUS)]
+    assert pub.set_index("method").loc["JAA-Net", "note"] == ""  # no protocol note: empty, not NaN
+    assert "unknown label (9) as absent" in pub.set_index("method").loc["FMAE-IAT", "note"]
     fmae = pub.set_index("method").loc["FMAE-IAT"]
     assert fmae["mean"] == 67.1 and fmae["AU1"] == 62.7 and "Table 2" in fmae["source"] and fmae["verified"]
     mean = metrics[(metrics["split"] == "3fold_mean") & (metrics["au"] == "mean")].set_index("model")["f1"]

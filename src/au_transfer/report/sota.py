@@ -118,6 +118,10 @@ def _check_group(protocol: Protocol, folds: Sequence[str], splits: Mapping[str, 
     return ""
 
 
+def _text(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+
+
 def _au_columns(aus: Sequence[int]) -> list[str]:
     return [f"AU{a}" for a in sorted(aus)]
 
@@ -150,7 +154,7 @@ def _compare(metrics: pd.DataFrame, published: pd.DataFrame, protocol: Protocol,
         rows.append({"protocol": protocol.name, "who": "published", "method": r.method, "backbone": r.backbone,
                      "venue": r.venue, "year": r.year, "split": "3-fold mean",
                      **{c: float(row[c]) for c in cols}, "mean": float(r.f1), "source": r.source,
-                     "verified": r.verified, "note": row.get("protocol_note", "") or ""})
+                     "verified": r.verified, "note": _text(row.get("protocol_note"))})
     m = metrics[metrics["split"] == split] if not metrics.empty else metrics
     for model, g in m.groupby("model", sort=False):
         by_au = g.assign(au=g["au"].astype(str)).set_index("au")
