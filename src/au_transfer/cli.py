@@ -1,5 +1,5 @@
 """The ``au-transfer`` command line: predict AUs on new videos, summarise a run, list backbones, make demo data,
-validate a config.
+validate a config, convert MatConvNet weights, check or fetch a config's weights.
 
 Exit codes: 0 success; 1 an error in the input (missing file, bad config, untrained model), with a one-line
 message naming it; 2 a usage error (unknown option, missing argument).
@@ -195,6 +195,52 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_weights(args: argparse.Namespace) -> int:
+    from .backbones.convert import convert_weights
+
+    rec = convert_weights(args.src, args.dst, args.backbone)
+    norm = rec["normalization"]
+    print(f"{rec['dst']}: {args.backbone} from {rec['source']} ({rec['source_format']}, sha256 "
+          f"{rec['source_sha256'][:16]}...): {len(rec['layers'])} layers ({', '.join(rec['layers'])}); mean "
+          f"{norm.get('average_image', 'none recorded')}, pixel {[round(v, 3) for v in norm.get('mean_pixel', [])]}, "
+          f"image size {norm.get('image_size', '?')}; loads with create_backbone({args.backbone!r}, {args.dst!r})")
+    return 0
+
+
+def _weights_config(path_text: str) -> dict:
+    from .config import validate_config
+
+    path = Path(path_text)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    return validate_config(read_yaml(path))
+
+
+def cmd_weights_check(args: argparse.Namespace) -> int:
+    from .weights_tools import check_weights
+
+    statuses = check_weights(_weights_config(args.config), offline=args.offline)
+    for st in statuses:
+        print(st.line())
+    bad = [st.backbone for st in statuses if not st.ok]
+    if bad:
+        raise ValueError(f"{args.config}: weights of {', '.join(bad)} not ready (lines marked FAIL above)")
+    print(f"{args.config}: the weights of all {len(statuses)} backbone(s) are ready")
+    return 0
+
+
+def cmd_weights_fetch(args: argparse.Namespace) -> int:
+    from .weights_tools import cache_dirs, fetch_weights
+
+    done = fetch_weights(_weights_config(args.config), progress=not args.quiet,
+                         report=lambda st: print(st.line(), flush=True))
+    dirs = cache_dirs()
+    print(f"{len(done)} hub weight(s) in the caches the jobs read: torch hub {dirs['torch hub']} (TORCH_HOME), "
+          f"Hugging Face {dirs['hugging face']} (HF_HOME); on nodes without internet run the jobs with the same "
+          "TORCH_HOME / HF_HOME and HF_HUB_OFFLINE=1")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="au-transfer", description=__doc__.split("\n\n")[0],
@@ -270,6 +316,30 @@ def build_parser() -> argparse.ArgumentParser:
     vc.add_argument("--schemas", help="schema folder (default: the package's au_transfer/schemas)")
     vc.add_argument("--show", action="store_true", help="print the config with its defaults filled in")
     vc.set_defaults(func=cmd_validate_config)
+
+    cw = sub.add_parser("convert-weights", help="convert a MatConvNet release (.mat) into a backbone's weights",
+                        description="Convert a MatConvNet model file (simplenn or DagNN; MATLAB v5/v7 or v7.3) into "
+                        "the backbone's native state dict, checked layer by layer against the network and loaded "
+                        "with create_backbone; records the release's normalisation and the source's sha256. See "
+                        "docs/backbones.md (e.g. imagenet-vgg-f.mat -> weights/cnn_f.pth --backbone cnn_f).")
+    cw.add_argument("src", help="the MatConvNet .mat file (imagenet-vgg-f.mat, imagenet-vgg-m.mat, "
+                    "imagenet-vgg-s.mat, vgg-face.mat)")
+    cw.add_argument("dst", help="output .pth (torch, loaded with weights_only=True) or .safetensors")
+    cw.add_argument("--backbone", required=True, help="registry name: cnn_f, cnn_m, cnn_s, vgg_face, zfnet")
+    cw.set_defaults(func=cmd_convert_weights)
+
+    wt = sub.add_parser("weights", help="check or fetch the weights a config needs")
+    wsub = wt.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+    wc = wsub.add_parser("check", help="load every local weight file into its network (keys, shapes) and look "
+                         "hub weights up in the caches")
+    wc.add_argument("config", help="a config YAML file")
+    wc.add_argument("--offline", action="store_true", help="hub weights missing from the caches are failures too")
+    wc.set_defaults(func=cmd_weights_check)
+    wf = wsub.add_parser("fetch", help="download every hub weight (torchvision, timm) a config needs into the "
+                         "caches the jobs read (run on a machine with internet)")
+    wf.add_argument("config", help="a config YAML file")
+    wf.add_argument("-q", "--quiet", action="store_true", help="no download progress")
+    wf.set_defaults(func=cmd_weights_fetch)
     return p
 
 

@@ -222,7 +222,9 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     meta = _store_meta(store_path, opener)
     subject, n = meta["subject"], meta["n"]
     mi = None
-    mi_sha = ""
+    mi_sha, mean_image_tag = "", os.fspath(mean_image) if mean_image is not None else ""
+    if mean_image is None and "average_image" in spec.extra:  # the converted release's own mean image
+        mi_sha, mean_image_tag = str(spec.extra["average_image_sha256"]), f"release:{net.weights}"
     if mean_image is not None:
         from .backbones.weights import file_sha256
 
@@ -290,10 +292,11 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
                            f"are not finite in float16 ({int(bad.sum())} frames); check the weights and input scale")
     attrs = {
         "backbone": spec.name, "family": spec.family, "layer": spec.layer, "weights": str(net.weights),
-        "weights_sha256": str(net.weights_sha256 or ""), "region": region, "input_size": int(spec.input_size),
+        "weights_sha256": str(net.weights_sha256 or ""),
+        "weights_source": str(spec.extra.get("release", {}).get("source", "")),  # a converted release's file
+        "weights_source_sha256": str(spec.extra.get("release", {}).get("source_sha256", "")), "region": region, "input_size": int(spec.input_size),
         "subject": subject, "dim": int(spec.feature_dim), "mean": json.dumps(list(spec.mean)),
-        "std": json.dumps(list(spec.std)), "mean_image": os.fspath(mean_image) if mean_image is not None else "",
-        "mean_image_sha256": mi_sha, "invalid_rows": "nan", "face_store": store_path, "device": str(dev),
+        "std": json.dumps(list(spec.std)), "mean_image": mean_image_tag, "mean_image_sha256": mi_sha, "invalid_rows": "nan", "face_store": store_path, "device": str(dev),
         "amp": str(ac).replace("torch.", "") if ac else "off", "num_workers": int(num_workers),
         "torch": torch.__version__,
         "n_frames": int(n), "n_valid": int(len(valid_idx)),

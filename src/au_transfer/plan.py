@@ -182,6 +182,18 @@ def check_workflow(cfg: Mapping[str, Any]) -> None:
     check_ensembles(cfg["ensembles"], member_ids(cfg))
     report_paper_ensembles(cfg)
     _check_report(cfg, splits)
+    _check_weight_files(cfg)
+
+
+def _check_weight_files(cfg: Mapping[str, Any]) -> None:
+    """Every local weights file a job will load exists (relative paths: from the working directory); one line each
+    with the backbone and the command that makes it. Whether a file fits its network: ``au-transfer weights
+    check`` (it loads them, which this start-up check does not)."""
+    from .weights_plan import missing_weights, missing_weights_message
+
+    lines = missing_weights(cfg)
+    if lines:
+        raise ConfigError(missing_weights_message(lines))
 
 
 def _check_corpora(cfg: Mapping[str, Any], splits: Mapping[str, Any]) -> None:

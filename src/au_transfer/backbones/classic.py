@@ -36,7 +36,9 @@ from .weights import (
     hub_error,
     load_into,
     load_state_dict_file,
+    load_weights_file,
     random_tag,
+    release_spec,
     state_dict_sha256,
 )
 
@@ -124,6 +126,7 @@ def native_builder(spec: BackboneSpec, make: Callable[[], nn.Module], split: Spl
             )
         native = make()
         backbone_sd = None
+        used = spec
         if weights == "random":
             tag, sha = "random", random_tag(seed)
         elif weights == "pretrained":
@@ -139,7 +142,8 @@ def native_builder(spec: BackboneSpec, make: Callable[[], nn.Module], split: Spl
             sha = file_sha256(path) if path.is_file() else state_dict_sha256(sd)
             tag = f"pretrained:torchvision:{enum}"
         else:
-            sd = load_state_dict_file(weights)
+            sd, meta = load_weights_file(weights)  # meta: a converted release's record (its normalisation)
+            used = release_spec(spec, meta, f"file {weights}")
             if _is_backbone_state_dict(sd):
                 backbone_sd = sd
             else:
@@ -147,11 +151,13 @@ def native_builder(spec: BackboneSpec, make: Callable[[], nn.Module], split: Spl
                 load_into(native, drop(sd), name=spec.name, source=f"file {weights}")
             tag, sha = weights, file_sha256(weights)
         body, fc, tail = split(native)
-        net = Backbone(spec, body, fc, tail, weights=tag, weights_sha256=sha)
+        net = Backbone(used, body, fc, tail, weights=tag, weights_sha256=sha)
         if backbone_sd is not None:
             load_into(net, backbone_sd, name=spec.name, source=f"file {weights}")
         return net
 
+    build.native = make  # type: ignore[attr-defined]  # the native module's factory (au-transfer convert-weights)
+    build.hub = hub  # type: ignore[attr-defined]  # its torchvision weights enum, if any (au-transfer weights fetch)
     return build
 
 

@@ -178,6 +178,13 @@ def _check_mean_image(spec: BackboneSpec, shape: tuple[int, ...]) -> None:
         raise ValueError(f"mean image of shape {tuple(shape)} does not fit {spec.name} input ({size}, {size}, 3)")
 
 
+def release_mean_image(spec: BackboneSpec) -> np.ndarray | None:
+    """The full mean image (S, S, 3, 0-255) of the release a network's weights were converted from
+    (``au-transfer convert-weights``), which preprocessing subtracts when no other mean image is given; None when the
+    release has a mean pixel only (then in ``spec.mean``)."""
+    return spec.extra.get("average_image")
+
+
 def preprocess(spec: BackboneSpec, images: np.ndarray | Tensor, device: str | torch.device = "cpu", *,
                mean_image: np.ndarray | Tensor | None = None, channels_last: bool = False,
                dtype: torch.dtype = torch.float32) -> Tensor:
@@ -185,7 +192,8 @@ def preprocess(spec: BackboneSpec, images: np.ndarray | Tensor, device: str | to
 
     Resizes (bilinear, antialiased) when H or W differ from ``spec.input_size``, then ``(x / 255 - mean) / std``;
     with ``mean_image`` (S, S, 3) on the 0-255 scale, subtracts it instead of the per-channel mean (VGG-Face's
-    "mean image of the training set", paper IV-A). The uint8 batch is moved to ``device`` first (4x less traffic).
+    "mean image of the training set", paper IV-A); without one, the release's mean image when the weights were
+    converted from a release that has one (:func:`release_mean_image`). The uint8 batch is moved to ``device`` first (4x less traffic).
     """
     device = torch.device(device)
     x = torch.as_tensor(images)
@@ -199,6 +207,8 @@ def preprocess(spec: BackboneSpec, images: np.ndarray | Tensor, device: str | to
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     mean, std = _mean_std_tensors(spec, device, dtype)
+    if mean_image is None:
+        mean_image = release_mean_image(spec)
     if mean_image is not None:
         mi = torch.as_tensor(mean_image, device=device, dtype=dtype)
         _check_mean_image(spec, tuple(mi.shape))
@@ -223,6 +233,8 @@ def preprocess_numpy(spec: BackboneSpec, images: np.ndarray, *, mean_image: np.n
     mean, std = _mean_std_tensors(spec, torch.device("cpu"), torch.float32)
     scale = (1.0 / (std * 255.0)).numpy()
     x = np.ascontiguousarray(images.transpose(0, 3, 1, 2))  # NHWC -> NCHW on bytes, as preprocess does
+    if mean_image is None:
+        mean_image = release_mean_image(spec)
     if mean_image is not None:
         mi = np.asarray(mean_image, dtype=np.float32)
         _check_mean_image(spec, mi.shape)
@@ -237,5 +249,5 @@ def preprocess_numpy(spec: BackboneSpec, images: np.ndarray, *, mean_image: np.n
 __all__ = [
     "Backbone", "BackboneError", "BackboneSpec", "Builder", "IMAGENET_MEAN", "IMAGENET_STD", "RAW255_STD",
     "WeightsError", "create_backbone", "get_spec", "list_backbones", "preprocess", "preprocess_numpy",
-    "register_backbone",
+    "register_backbone", "release_mean_image",
 ]

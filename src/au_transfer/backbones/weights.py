@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
@@ -66,32 +67,98 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     raise WeightsError(f"{path}: no state dict (name -> tensor mapping) found in this file")
 
 
-def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.safetensors`` or a torch file (``.pth``/``.pt``/``.bin``), on CPU.
+#: Key of the conversion record in a weights file written by ``au-transfer convert-weights`` (a torch file's
+#: top-level dict entry, a safetensors file's metadata key) and the prefix of its extra tensors in a safetensors file.
+META_KEY = "au_transfer"
+#: The release's full mean image (H, W, 3, RGB, 0-255) in a converted file: a torch file's top-level entry, or the
+#: tensor ``au_transfer.average_image`` of a safetensors file.
+AVERAGE_IMAGE_KEY = "average_image"
 
-    ``module.`` prefixes (DataParallel checkpoints) are stripped. Torch files are read with ``weights_only=True``
-    (tensors and plain containers, plus ``argparse.Namespace``, which MAE-style training checkpoints store).
-    """
+
+def load_weights_file(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A weights file's state dict and its conversion record (``{}`` for a file not written by
+    ``au-transfer convert-weights``); the record's ``average_image`` is then a float32 (H, W, 3) array when the
+    release has a full mean image. ``module.`` prefixes (DataParallel checkpoints) are stripped."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise WeightsError(f"weights file {p} does not exist (see {DOCS} for how to provide weights)")
+    meta: dict[str, Any] = {}
     try:
         if p.suffix == ".safetensors":
+            import json
+
+            from safetensors import safe_open
             from safetensors.torch import load_file
 
             sd = load_file(str(p), device="cpu")
+            with safe_open(str(p), framework="pt") as fh:
+                text = (fh.metadata() or {}).get(META_KEY)
+            if text:
+                meta = dict(json.loads(text))
+                image = sd.pop(f"{META_KEY}.{AVERAGE_IMAGE_KEY}", None)
+                if image is not None:
+                    meta[AVERAGE_IMAGE_KEY] = image.float().numpy()
         else:
             # MAE-style training checkpoints (FMAE's) also hold the run's argparse.Namespace: plain attributes,
             # allowed to the weights-only reader, which still refuses any other object
             with torch.serialization.safe_globals([argparse.Namespace]):
-                sd = _unwrap(torch.load(p, map_location="cpu", weights_only=True), p)
+                obj = torch.load(p, map_location="cpu", weights_only=True)
+            if isinstance(obj, Mapping) and isinstance(obj.get(META_KEY), Mapping):
+                meta = dict(obj[META_KEY])
+                image = obj.get(AVERAGE_IMAGE_KEY)
+                if isinstance(image, torch.Tensor):
+                    meta[AVERAGE_IMAGE_KEY] = image.float().numpy()
+            sd = _unwrap(obj, p)
     except WeightsError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader error becomes one clear message
         raise WeightsError(f"cannot read weights file {p}: {exc}") from exc
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd
+    return sd, meta
+
+
+def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a torch file (``.pth``/``.pt``/``.bin``), on CPU.
+
+    ``module.`` prefixes (DataParallel checkpoints) are stripped; a conversion record is left out
+    (:func:`load_weights_file` returns it). Torch files are read with ``weights_only=True`` (tensors and plain
+    containers, plus ``argparse.Namespace``, which MAE-style training checkpoints store).
+    """
+    return load_weights_file(path)[0]
+
+
+def release_spec(spec: Any, meta: Mapping[str, Any], source: str) -> Any:
+    """The spec a network loaded from a converted file uses: its release's normalisation instead of the
+    hand-typed default. ``meta['normalization']``: ``mean_pixel`` (RGB, 0-255) becomes ``mean`` (and ``std``
+    1/255: 0-255 input minus the mean); a full ``average_image`` (the record's array) goes to
+    ``spec.extra['average_image']``, which :func:`~au_transfer.backbones.preprocess` subtracts when no other mean
+    image is given; ``image_size`` must equal the network's input size."""
+    import dataclasses
+
+    norm = meta.get("normalization") if meta else None
+    if not norm:
+        return spec
+    size = norm.get("image_size")
+    if size and int(size[0]) != spec.input_size:
+        raise WeightsError(f"weights {source}: the release expects {int(size[0])} x {int(size[1])} inputs, backbone "
+                           f"{spec.name!r} takes {spec.input_size} x {spec.input_size}")
+    extra = dict(spec.extra)
+    pixel = norm.get("mean_pixel")
+    changes: dict[str, Any] = {}
+    if pixel is not None:
+        changes["mean"] = tuple(float(v) / 255.0 for v in pixel)
+        changes["std"] = (1 / 255, 1 / 255, 1 / 255)
+    image = meta.get(AVERAGE_IMAGE_KEY)
+    if image is not None:
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        if image.shape != (spec.input_size, spec.input_size, 3):
+            raise WeightsError(f"weights {source}: average image of shape {image.shape} does not fit backbone "
+                               f"{spec.name!r} ({spec.input_size}, {spec.input_size}, 3)")
+        extra["average_image"] = image
+        extra["average_image_sha256"] = hashlib.sha256(image.tobytes()).hexdigest()
+    extra["release"] = {k: v for k, v in meta.items() if k != AVERAGE_IMAGE_KEY}
+    return dataclasses.replace(spec, extra=extra, **changes)
 
 
 def apply_key_map(sd: dict[str, torch.Tensor], key_map: KeyMap | None) -> dict[str, torch.Tensor]:
