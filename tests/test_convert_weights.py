@@ -3,6 +3,7 @@ v7.3) written here in MatConvNet's own structures, converted, checked against Nu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import h5py
@@ -42,12 +43,14 @@ LRN = [5.0, 2.0, 1e-4, 0.75]  # MatConvNet's normalize param [N kappa alpha beta
 
 
 # ------------------------------------------------------------------------------ MatConvNet structures
-def mcn_layers(blocks, input_size, hidden, classes, rng, old_format=False, names=None):
+def mcn_layers(blocks, input_size, hidden, classes, rng, old_format=False, shapes_only=False):
     """The layer list of a simplenn file for ``conv_stack(blocks)``: dicts in MatConvNet's field names; filters
-    H x W x Cin x Cout (MATLAB order), biases 1 x Cout."""
+    H x W x Cin x Cout (MATLAB order), biases 1 x Cout. ``shapes_only``: zero-stride arrays (no memory)."""
     layers, ch, size = [], 3, input_size
 
     def uniform(shape):  # in [-0.1, 0.1), float32 without float64 copies (fc6 of CNN-F has 38 M values)
+        if shapes_only:
+            return np.broadcast_to(np.float32(0), shape)
         a = rng.random(shape, dtype=np.float32)
         a -= 0.5
         a *= 0.2
@@ -69,7 +72,7 @@ def mcn_layers(blocks, input_size, hidden, classes, rng, old_format=False, names
         layers.append(conv(f"conv{i}", b.kernel, ch, b.filters, b.stride, b.pad))
         layers.append({"name": f"relu{i}", "type": "relu", "leak": 0.0})
         ch, size = b.filters, (size + 2 * b.pad - b.kernel) // b.stride + 1
-        if b.lrn:
+        if b.lrn and not b.lrn_after_pool:
             layers.append({"name": f"norm{i}", "type": "normalize", "param": np.array([LRN])})
         if b.pool:
             k, s = b.pool
@@ -78,6 +81,8 @@ def mcn_layers(blocks, input_size, hidden, classes, rng, old_format=False, names
             layers.append({"name": f"pool{i}", "type": "pool", "method": "max", "pool": np.array([[k, k]], float),
                            "stride": np.array([[s, s]], float), "pad": np.array([[0, extra, 0, extra]], float)})
             size = out
+        if b.lrn and b.lrn_after_pool:
+            layers.append({"name": f"norm{i}", "type": "normalize", "param": np.array([LRN])})
     layers.append(conv("fc6", size, ch, hidden, 1, 0))
     layers.append({"name": "relu6", "type": "relu"})
     layers.append(conv("fc7", 1, hidden, hidden, 1, 0))
@@ -317,8 +322,8 @@ def test_feature_files_record_the_release(tmp_path):
                      num_workers=0, device="cpu", progress=False)
     _, X, valid, attrs = read_features(out)
     assert attrs["weights_source"] == "t.mat" and attrs["weights_source_sha256"] == rec["source_sha256"]
-    assert attrs["mean_image"] == f"release:{tmp_path / 't.pth'}"
-    assert attrs["mean_image_sha256"] == hashlib.sha256(avg.tobytes()).hexdigest()
+    assert attrs["release_mean_image_sha256"] == hashlib.sha256(avg.tobytes()).hexdigest()
+    assert attrs["mean_image"] == attrs["mean_image_sha256"] == ""  # no training-set mean image (the predictor's)
     from au_transfer.faces.store import FaceStore
 
     net = create_backbone("tiny_mcn", tmp_path / "t.pth")
@@ -375,3 +380,45 @@ def test_a_release_of_another_network_and_a_wrong_image_size_are_refused(tmp_pat
     (tmp_path / "x.mat").write_bytes(b"not a mat file")
     with pytest.raises(ConversionError, match=r"x\.mat: not a readable MATLAB"):
         convert_weights(tmp_path / "x.mat", tmp_path / "t.pth", "tiny_mcn")
+
+
+def vgg_face_layers():
+    """vgg-face.mat's chain (conv1_1 ... conv5_3 3x3 pad 1, 2x2 pools, fc6 7x7x512x4096, fc8 2622), shapes only."""
+    zeros = functools.partial(np.broadcast_to, np.float32(0))
+    layers, ch = [], 3
+    for b, (n, width) in enumerate([(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)], 1):
+        for i in range(1, n + 1):
+            layers.append({"name": f"conv{b}_{i}", "type": "conv", "weights": cell([zeros((3, 3, ch, width)),
+                                                                                     zeros((width, 1))]),
+                           "stride": np.array([[1.0, 1.0]]), "pad": np.array([[1.0, 1.0, 1.0, 1.0]])})
+            layers.append({"name": f"relu{b}_{i}", "type": "relu"})
+            ch = width
+        layers.append({"name": f"pool{b}", "type": "pool", "method": "max", "pool": np.array([[2.0, 2.0]]),
+                       "stride": np.array([[2.0, 2.0]]), "pad": np.zeros((1, 4))})
+    for name, k, cin, cout in (("fc6", 7, 512, 4096), ("fc7", 1, 4096, 4096), ("fc8", 1, 4096, 2622)):
+        layers.append({"name": name, "type": "conv", "weights": cell([zeros((k, k, cin, cout)), zeros((cout, 1))]),
+                       "stride": np.array([[1.0, 1.0]]), "pad": np.zeros((1, 4))})
+        if name != "fc8":
+            layers.append({"name": f"relu{name[2:]}", "type": "relu"})
+    layers.append({"name": "prob", "type": "softmax"})
+    return layers
+
+
+@pytest.mark.parametrize("backbone", ["cnn_m", "cnn_s", "zfnet", "vgg_face"])
+def test_the_release_structures_fit_their_networks(backbone):
+    """The chains of imagenet-vgg-m/-s.mat, a ZFNet of Section II-B and vgg-face.mat (shapes only, no memory) pass
+    the layer-by-layer comparison with the registered networks, in the order of their parameters."""
+    from au_transfer.backbones.classic import ZFNET
+    from au_transfer.backbones.convert import _compare, native_factory
+    from au_transfer.backbones.matconvnet import MatNet, _simplenn_layers
+
+    raw = vgg_face_layers() if backbone == "vgg_face" else mcn_layers(
+        ZFNET if backbone == "zfnet" else TABLE_I[backbone], 224, 4096, 1000, None, shapes_only=True)
+    raw = [{**L, "weights": list(L["weights"][0])} if "weights" in L else L for L in raw]  # cells as scipy.io's
+    net = MatNet("release.mat", "simplenn", "v5", _simplenn_layers(raw, "release.mat"), {}, "0" * 64)
+    with torch.device("meta"):
+        native = native_factory(backbone)()
+    pairs = _compare(net, native, backbone, 224)
+    want = [n for n, m in native.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert [mname for _, mname, _ in pairs] == want
+    assert [L.name for L, _, _ in pairs][-3:] == ["fc6", "fc7", "fc8"]

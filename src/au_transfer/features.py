@@ -223,8 +223,6 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
     subject, n = meta["subject"], meta["n"]
     mi = None
     mi_sha, mean_image_tag = "", os.fspath(mean_image) if mean_image is not None else ""
-    if mean_image is None and "average_image" in spec.extra:  # the converted release's own mean image
-        mi_sha, mean_image_tag = str(spec.extra["average_image_sha256"]), f"release:{net.weights}"
     if mean_image is not None:
         from .backbones.weights import file_sha256
 
@@ -294,7 +292,10 @@ def extract_features(face_store: str | os.PathLike[str], out_path: str | os.Path
         "backbone": spec.name, "family": spec.family, "layer": spec.layer, "weights": str(net.weights),
         "weights_sha256": str(net.weights_sha256 or ""),
         "weights_source": str(spec.extra.get("release", {}).get("source", "")),  # a converted release's file
-        "weights_source_sha256": str(spec.extra.get("release", {}).get("source_sha256", "")), "region": region, "input_size": int(spec.input_size),
+        "weights_source_sha256": str(spec.extra.get("release", {}).get("source_sha256", "")),
+        # the release's own mean image, subtracted when no training mean image is (part of the weights file)
+        "release_mean_image_sha256": str(spec.extra.get("average_image_sha256", "")) if mean_image is None else "",
+        "region": region, "input_size": int(spec.input_size),
         "subject": subject, "dim": int(spec.feature_dim), "mean": json.dumps(list(spec.mean)),
         "std": json.dumps(list(spec.std)), "mean_image": mean_image_tag, "mean_image_sha256": mi_sha, "invalid_rows": "nan", "face_store": store_path, "device": str(dev),
         "amp": str(ac).replace("torch.", "") if ac else "off", "num_workers": int(num_workers),
