@@ -422,3 +422,19 @@ def test_the_release_structures_fit_their_networks(backbone):
     want = [n for n, m in native.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     assert [mname for _, mname, _ in pairs] == want
     assert [L.name for L, _, _ in pairs][-3:] == ["fc6", "fc7", "fc8"]
+
+
+def test_the_command_line_converts_and_names_a_bad_layer(tmp_path, capsys):
+    from au_transfer.cli import main
+
+    rng = np.random.default_rng(6)
+    layers = mcn_layers(TINY_BLOCKS, 28, 5, 3, rng)
+    write_simplenn(tmp_path / "t.mat", layers, {"averageImage": np.full((1, 1, 3), 100.0)})
+    assert main(["convert-weights", str(tmp_path / "t.mat"), str(tmp_path / "t.pth"), "--backbone", "tiny_mcn"]) == 0
+    out = capsys.readouterr().out
+    assert "5 layers (conv1, conv2, fc6, fc7, fc8)" in out and "mean pixel" in out
+    _mutate(layers, "fc8", weights=cell([np.zeros((1, 1, 5, 4), np.float32), np.zeros((1, 4), np.float32)]))
+    write_simplenn(tmp_path / "b.mat", layers, {})
+    assert main(["convert-weights", str(tmp_path / "b.mat"), str(tmp_path / "b.pth"), "--backbone", "tiny_mcn"]) == 1
+    err = capsys.readouterr().err
+    assert "au-transfer convert-weights: error:" in err and "layer 'fc8'" in err and "(4, 5)" in err

@@ -85,9 +85,12 @@ def _load(name: str, weights: str, opts: Mapping[str, Any]) -> Any:
     return create_backbone(name, weights, key_map=opts.get("key_map"), seed=int(opts.get("seed", 0)))
 
 
-def _describe(net: Any) -> str:
+def _describe(net: Any, local: bool = False) -> str:
     release = net.spec.extra.get("release") or {}
     text = f"sha256 {str(net.weights_sha256 or '')[:16]}..."
+    if local and not release:
+        mean = ", ".join(f"{v:.4f}" for v in net.spec.mean)
+        text += f"; no conversion record: the network's default normalisation (mean {mean} on the 0-1 scale)"
     if release:
         norm = release.get("normalization", {})
         text += (f"; converted from {release.get('source')} (sha256 {str(release.get('source_sha256'))[:16]}...), "
@@ -111,7 +114,7 @@ def check_backbone(cfg: Mapping[str, Any], name: str, *, base: str | None = None
             net = _load(name, path, opts)
         except Exception as exc:  # noqa: BLE001 - every reason a file does not fit, as one line
             return WeightStatus(name, "file", weights, False, f"does not fit: {exc}")
-        return WeightStatus(name, "file", weights, True, f"fits {name} ({_describe(net)})")
+        return WeightStatus(name, "file", weights, True, f"fits {name} ({_describe(net, local=True)})")
     spec = get_spec(name)
     if spec.pretrained == "torchvision":
         from .backbones.weights import hub_checkpoint_path
