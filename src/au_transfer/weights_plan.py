@@ -67,7 +67,7 @@ def convert_command(backbone: str, dst: str) -> str:
     """The one-line command that makes ``dst`` for ``backbone`` from its public release (or how to get it)."""
     release = RELEASES.get(backbone)
     if release is None:
-        return f"put {backbone}'s state dict there (see {DOCS})"
+        return f"put {backbone}'s weights there (a state dict, or the release's checkpoint file; see {DOCS})"
     return f"au-transfer convert-weights {release.file} {dst} --backbone {backbone}  (release: {release.url})"
 
 
