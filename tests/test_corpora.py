@@ -105,6 +105,33 @@ def test_bp4d_config_ships_the_protocol():
     assert cfg["splits"] == bp4d_mod.three_fold_splits()
 
 
+# The parts of ME-GraphAU's tool/BP4D_image_label_process.py and tool/DISFA_image_label_process.py, and its fold
+# numbers: fold1 trains on part1 + part2 and tests part3, fold2 tests part2, fold3 tests part1.
+BP4D_PARTS = ("F001 M007 F018 F008 F002 M004 F010 F009 M012 M001 F016 M014 F023 M008".split(),
+              "M011 F003 M010 M002 F005 F022 M018 M017 F013 M016 F020 F011 M013 M005".split(),
+              "F007 F015 F006 F019 M006 M009 F012 M003 F004 F021 F017 M015 F014".split())
+DISFA_PARTS = ("SN002 SN010 SN001 SN026 SN027 SN032 SN030 SN009 SN016".split(),
+               "SN013 SN018 SN011 SN028 SN012 SN006 SN031 SN021 SN024".split(),
+               "SN003 SN029 SN023 SN025 SN008 SN005 SN007 SN017 SN004".split())
+
+
+@pytest.mark.parametrize("config, parts, n_val", [("bp4d_3fold.yaml", BP4D_PARTS, 4),
+                                                  ("disfa_3fold.yaml", DISFA_PARTS, 3)])
+def test_folds_are_numbered_as_me_graphau(config, parts, n_val):
+    """fold1 tests part3, fold2 part2, fold3 part1; each trains on the other two parts in part order, the last
+    ``n_val`` subjects of the second training part held out for validation (the lists written out)."""
+    p1, p2, p3 = parts
+    expected = {"fold1": {"train": p1 + p2[:-n_val], "val": p2[-n_val:], "test": p3},
+                "fold2": {"train": p1 + p3[:-n_val], "val": p3[-n_val:], "test": p2},
+                "fold3": {"train": p2 + p3[:-n_val], "val": p3[-n_val:], "test": p1}}
+    cfg = yaml.safe_load((ROOT / "config" / config).read_text())
+    assert cfg["splits"] == expected
+    if config.startswith("bp4d"):
+        assert bp4d_mod.three_fold_splits() == expected
+        assert [list(p) for p in bp4d_mod.PARTS] == list(parts)
+        assert bp4d_mod.three_fold_splits("bp4d-")["fold1"]["test"] == [f"bp4d-{s}" for s in p3]
+
+
 def test_bp4d_labels_padded_names_coded_range_unknowns(bp4d):
     c = get_corpus("bp4d", bp4d)
     df = c.labels(c.recording("F001.T1"), [12, 1, 2, 6, 17])

@@ -38,12 +38,16 @@ IMAGE_DIRS: tuple[str, ...] = ("BP4D-training", "Sequences(2D+3D)", "2D+3D", "BP
 UNKNOWN: int = 9
 MAX_INTENSITY: int = 5
 
-#: The standard subject-exclusive 3-fold protocol (JAA-Net, ME-GraphAU).
+#: The standard subject-exclusive 3-fold protocol (JAA-Net, ME-GraphAU): the three parts of BP4D's subjects, in
+#: the order of ME-GraphAU's ``tool/BP4D_image_label_process.py`` (``BP4D_Sequence_split``).
 PARTS: tuple[tuple[str, ...], ...] = (
     ("F001", "M007", "F018", "F008", "F002", "M004", "F010", "F009", "M012", "M001", "F016", "M014", "F023", "M008"),
     ("M011", "F003", "M010", "M002", "F005", "F022", "M018", "M017", "F013", "M016", "F020", "F011", "M013", "M005"),
     ("F007", "F015", "F006", "F019", "M006", "M009", "F012", "M003", "F004", "F021", "F017", "M015", "F014"),
 )
+#: The part each fold tests, numbered as JAA-Net's and ME-GraphAU's tools number them (and so every published
+#: per-fold table): fold1 trains on part1 + part2 and tests part3, fold2 tests part2, fold3 tests part1.
+FOLD_TEST_PART: dict[str, int] = {"fold1": 3, "fold2": 2, "fold3": 1}
 #: Validation subjects of each fold: the last N_VAL of the fold's second training part (as config/disfa_3fold.yaml).
 N_VAL: int = 4
 
@@ -52,15 +56,14 @@ _SUBJECT_RE = re.compile(r"^[FM]\d{3}$")
 
 
 def three_fold_splits(prefix: str = "") -> dict[str, dict[str, list[str]]]:
-    """``fold1..fold3``: each tests one part and trains on the other two, the last :data:`N_VAL` subjects of the
-    second training part held out for validation."""
+    """``fold1..fold3`` (:data:`FOLD_TEST_PART`): each tests one part and trains on the other two (in part
+    order), the last :data:`N_VAL` subjects of the second training part held out for validation."""
     out = {}
-    for k in range(3):
-        first, second = (PARTS[j] for j in range(3) if j != k)
+    for fold, part in FOLD_TEST_PART.items():
+        first, second = (PARTS[j] for j in range(3) if j != part - 1)
         train = [*first, *second[:-N_VAL]]
-        out[f"fold{k + 1}"] = {"train": [prefix + s for s in train],
-                               "val": [prefix + s for s in second[-N_VAL:]],
-                               "test": [prefix + s for s in PARTS[k]]}
+        out[fold] = {"train": [prefix + s for s in train], "val": [prefix + s for s in second[-N_VAL:]],
+                     "test": [prefix + s for s in PARTS[part - 1]]}
     return out
 
 
