@@ -221,3 +221,41 @@ def test_unknown_backbone_names_stop_before_any_job(key):
 
     with pytest.raises(ConfigError, match=rf"config key '{key}': unknown backbone 'resnet_152'"):
         _checked(change)
+
+
+def test_refit_train_val_with_ensembles_fitted_on_validation_is_refused():
+    """classifiers.svm.refit: train_val refits the SVMs on the validation rows: an ensemble of one that fits its
+    calibration (tie score), weights or stacking on those rows is refused before any job, naming the keys; a
+    majority vote with a fixed tie rule (or no SVM member) passes, and its validation predictions count as in
+    sample all the same (au_transfer.plan.validation_in_sample)."""
+    from au_transfer.plan import validation_in_sample
+
+    def train_val(c):
+        c["classifiers"]["svm"]["refit"] = "train_val"
+
+    with pytest.raises(ConfigError, match=r"config key 'classifiers\.svm\.refit' \(train_val\) with "
+                                          r"'ensembles\.fe\.tie' \(score\): member\(s\) \['dlib_resnet-face-svm'\].*"
+                                          r"fits its calibration"):
+        _checked(train_val)
+
+    def stacked_only(c):
+        train_val(c)
+        for name in ("fe", "fe_ft"):
+            c["ensembles"][name]["tie"] = "absent"
+
+    with pytest.raises(ConfigError, match=r"'ensembles\.stacked\.method' \(stacked\).*fits its stacking"):
+        _checked(stacked_only)
+
+    def fixed_ties(c):
+        stacked_only(c)
+        del c["ensembles"]["stacked"]
+
+    cfg = _checked(fixed_ties)
+    inside = validation_in_sample(cfg)
+    assert inside["dlib_resnet-face-svm"].startswith("refitted on train + validation")
+    assert "member(s) ['dlib_resnet-face-svm']" in inside["ens-fe"] and "dlib_resnet-face-lda" not in inside
+    default = _checked(lambda c: None)  # refit: train: only the ensembles that fit on validation rows
+    assert validation_in_sample(default) == {
+        "ens-fe": "fits its calibration on the validation rows",
+        "ens-fe_ft": "fits its calibration on the validation rows",
+        "ens-stacked": "fits its stacking on the validation rows"}

@@ -74,6 +74,20 @@ def check_ensembles(ensembles: Mapping[str, Mapping[str, Any]], produced: Iterab
                     f"(produced: {sorted(produced) or 'none'})")
 
 
+def fitted_on_validation(method: str = "majority", tie: str = "score") -> list[str]:
+    """What an ensemble fits on the validation rows (module docstring): ``calibration`` (tie rule ``score``, not
+    stacked), ``weights`` (weighted), ``stacking`` (stacked); empty for a majority vote with a fixed tie rule, whose
+    validation predictions are as out of sample as its members'."""
+    out = []
+    if tie == "score" and method != "stacked":
+        out.append("calibration")
+    if method == "weighted":
+        out.append("weights")
+    if method == "stacked":
+        out.append("stacking")
+    return out
+
+
 def read_predictions(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read one prediction table and check its columns and values (:func:`au_transfer.predictions.read_predictions`),
     raising :class:`EnsembleError` naming the file."""

@@ -158,6 +158,32 @@ def report_paper_ensembles(cfg: Mapping[str, Any]) -> list[str]:
     return list(names)
 
 
+def refit_on_validation(cfg: Mapping[str, Any]) -> list[str]:
+    """Member models that are refitted on train + validation rows (``classifiers.svm.refit: train_val``: the SVMs,
+    plain and ``_med``, on frozen and fine-tuned features): their validation predictions are in sample."""
+    if cfg["classifiers"]["svm"].get("refit", "train") != "train_val":
+        return []
+    return [m for m in classifier_model_ids(cfg) if m.rsplit("-", 1)[-1] in ("svm", "svm_med")]
+
+
+def validation_in_sample(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """Models whose validation predictions are **in sample** (fitted on those rows), with the reason: the members
+    of :func:`refit_on_validation`, the ensembles that fit calibration, weights or stacking on the validation rows
+    (:func:`au_transfer.ensemble.fitted_on_validation`) and the ensembles of such members. Validation F1 ranks only
+    the others (the predictor's default model; ``predictor.json`` lists these)."""
+    from .ensemble import ensemble_id, fitted_on_validation
+
+    out = {m: "refitted on train + validation (classifiers.svm.refit: train_val)" for m in refit_on_validation(cfg)}
+    for name, spec in cfg["ensembles"].items():
+        fitted = fitted_on_validation(spec.get("method", "majority"), spec.get("tie", "score"))
+        inside = [m for m in spec.get("members", []) if m in out]
+        if fitted:
+            out[ensemble_id(name)] = f"fits its {' and '.join(fitted)} on the validation rows"
+        elif inside:
+            out[ensemble_id(name)] = f"member(s) {inside} are in sample on validation"
+    return out
+
+
 def check_workflow(cfg: Mapping[str, Any]) -> None:
     """The checks that span sections, on a schema-validated config (defaults filled); raises :class:`ConfigError`
     naming the key. Called once by the workflow before any job and by ``au-transfer validate-config``."""
@@ -180,6 +206,7 @@ def check_workflow(cfg: Mapping[str, Any]) -> None:
     _check_regressors(cfg)
     _check_median(cfg)
     check_ensembles(cfg["ensembles"], member_ids(cfg))
+    _check_refit(cfg)
     report_paper_ensembles(cfg)
     _check_report(cfg, splits)
     _check_weight_files(cfg)
@@ -271,6 +298,26 @@ def _check_members(cfg: Mapping[str, Any]) -> None:
                          if backbone.endswith(FT_SUFFIX) else "features.backbones (or classifiers.backbones)")
                 raise ConfigError(f"config key 'ensembles.{name}.members': member {m!r} uses backbone "
                                   f"{backbone!r}, which is not configured; add it to {where}, or remove the member")
+
+
+def _check_refit(cfg: Mapping[str, Any]) -> None:
+    """``classifiers.svm.refit: train_val`` refits the SVMs on the validation rows; an ensemble of such a member that
+    fits calibration, weights or stacking on those rows would fit them on rows its members trained on: refused."""
+    from .ensemble import fitted_on_validation
+
+    refitted = set(refit_on_validation(cfg))
+    for name, spec in cfg["ensembles"].items():
+        inside = [m for m in spec.get("members", []) if m in refitted]
+        method, tie = spec.get("method", "majority"), spec.get("tie", "score")
+        fitted = fitted_on_validation(method, tie)
+        if inside and fitted:
+            keys = " and ".join(f"'ensembles.{name}.{k}' ({v})" for k, v in (("method", method), ("tie", tie))
+                                if (k == "method" and method != "majority") or (k == "tie" and tie == "score"
+                                                                                 and method != "stacked"))
+            raise ConfigError(
+                f"config key 'classifiers.svm.refit' (train_val) with {keys}: member(s) {inside} are refitted on the "
+                f"validation rows, on which ensemble {name} fits its {' and '.join(fitted)}; set "
+                "classifiers.svm.refit: train, or use method: majority with tie: absent or present")
 
 
 def _check_regressors(cfg: Mapping[str, Any]) -> None:
