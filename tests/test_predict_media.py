@@ -165,3 +165,37 @@ def test_defaults_choose_the_split_and_the_best_model_on_validation(results, tmp
     assert first.startswith("model dlib_resnet-face-lda (split t): the best mean F1 on validation frames")
     assert any("synthetic demo corpus" in r.getMessage() for r in caplog.records)
     assert len(pd.read_csv(out)) >= 2
+
+
+def test_default_model_ranks_only_out_of_sample_validation_predictions(results, tmp_path, caplog):  # noqa: F811
+    """An ensemble that fits calibration, weights or stacking on the validation rows (its ensemble.json) and a
+    model that the manifest lists as refitted on them (val_in_sample) are best on validation, in sample: never the
+    default; a majority vote with a fixed tie rule is ranked like a model."""
+    import json
+    import shutil
+
+    from au_transfer.predict import in_sample_models, validation_ranking
+
+    results = shutil.copytree(results, tmp_path / "results")  # the module's fixture stays as it was
+    shutil.rmtree(results / "predictions" / SPLIT, ignore_errors=True)
+    models = results / "models" / SPLIT
+    shutil.rmtree(models / "ens-pair")  # the fixture's own ensemble (tie: score, so in sample too)
+    _val_predictions(results, "dlib_resnet-face-lda", 0.8, test_agree=0.5)
+    for name, method, tie, agree in (("stack", "stacked", "score", 1.0), ("cal", "majority", "score", 1.0),
+                                     ("vote", "majority", "absent", 0.9)):
+        _val_predictions(results, f"ens-{name}", agree, test_agree=0.5)
+        (models / f"ens-{name}").mkdir(parents=True, exist_ok=True)
+        (models / f"ens-{name}" / "ensemble.json").write_text(json.dumps(
+            {"name": name, "method": method, "tie": tie, "members": [MODEL, "dlib_resnet-face-lda"], "aus": {}}))
+    assert set(in_sample_models(results, SPLIT)) == {"ens-stack", "ens-cal"}
+    ranking = validation_ranking(results, SPLIT).set_index("model")
+    assert ranking.loc["ens-stack", "in_sample"] == "fits its stacking on the validation rows"
+    assert ranking.loc["ens-cal", "in_sample"] == "fits its calibration on the validation rows"
+    assert ranking.loc["ens-vote", "in_sample"] == ""
+    assert default_model(results, SPLIT)[0] == "ens-vote"
+    manifest = json.loads((models / "predictor.json").read_text())
+    write_manifest(models / "predictor.json", split=SPLIT, aus=AUS, faces=manifest["faces"], backbones={},
+                   val_in_sample={"ens-vote": "member(s) ['dlib_resnet-face-svm'] are in sample on validation"})
+    with caplog.at_level(logging.INFO, logger="au_transfer"):
+        assert default_model(results, SPLIT)[0] == "dlib_resnet-face-lda"
+    assert any("ens-cal, ens-stack, ens-vote" in r.getMessage() for r in caplog.records)

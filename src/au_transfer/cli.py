@@ -95,8 +95,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = args.model
     if model is None:
         model, f1 = default_model(results, split)
-        print(f"model {model} (split {split}): the best mean F1 on validation frames ({100 * f1:.1f} %); choose "
-              "another with --model", flush=True)
+        print(f"model {model} (split {split}): the best mean F1 on validation frames ({100 * f1:.1f} %) among the "
+              "models whose validation predictions are out of sample (not ranked: ensembles that fit calibration, "
+              "weights or stacking on those frames, models refitted on them); choose another with --model",
+              flush=True)
     else:
         print(f"model {model} (split {split})", flush=True)
     stats = predict_to_csv(args.input, args.output, model=model, results=results, split=split, device=args.device,

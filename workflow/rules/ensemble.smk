@@ -48,6 +48,7 @@ rule predictor_manifest:
         au_region=config["regions"]["au_region"],
         threshold=config["data"]["threshold"],
         corpus=report_corpus(),
+        val_in_sample=_plan.validation_in_sample(config),  # never the predictor's default model
     log:
         "logs/ensembles/{split}/predictor_manifest.log",
     conda:

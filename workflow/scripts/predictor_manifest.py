@@ -7,4 +7,5 @@ sm = snakemake  # type: ignore[name-defined]  # noqa: F821
 setup_logging(sm.log[0])
 p = sm.params
 write_manifest(sm.output[0], split=sm.wildcards.split, aus=p.aus, faces=p.faces, backbones=p.backbones,
-               au_region=p.au_region, threshold=p.threshold, corpus=p.corpus)
+               au_region=p.au_region, threshold=p.threshold, corpus=p.corpus,
+               val_in_sample=p.val_in_sample)

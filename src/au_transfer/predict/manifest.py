@@ -30,15 +30,18 @@ class PredictError(ValueError):
 # --------------------------------------------------------------------------------------------- the manifest
 def write_manifest(path: str | os.PathLike[str], *, split: str, aus: Sequence[int], faces: Mapping[str, Any],
                    backbones: Mapping[str, Any], au_region: Mapping[Any, str] | None = None,
-                   threshold: int | None = None, corpus: str = "") -> dict[str, Any]:
+                   threshold: int | None = None, corpus: str = "",
+                   val_in_sample: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Write ``predictor.json``: the face and backbone settings a predictor needs to reproduce the run's inputs.
 
     ``faces`` is the run's ``faces`` section; the manifest stores it whole, as
     :meth:`~au_transfer.faces.settings.FaceSettings.to_dict` (schema defaults filled in). ``corpus`` names the
-    data the models were trained on (the report's label, e.g. ``synthetic demo corpus``).
+    data the models were trained on (the report's label, e.g. ``synthetic demo corpus``). ``val_in_sample``: the
+    models whose validation predictions are in sample, with the reason (:func:`au_transfer.plan.validation_in_sample`),
+    which the default model never is.
     """
     manifest = {"split": split, "aus": [int(a) for a in aus], "faces": FaceSettings.from_config(faces).to_dict(),
-                "corpus": corpus,
+                "corpus": corpus, "val_in_sample": dict(val_in_sample or {}),
                 "backbones": {k: dict(v or {}) for k, v in backbones.items()},
                 "au_region": {str(k): v for k, v in (au_region or {}).items()}, "threshold": threshold}
     with atomic_path(path) as tmp:

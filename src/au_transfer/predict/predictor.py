@@ -82,11 +82,31 @@ def default_split(results: str | os.PathLike[str]) -> str:
     raise PredictError(f"{results}: several trained splits {splits}; choose one with --split")
 
 
+def in_sample_models(results: str | os.PathLike[str], split: str) -> dict[str, str]:
+    """Models of a split whose **validation** predictions are in sample (fitted on those rows), with the reason:
+    those that ``predictor.json`` lists (``val_in_sample``: :func:`au_transfer.plan.validation_in_sample` of the
+    run's config) and every ensemble whose ``ensemble.json`` fits calibration, weights or stacking on the
+    validation rows (:func:`au_transfer.ensemble.fitted_on_validation`; also for manifests of older versions)."""
+    from ..ensemble import fitted_on_validation, load_params
+
+    layout = Layout.of(results)
+    path = Path(layout.split_models(split)) / MANIFEST
+    out = dict(read_manifest(path.parent).get("val_in_sample") or {}) if path.is_file() else {}
+    for params in sorted(Path(layout.split_models(split)).glob(f"{ENSEMBLE_PREFIX}*/ensemble.json")):
+        model = params.parent.name
+        fitted = fitted_on_validation(**{k: v for k, v in load_params(params).items() if k in ("method", "tie")})
+        if fitted and model not in out:
+            out[model] = f"fits its {' and '.join(fitted)} on the validation rows"
+    return out
+
+
 def validation_ranking(results: str | os.PathLike[str], split: str) -> pd.DataFrame:
     """Models of a split ranked by their mean F1 over AUs on the **validation** frames (never test), best first;
-    columns ``model, val_f1, n_aus``."""
+    columns ``model, val_f1, n_aus, in_sample`` (why its validation predictions are in sample, :func:`in_sample_models`;
+    empty when they are out of sample: only those rankings mean anything)."""
     from sklearn.metrics import f1_score
 
+    inside = in_sample_models(results, split)
     rows = []
     for path in sorted(Path(Layout.of(results).split_predictions(split)).glob("*.csv")):
         if path.stem == "always_present":
@@ -96,22 +116,33 @@ def validation_ranking(results: str | os.PathLike[str], split: str) -> pd.DataFr
         if val.empty:
             continue
         f1 = [f1_score(g["label"], g["pred"], zero_division=0) for _, g in val.groupby("au")]
-        rows.append({"model": path.stem, "val_f1": float(np.mean(f1)), "n_aus": len(f1)})
-    out = pd.DataFrame(rows, columns=["model", "val_f1", "n_aus"])
+        rows.append({"model": path.stem, "val_f1": float(np.mean(f1)), "n_aus": len(f1),
+                     "in_sample": inside.get(path.stem, "")})
+    out = pd.DataFrame(rows, columns=["model", "val_f1", "n_aus", "in_sample"])
     return out.sort_values(["val_f1", "model"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
 def default_model(results: str | os.PathLike[str], split: str) -> tuple[str, float]:
     """The model that did best on validation (:func:`validation_ranking`) among those whose trained files are in
-    the results folder, with its validation F1."""
+    the results folder and whose validation predictions are **out of sample** (never an ensemble that fitted its
+    calibration, weights or stacking on those rows, nor a model refitted on them), with its validation F1."""
     layout = Layout.of(results)
     aus = [int(a) for a in read_manifest(Path(layout.split_models(split))).get("aus") or []]
     ranking = validation_ranking(results, split)
+    skipped = []
     for r in ranking.itertuples(index=False):
-        if any(model_file(layout, split, str(r.model), au).is_file() for au in aus):
-            return str(r.model), float(r.val_f1)
-    raise PredictError(f"{results}: split {split} has no trained model with validation predictions; name one with "
-                       "--model")
+        if not any(model_file(layout, split, str(r.model), au).is_file() for au in aus):
+            continue
+        if r.in_sample:
+            skipped.append(str(r.model))
+            continue
+        if skipped:
+            log.info("default model: not ranked, their validation predictions are in sample: %s",
+                     ", ".join(skipped))
+        return str(r.model), float(r.val_f1)
+    why = f" (in sample on validation, not ranked: {', '.join(skipped)})" if skipped else ""
+    raise PredictError(f"{results}: split {split} has no trained model with out-of-sample validation "
+                       f"predictions{why}; name one with --model")
 
 
 def default_regressor(results: str | os.PathLike[str], split: str) -> str | None:
