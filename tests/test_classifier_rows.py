@@ -65,6 +65,20 @@ def test_index_reads_the_same_frames_as_load_frames(synth):
     np.testing.assert_array_equal(index.features(idx, np.float32), data.X[idx])
 
 
+def test_threshold_per_recording(synth):
+    """A split whose corpora define present differently gives the job ``{recording: threshold}``: each recording's
+    labels are binarised with its own (SN002 at 1 = as with threshold 1 alone; SN001 at 2)."""
+    _, fp, lp = synth
+    mixed = index_frames(fp, lp, au=12, threshold={"SN001": 2, "SN002": 1}, subjects=SUBJECTS[:2])
+    for s, t in (("SN001", 2), ("SN002", 1)):
+        alone = index_frames(fp, lp, au=12, threshold=t, subjects=[s])
+        np.testing.assert_array_equal(mixed.y[mixed.subject == s], alone.y)
+    assert index_frames(fp, lp, au=12, threshold=1, subjects=["SN002"]).y.sum() > \
+        index_frames(fp, lp, au=12, threshold=2, subjects=["SN002"]).y.sum()
+    with pytest.raises(ClassifierDataError, match="recording SN003: no threshold of present given"):
+        index_frames(fp, lp, au=12, threshold={"SN001": 2}, subjects=["SN003"])
+
+
 @pytest.mark.parametrize("classifier,params", [("lda", {}), ("lda", {"shrinkage": "auto"}), ("svm", {})])
 def test_blockwise_scores_are_bit_identical(classifier, params):
     rng = np.random.default_rng(0)

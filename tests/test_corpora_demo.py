@@ -110,3 +110,87 @@ def test_make_corpus_renders_and_converts(tmp_path):
     assert np.array_equal(c.labels(c.recording("M001.T2"), [1])["frame"], [4])
     with pytest.raises(ValueError, match="unknown layout 'bp5d'"):
         layouts.make_corpus("bp5d", tmp_path)
+
+
+# --- people counted once, and "present" per corpus (issue 24 §3), on the synthetic corpora
+def _config(data_root, corpora, splits, **data):
+    import copy
+
+    import yaml
+    from conftest import ROOT
+
+    from au_transfer.config import validate_config
+
+    cfg = copy.deepcopy(yaml.safe_load((ROOT / "tests" / "config_test.yaml").read_text()))
+    cfg["data_root"] = str(data_root)
+    cfg["data"] = {**cfg["data"], "demo": {"enabled": False}, "corpora": corpora, "aus": [1, 2, 4, 6, 12, 15, 17],
+                   **data}
+    cfg["splits"] = splits
+    cfg["faces"]["landmarks"] = "dlib"
+    cfg["report"]["paper_models"] = {}
+    return validate_config(cfg)
+
+
+def test_a_disfa_plus_person_is_the_disfa_person(demo_root, tmp_path):
+    """DISFA+ records people of DISFA (dplus-SN001 is SN001): a split with SN001 on one side and dplus-SN001 on the
+    other fails the subject-exclusive check before any job; other people pass, as do BP4D's."""
+    from au_transfer.config import ConfigError
+    from au_transfer.datasets.catalog import Catalog
+    from au_transfer.plan import check_workflow
+
+    dplus = layouts.write_disfa_plus(demo_root, tmp_path / "DISFA+")
+    bp4d = layouts.write_bp4d(demo_root, tmp_path / "BP4D")
+    corpora = [{"corpus": "disfa_plus", "root": str(dplus["root"]), "prefix": "dplus-"},
+               {"corpus": "bp4d", "root": str(bp4d["root"]), "prefix": "bp4d-"}]
+    ok = {"s": {"train": ["SN003", "dplus-SN002"], "val": ["SN004"], "test": ["dplus-SN001", "bp4d-F001"]}}
+    cfg = _config(tmp_path / "DISFA", corpora, ok)
+    check_workflow(cfg)
+    catalog = Catalog(cfg)
+    assert catalog.person_of("dplus-SN001.A1_AU1_TrailNo_1") == catalog.person_of("SN001") == "DISFA:SN001"
+    assert catalog.person_of("bp4d-F001.T1") == "bp4d-F001"
+    shared = {"s": {"train": ["SN001", "SN003"], "val": [], "test": ["dplus-SN001"]}}
+    with pytest.raises(ConfigError, match=r"split 's': person\(s\) \['DISFA:SN001'\] in both train and test "
+                                          r"\(DISFA:SN001: SN001 in train, dplus-SN001 in test\)"):
+        check_workflow(_config(tmp_path / "DISFA", corpora, shared))
+    val = {"s": {"train": ["SN003"], "val": ["dplus-SN002"], "test": ["SN002"]}}
+    with pytest.raises(ConfigError, match=r"person\(s\) \['DISFA:SN002'\] in both val and test"):
+        check_workflow(_config(tmp_path / "DISFA", corpora, val))
+
+
+def test_present_is_defined_per_corpus(demo_root, tmp_path):
+    """DISFA+ calls an AU present at intensity >= its threshold (data.threshold, or its data.corpora entry's),
+    BP4D by its occurrence codes (level A counts): the split's corpus columns say both, the jobs get a threshold per
+    recording where the corpora's differ, and the report warns about the cross-corpus split."""
+    from au_transfer.datasets.catalog import Catalog
+    from au_transfer.evaluation import add_corpus_columns
+    from au_transfer.labels import threshold_for
+    from au_transfer.report.tables import present_notes
+
+    dplus = layouts.write_disfa_plus(demo_root, tmp_path / "DISFA+")
+    bp4d = layouts.write_bp4d(demo_root, tmp_path / "BP4D")
+    corpora = [{"corpus": "disfa_plus", "root": str(dplus["root"]), "prefix": "dplus-", "threshold": 1},
+               {"corpus": "bp4d", "root": str(bp4d["root"]), "prefix": "bp4d-"}]
+    splits = {"within": {"train": ["SN003"], "val": [], "test": ["SN004"]},
+              "to_bp4d": {"train": ["SN003", "dplus-SN002"], "val": [], "test": ["bp4d-F001"]}}
+    catalog = Catalog(_config(tmp_path / "DISFA", corpora, splits))
+    assert catalog.present_of("SN003") == "intensity >= 2 (B+)"
+    assert catalog.present_of("dplus-SN002") == "intensity >= 1 (A+)"
+    assert catalog.present_of("bp4d-F001.T1") == "occurrence codes (A+)"
+    assert catalog.threshold_param(["SN003", "SN004"]) == 2  # one corpus: one number, as before
+    recs = ["SN003", *catalog.recording_ids(["dplus-SN002"])]
+    mixed = catalog.threshold_param(recs)
+    assert mixed == {"SN003": 2, **{r: 1 for r in recs[1:]}}
+    assert threshold_for(mixed, recs[1]) == 1 and threshold_for(2, recs[1]) == 2
+    cols = {name: catalog.split_corpora((*sp["train"], *sp["val"]), sp["test"]) for name, sp in splits.items()}
+    assert cols["to_bp4d"] == {"train": "disfa+disfa_plus (dplus-)", "test": "bp4d (bp4d-)",
+                               "train_present": "disfa: intensity >= 2 (B+); disfa_plus (dplus-): intensity >= 1 (A+)",
+                               "test_present": "occurrence codes (A+)"}
+    summary = add_corpus_columns(pd.DataFrame({"model": ["m", "m"], "split": ["within", "to_bp4d"]}), cols)
+    assert summary["train_present"].tolist() == ["intensity >= 2 (B+)", cols["to_bp4d"]["train_present"]]
+    assert summary["test_present"].tolist() == ["intensity >= 2 (B+)", "occurrence codes (A+)"]
+    notes = present_notes(cols)
+    assert notes[0] == "Split `within` trains and tests on disfa: present = intensity >= 2 (B+)."
+    assert notes[1].startswith("**Warning**: split `to_bp4d` is cross-corpus: it trains on disfa+disfa_plus (dplus-) "
+                               "(present = disfa: intensity >= 2 (B+); disfa_plus (dplus-): intensity >= 1 (A+)) and "
+                               "tests on bp4d (bp4d-) (present = occurrence codes (A+)).")
+    assert "The definitions of present differ" in notes[1]

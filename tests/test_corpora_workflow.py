@@ -120,7 +120,7 @@ def corpora_run(tmp_path_factory) -> Path:
 
     tmp = tmp_path_factory.mktemp("corpora")
     size = {"n_frames": 40, "width": 320, "height": 240}
-    generic = make_corpus("generic", tmp / "generic", **size)
+    generic = make_corpus("generic", tmp / "generic", write={"kind": "intensity"}, **size)  # present: >= 2
     bp4d = make_corpus("bp4d", tmp / "bp4d", seed=11, **size)  # other faces than the generic corpus's
     work = tmp / "work"
     work.mkdir()
@@ -149,6 +149,10 @@ def test_generic_and_cross_corpus_run_end_to_end(corpora_run):
     assert set(svm.index) == {"within", "cross"}
     assert svm.loc["within", "train_corpus"] == "generic" and svm.loc["within", "test_corpus"] == "generic"
     assert svm.loc["cross", "train_corpus"] == "generic" and svm.loc["cross", "test_corpus"] == "bp4d (bp4d-)"
+    # each side's definition of present: the generic corpus's intensities >= data.threshold, BP4D's occurrence codes
+    assert svm.loc["within", "train_present"] == svm.loc["within", "test_present"] == "intensity >= 2 (B+)"
+    assert svm.loc["cross", "train_present"] == "intensity >= 2 (B+)"
+    assert svm.loc["cross", "test_present"] == "occurrence codes (A+)"
     assert summary["f1"].notna().all()
     # the cross split is scored on the BP4D recordings' coded frames only (unknown labels left out)
     preds = pd.read_csv(work / "results" / "predictions" / "cross" / "mtcnn_onet-face-svm.csv")
@@ -164,3 +168,7 @@ def test_generic_and_cross_corpus_run_end_to_end(corpora_run):
     assert len(cross_cols) == 1 and cross_cols[0].startswith("cross: generic -> bp4d")
     assert "within: generic -> generic" in table.columns
     assert "cross-corpus" in (work / "results" / "report" / "report.html").read_text()
+    index = (work / "results" / "report" / "index.md").read_text()
+    assert ("**Warning**: split `cross` is cross-corpus: it trains on generic (present = intensity >= 2 (B+)) and "
+            "tests on bp4d (bp4d-) (present = occurrence codes (A+)). The definitions of present differ") in index
+    assert "Split `within` trains and tests on generic: present = intensity >= 2 (B+)." in index

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,22 +93,37 @@ def check_splits(splits: Mapping[str, Mapping[str, Iterable[str]]]) -> dict[str,
 
 
 def check_subject_exclusive(train: Iterable[str], val: Iterable[str], test: Iterable[str], *, split: str = "",
-                            error: type[Exception] = ConfigError) -> None:
+                            error: type[Exception] = ConfigError,
+                            person_of: Callable[[str], str] | None = None) -> None:
     """Refuse overlapping train/val/test subject lists (a subject in two sets leaks identity into evaluation).
 
-    The one check of a job's sets (classifiers, LSTM, fine-tuning); raises ``error`` naming the subjects, both sets
-    and, when given, the split. (:func:`check_splits` checks the config's ``splits`` section itself.) The sets may
-    list recordings (``F001.T1``): two recordings of one subject in two sets are refused too (:func:`subject_of`).
+    The one check of a job's sets (classifiers, LSTM, fine-tuning) and of a config's splits across corpora; raises
+    ``error`` naming the subjects, both sets and, when given, the split. (:func:`check_splits` checks the config's
+    ``splits`` section itself.) The sets may list recordings (``F001.T1``): two recordings of one subject in two
+    sets are refused too (:func:`subject_of`). ``person_of`` maps a subject to who it is across corpora
+    (:meth:`au_transfer.datasets.catalog.Catalog.person_of`: DISFA's ``SN001`` and DISFA+'s ``dplus-SN001`` are one
+    person), so that one person under two corpus ids in two sets is refused as well.
     """
-    sets = {"train": {subject_of(x) for x in train}, "val": {subject_of(x) for x in val},
-            "test": {subject_of(x) for x in test}}
+    who = person_of or (lambda s: s)
+    sets: dict[str, dict[str, set[str]]] = {}  # set -> person -> its subject ids there
+    for which, items in (("train", train), ("val", val), ("test", test)):
+        sets[which] = {}
+        for x in items:
+            s = subject_of(x)
+            sets[which].setdefault(who(s), set()).add(s)
     names = list(sets)
+    where = f"split {split!r}: " if split else ""
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            both = sorted(sets[a] & sets[b])
-            if both:
-                where = f"split {split!r}: " if split else ""
+            both = sorted(set(sets[a]) & set(sets[b]))
+            if not both:
+                continue
+            if all(sets[a][p] == sets[b][p] == {p} for p in both):
                 raise error(f"{where}subject(s) {both} in both {a} and {b}: splits must be subject-exclusive")
+            named = "; ".join(f"{p}: {', '.join(sorted(sets[a][p]))} in {a}, {', '.join(sorted(sets[b][p]))} in {b}"
+                              for p in both)
+            raise error(f"{where}person(s) {both} in both {a} and {b} ({named}): splits must be "
+                        "subject-exclusive, and one person recorded in two corpora is one subject")
 
 
 def subject_of(recording: str) -> str:

@@ -203,20 +203,29 @@ def summarize(metric_tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
     return add_nan_aus(pd.concat([df, fold_means(df)], ignore_index=True))
 
 
+#: The summary's corpus columns, from the ``corpora`` mapping (split -> these keys without the ``_corpus``
+#: suffix): the corpora a split trains (train + val) and tests on, and each side's definition of "present".
+CORPUS_COLUMNS: dict[str, str] = {"train_corpus": "train", "test_corpus": "test", "train_present": "train_present",
+                                  "test_present": "test_present"}
+
+
 def add_corpus_columns(summary: pd.DataFrame, corpora: Mapping[str, Mapping[str, str]] | None) -> pd.DataFrame:
-    """Columns ``train_corpus`` and ``test_corpus``: the corpora a split trains (train + val) and tests on
-    (``corpora``: split -> {train, test}, e.g. ``disfa`` / ``bp4d (bp4d-)``); a k-fold mean row gets its folds' when
-    they agree, else ``mixed``. A split that trains on one corpus and tests on another is cross-corpus."""
+    """The corpus columns (:data:`CORPUS_COLUMNS`): ``train_corpus`` and ``test_corpus``, the corpora a split
+    trains (train + val) and tests on (``corpora``: split -> {train, test, train_present, test_present}, e.g.
+    ``disfa`` / ``bp4d (bp4d-)``), and ``train_present`` / ``test_present``, their definitions of an AU present
+    (``intensity >= 2 (B+)``, ``occurrence codes (A+)``; :meth:`au_transfer.datasets.catalog.Catalog.split_corpora`).
+    A k-fold mean row gets its folds' when they agree, else ``mixed``. A split that trains on one corpus and tests
+    on another is cross-corpus."""
     out = summary.copy()
     corpora = dict(corpora or {})
     groups = fold_groups(out["split"].unique()) if len(out) else {}
-    for which in ("train", "test"):
-        def lookup(split: str, which: str = which) -> str:
+    for column, key in CORPUS_COLUMNS.items():
+        def lookup(split: str, key: str = key) -> str:
             if split in corpora:
-                return str(corpora[split][which])
-            values = {str(corpora[f][which]) for f in groups.get(split, []) if f in corpora}
+                return str(corpora[split].get(key, ""))
+            values = {str(corpora[f].get(key, "")) for f in groups.get(split, []) if f in corpora}
             return values.pop() if len(values) == 1 else ("mixed" if values else "")
-        out[f"{which}_corpus"] = [lookup(s) for s in out["split"]] if len(out) else []
+        out[column] = [lookup(s) for s in out["split"]] if len(out) else []
     return out
 
 

@@ -17,7 +17,7 @@ Needs numpy and pandas only (no torch): the many small LDA/SVM jobs import it.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +84,29 @@ def read_label_table(path: str | os.PathLike[str], aus: Sequence[int], threshold
         occ[unknown] = -1
         out[f"AU{a}"] = occ
     return out
+
+
+#: The threshold of "present" that a job gets: one number, or ``{recording: threshold}`` when the corpora of its
+#: split define present differently (:meth:`au_transfer.datasets.catalog.Catalog.threshold_param`).
+Threshold = int | Mapping[str, int]
+
+
+def as_threshold(threshold: Threshold) -> int | dict[str, int]:
+    """A job's ``threshold`` param as an int or a ``{recording: int}`` dict (what bundles record)."""
+    if isinstance(threshold, Mapping):
+        return {str(k): int(v) for k, v in threshold.items()}
+    return int(threshold)
+
+
+def threshold_for(threshold: Threshold, recording: str, *, error: type[Exception] = LabelError) -> int:
+    """The threshold of one recording: the number itself, or its entry of a ``{recording: threshold}`` mapping
+    (a recording it lacks is an error naming it)."""
+    if not isinstance(threshold, Mapping):
+        return int(threshold)
+    if recording not in threshold:
+        raise error(f"recording {recording}: no threshold of present given (the job's thresholds name "
+                    f"{', '.join(sorted(threshold)[:4])}{' ...' if len(threshold) > 4 else ''})")
+    return int(threshold[recording])
 
 
 def read_intensity_table(path: str | os.PathLike[str], aus: Sequence[int], *, subject: str | None = None,

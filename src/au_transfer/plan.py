@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import DISFA_SUBJECTS, ConfigError, check_splits, model_id, split_subjects
+from .config import (
+    DISFA_SUBJECTS,
+    ConfigError,
+    check_splits,
+    check_subject_exclusive,
+    model_id,
+    split_subjects,
+)
 
 FT_SUFFIX = "_ft"
 
@@ -225,7 +232,7 @@ def _check_weight_files(cfg: Mapping[str, Any]) -> None:
 
 def _check_corpora(cfg: Mapping[str, Any], splits: Mapping[str, Any]) -> None:
     """The corpora: known adapters, every split subject in its corpus, every AU coded by each corpus a split reads,
-    the demo (a DISFA-layout corpus) only with ``data.corpus: disfa``, shipped landmarks only where a corpus ships
+    no person in two sets of a split under two corpus ids (:meth:`~.datasets.catalog.Catalog.person_of`), the demo (a DISFA-layout corpus) only with ``data.corpus: disfa``, shipped landmarks only where a corpus ships
     them or a fallback detector is set."""
     from .datasets.base import CorpusError
     from .datasets.catalog import Catalog
@@ -240,6 +247,8 @@ def _check_corpora(cfg: Mapping[str, Any], splits: Mapping[str, Any]) -> None:
         if not data["demo"]["enabled"]:
             catalog.check_subjects(subjects)
         catalog.check_aus(data["aus"], subjects)
+        for name, sp in splits.items():  # one person under two corpus ids (DISFA's SN001, DISFA+'s dplus-SN001)
+            check_subject_exclusive(sp.train, sp.val, sp.test, split=name, person_of=catalog.person_of)
     except CorpusError as exc:
         raise ConfigError(f"config: {exc}") from None
     faces = cfg["faces"]

@@ -40,7 +40,7 @@ rule fit_lstm:
         sets=lambda wc: split_sets(wc.split),
         features=model_feature_paths,
         crop_region=lambda wc: crop_region_of(wc.region, wc.au),
-        threshold=config["data"]["threshold"],
+        threshold=lambda wc: split_threshold(wc.split),
         seed=CLF["seed"],
         options={k: v for k, v in CLF["lstm"].items() if k not in ("enabled", "backbones", "regions")},
     log:

@@ -124,6 +124,12 @@ def split_sets(split):
     return {which: split_recordings(split, which) for which in ("train", "val", "test")}
 
 
+def split_threshold(split):
+    """The threshold of "present" of a split's recordings: data.threshold, or {recording: threshold} when its
+    corpora define present differently (data.corpora[].threshold; au_transfer.labels.threshold_for)."""
+    return CATALOG.threshold_param(split_recordings(split))
+
+
 def classifier_fit_params():
     """Params of the frame-classifier rule: those shared by the fits plus the options of the job's own classifier
     only (so that changing an SVM key reruns SVM fits only)."""
@@ -132,7 +138,7 @@ def classifier_fit_params():
         sets=lambda wc: split_sets(wc.split),
         features=model_feature_paths,
         crop_region=lambda wc: crop_region_of(wc.region, wc.au),
-        threshold=config["data"]["threshold"],
+        threshold=lambda wc: split_threshold(wc.split),
         seed=clf["seed"],
         balance=clf["balance"],
         classifier=lambda wc: wc.classifier,
@@ -141,13 +147,9 @@ def classifier_fit_params():
 
 
 def split_corpora():
-    """Split -> the corpora its training (train + val) and test subjects come from (summary and report columns)."""
-    out = {}
-    for name, sp in SPLITS.items():
-        train = sorted({CATALOG.corpus_name(s) for s in (*sp.train, *sp.val)})
-        test = sorted({CATALOG.corpus_name(s) for s in sp.test})
-        out[name] = {"train": "+".join(train), "test": "+".join(test)}
-    return out
+    """Split -> the corpora its training (train + val) and test subjects come from, and their definitions of
+    present (summary and report columns; au_transfer.datasets.catalog.Catalog.split_corpora)."""
+    return {name: CATALOG.split_corpora((*sp.train, *sp.val), sp.test) for name, sp in SPLITS.items()}
 
 
 def regressor_fit_params():

@@ -15,7 +15,7 @@ _FT_PARAMS = dict(
     sets=lambda wc: split_sets(wc.split),
     backbone_options=lambda wc: ft_backbone_options(wc.backbone),
     au_region=config["regions"].get("au_region"),
-    threshold=config["data"]["threshold"],
+    threshold=lambda wc: split_threshold(wc.split),
     options=FT_OPTIONS,
     device=FT["device"],
 )

@@ -5,6 +5,7 @@ import torch
 
 from au_transfer.finetune import run_finetune, unpack_au
 from au_transfer.io import setup_logging
+from au_transfer.labels import as_threshold
 
 sm = snakemake  # type: ignore[name-defined]  # noqa: F821
 setup_logging(sm.log[0])
@@ -25,6 +26,6 @@ else:
         backbone=sm.wildcards.backbone, weights=p.backbone_options["weights"],
         backbone_kwargs={k: p.backbone_options[k] for k in ("key_map", "seed")}, region=sm.wildcards.region,
         aus=list(p.aus),
-        au_region=p.au_region, threshold=int(p.threshold), cfg=dict(p.options), out_model=sm.output.model,
+        au_region=p.au_region, threshold=as_threshold(p.threshold), cfg=dict(p.options), out_model=sm.output.model,
         out_predictions=sm.output.pred, ckpt_path=p.ckpt, device=p.device, split=sm.wildcards.split,
     )

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import config
-from ..labels import balance_indices, read_intensity_table, read_label_table
+from ..labels import Threshold, balance_indices, read_intensity_table, read_label_table, threshold_for
 
 __all__ = ["ClassifierDataError", "FrameData", "FrameIndex", "balance_indices", "check_subject_exclusive",
            "index_frames", "load_frames", "read_feature_file", "read_label_file", "sequence_medians",
@@ -153,7 +153,7 @@ class FrameIndex:
 
 
 def index_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[str, str | Path], au: int,
-                 threshold: int, subjects: Sequence[str] | None = None, *, intensity: bool = False,
+                 threshold: Threshold, subjects: Sequence[str] | None = None, *, intensity: bool = False,
                  median: bool = False) -> FrameIndex:
     """The valid, labelled frames of one AU for the given subjects, without reading their features.
 
@@ -194,7 +194,8 @@ def index_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[s
             unknown_frames = labels.index.to_numpy()[labels.isna().to_numpy()]
             labels = labels.dropna()
         else:
-            labels = read_label_file(label_paths[s], au, threshold, s)
+            labels = read_label_file(label_paths[s], au, threshold_for(threshold, s, error=ClassifierDataError),
+                                     s)
             unknown_frames = labels.index.to_numpy()[labels.to_numpy() < 0]
             labels = labels[labels >= 0]  # unknown labels (-1): neither trained on nor scored
         labelled = np.isin(frames, labels.index.to_numpy())
@@ -252,7 +253,7 @@ def sequence_medians(path: str | Path, frames: np.ndarray, valid: np.ndarray, se
 
 
 def load_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[str, str | Path], au: int,
-                threshold: int, subjects: Sequence[str] | None = None, *, intensity: bool = False) -> FrameData:
+                threshold: Threshold, subjects: Sequence[str] | None = None, *, intensity: bool = False) -> FrameData:
     """Features and binary labels of one AU for the given subjects: valid, labelled frames only.
 
     ``feature_paths`` and ``label_paths`` map subject -> file. Invalid frames (``valid`` False in the feature file)

@@ -32,6 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from ..io import atomic_path
+from ..labels import Threshold, as_threshold
 from ..predictions import PRED_COLUMNS, prediction_rows
 from .data import ClassifierDataError, FrameData, FrameIndex, balance_indices
 
@@ -222,7 +223,7 @@ def feature_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_bundle(info: Mapping[str, Any], *, au: int, backbone: str, region: str, crop_region: str, classifier: str,
-                params: Mapping[str, Any], seed: int, threshold: int, balance: bool, refit: str, split: str,
+                params: Mapping[str, Any], seed: int, threshold: Threshold, balance: bool, refit: str, split: str,
                 train: Sequence[str], val: Sequence[str], test: Sequence[str], attrs: Mapping[str, Any],
                 counts: Mapping[str, Any]) -> dict[str, Any]:
     """The saved model bundle: everything needed to predict from features, and how the model was chosen."""
@@ -231,7 +232,7 @@ def make_bundle(info: Mapping[str, Any], *, au: int, backbone: str, region: str,
         "crop_region": crop_region, "classifier": classifier, "params": dict(params),
         "chosen": dict(info.get("chosen", {})), "selection": info.get("selection", "none"),
         "val_scores": dict(info.get("val_scores", {})), "status": info.get("status", "ok"),
-        "reason": info.get("reason", ""), "seed": int(seed), "threshold": int(threshold), "balance": bool(balance),
+        "reason": info.get("reason", ""), "seed": int(seed), "threshold": as_threshold(threshold), "balance": bool(balance),
         "refit": refit, "implementation": info.get("implementation", "scikit-learn"), "split": split,
         "train_subjects": list(train), "val_subjects": list(val),
         "test_subjects": list(test), "n_train_pos": info.get("n_train_pos"), "n_train_neg": info.get("n_train_neg"),

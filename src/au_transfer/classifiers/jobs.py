@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import write_csv_atomic
+from ..labels import Threshold, as_threshold
 from ..models import model_from_bundle
 from ..models.base import split_median
 from ..predictions import empty_predictions
@@ -34,7 +35,7 @@ def fit_job_args(sm: Any) -> dict[str, Any]:
             "label_paths": dict(zip(subjects, sm.input.labels, strict=True)),
             "train": sets["train"], "val": sets["val"], "test": sets["test"], "au": int(sm.wildcards.au),
             "backbone": sm.wildcards.backbone, "region": sm.wildcards.region, "crop_region": p.crop_region,
-            "params": dict(p.options), "seed": int(p.seed), "threshold": int(p.threshold),
+            "params": dict(p.options), "seed": int(p.seed), "threshold": as_threshold(p.threshold),
             "split": sm.wildcards.split, "model_out": sm.output.model, "pred_out": sm.output.pred}
 
 
@@ -52,7 +53,7 @@ def predict_bundle(bundle: Mapping[str, Any], X: np.ndarray, *, normalised: bool
 
 def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, str], train: Sequence[str],
                   val: Sequence[str], test: Sequence[str], au: int, backbone: str, region: str, crop_region: str,
-                  classifier: str, params: Mapping[str, Any], seed: int, threshold: int, balance: bool = True,
+                  classifier: str, params: Mapping[str, Any], seed: int, threshold: Threshold, balance: bool = True,
                   refit: str = "train", model_out: str | Path, pred_out: str | Path, split: str = "") -> dict:
     """One (split, model, AU) job: fit on train (select on val), predict val + test, write both files.
 
@@ -94,7 +95,7 @@ def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str,
 
 def run_lstm_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, str], train: Sequence[str],
                  val: Sequence[str], test: Sequence[str], au: int, backbone: str, region: str, crop_region: str,
-                 params: Mapping[str, Any], seed: int, threshold: int, model_out: str | Path,
+                 params: Mapping[str, Any], seed: int, threshold: Threshold, model_out: str | Path,
                  pred_out: str | Path, split: str = "") -> dict:
     """One (split, LSTM model, AU) job: cut train/val sequences, train, predict full val and test sequences."""
     check_subject_exclusive(train, val, test, split)

@@ -43,9 +43,11 @@ import pandas as pd
 
 from ..config import subject_of
 
-__all__ = ["CORPORA", "Corpus", "CorpusError", "Recording", "check_name", "corpus_names", "get_corpus", "label_frame",
+__all__ = ["CORPORA", "FACS_LEVELS", "Corpus", "CorpusError", "Recording", "check_name", "corpus_names", "get_corpus", "label_frame",
            "parse_frame_number", "positions_of", "recording_id", "register", "subject_of"]
 
+#: FACS intensity levels A (trace) to E (maximum): intensities 1-5.
+FACS_LEVELS: str = "ABCDE"
 #: A subject id or a sequence name: letters, digits, ``_`` and ``-`` (no ``.``: it separates them in recording ids).
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -104,6 +106,11 @@ class Corpus(ABC):
     one_recording_per_subject: ClassVar[bool] = False
     #: whether the corpus ships 68/66-point landmarks (``faces.landmarks: disfa`` reads them)
     ships_landmarks: ClassVar[bool] = False
+    #: whether "present" is the corpus's own occurrence codes (``AU{n}_c``), else intensity >= its threshold
+    occurrence_codes: ClassVar[bool] = False
+    #: the population whose ids the corpus's own subject ids are, when its people appear in other corpora too
+    #: (DISFA and DISFA+: ``DISFA``): then :meth:`person_id` is ``{people}:{own id}``; empty: its own people
+    people: ClassVar[str] = ""
 
     def __init__(self, root: str | Path, *, prefix: str = "", options: Mapping[str, Any] | None = None) -> None:
         self.root = Path(root)
@@ -119,6 +126,19 @@ class Corpus(ABC):
 
     def workflow_id(self, own: str) -> str:
         return f"{self.prefix}{own}"
+
+    def person_id(self, subject: str) -> str:
+        """Who a subject (workflow id) is: the id that the subject-exclusive check compares across corpora.
+        ``{people}:{own id}`` when the corpus declares :attr:`people` (DISFA+'s ``dplus-SN001`` and DISFA's
+        ``SN001`` are both ``DISFA:SN001``), else the workflow id (every corpus its own people)."""
+        return f"{self.people}:{self.own_id(subject)}" if self.people else subject
+
+    def present(self, threshold: int) -> str:
+        """The corpus's definition of an AU *present*, in words for summaries and reports: its own occurrence codes
+        (:attr:`occurrence_codes`), else intensity >= ``threshold`` with the FACS level (``intensity >= 2 (B+)``)."""
+        if self.occurrence_codes:
+            return "occurrence codes"
+        return f"intensity >= {int(threshold)} ({FACS_LEVELS[int(threshold) - 1]}+)"
 
     # ------------------------------------------------------------------------------------------- interface
     @abstractmethod

@@ -127,6 +127,11 @@ class Bp4dCorpus(Corpus):
     name = "bp4d"
     aus = BP4D_AUS
     intensity_aus = BP4D_INTENSITY_AUS
+    occurrence_codes = True
+
+    def present(self, threshold: int) -> str:
+        """BP4D's occurrence codes count every FACS level, the faintest (A) included (not ``threshold``)."""
+        return "occurrence codes (A+)"
 
     # ------------------------------------------------------------------------------------------ paths
     def images_root(self) -> Path:

@@ -45,6 +45,11 @@ class Catalog:
         if len(set(prefixes)) != len(prefixes):
             raise CorpusError(f"data.corpora: two corpora share a subject prefix ({prefixes}); give each its own")
         self.corpora = [corpus_from_spec(s) for s in self.specs]
+        data = cfg["data"]
+        default = int(data.get("threshold", 2))
+        #: each corpus's threshold of "present" (intensity corpora): data.threshold, or its data.corpora entry's
+        self.thresholds = [default] + [int(e["threshold"]) if e.get("threshold") is not None else default
+                                       for e in data.get("corpora") or []]
         self._recordings: dict[str, list[Recording]] = {}  # subject -> its recordings, listed once
 
     @property
@@ -107,3 +112,39 @@ class Catalog:
         """The label of a subject's corpus in reports: its adapter name (with the prefix for extra corpora)."""
         c = self.corpus_of(subject)
         return c.name if not c.prefix else f"{c.name} ({c.prefix})"
+
+    # ------------------------------------------------------------------------------------ who, and what present is
+    def person_of(self, subject: str) -> str:
+        """Who a subject (or recording) is across corpora (:meth:`~.base.Corpus.person_id`): the id the
+        subject-exclusive check compares, so that DISFA's ``SN001`` and DISFA+'s ``dplus-SN001`` count once."""
+        subject = subject_of(subject)
+        return self.corpus_of(subject).person_id(subject)
+
+    def threshold_of(self, subject: str) -> int:
+        """The threshold of "present" of a subject's (or recording's) corpus (used where it codes intensity)."""
+        return self.thresholds[self.corpora.index(self.corpus_of(subject))]
+
+    def present_of(self, subject: str) -> str:
+        """The definition of "present" of a subject's corpus, in words (:meth:`~.base.Corpus.present`)."""
+        return self.corpus_of(subject).present(self.threshold_of(subject))
+
+    def threshold_param(self, recordings: Iterable[str]) -> int | dict[str, int]:
+        """The ``threshold`` a job reading these recordings' labels gets: one number when their corpora share it
+        (always with one corpus), else ``{recording: threshold}`` (:func:`au_transfer.labels.threshold_for`)."""
+        by_rec = {r: self.threshold_of(r) for r in recordings}
+        values = set(by_rec.values())
+        return values.pop() if len(values) == 1 else by_rec
+
+    def split_corpora(self, train: Iterable[str], test: Iterable[str]) -> dict[str, str]:
+        """The corpora a split trains (``train``: its train + val subjects) and tests on, and their definitions
+        of "present": ``{train, test, train_present, test_present}`` (the summary's corpus columns; several
+        corpora joined with ``+``, definitions given per corpus when they differ)."""
+        out = {}
+        for which, subjects in (("train", list(train)), ("test", list(test))):
+            names = sorted({self.corpus_name(s) for s in subjects})
+            defs = {self.corpus_name(s): self.present_of(s) for s in subjects}
+            out[which] = "+".join(names)
+            distinct = set(defs.values())
+            out[f"{which}_present"] = (distinct.pop() if len(distinct) == 1 else
+                                       "; ".join(f"{n}: {defs[n]}" for n in names))
+        return out

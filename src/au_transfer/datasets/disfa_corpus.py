@@ -32,6 +32,7 @@ class DisfaCorpus(Corpus):
     intensity_aus = tuple(DISFA_AUS)
     one_recording_per_subject = True
     ships_landmarks = True
+    people = "DISFA"  # DISFA+ records some of these people again (its people are DISFA's)
 
     @property
     def camera(self) -> str:

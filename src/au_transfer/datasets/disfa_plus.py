@@ -72,6 +72,7 @@ class DisfaPlusCorpus(Corpus):
     name = "disfa_plus"
     aus = tuple(DISFA_AUS)
     intensity_aus = tuple(DISFA_AUS)
+    people = "DISFA"  # DISFA+ subject SN001 is DISFA's SN001 (the same person, recorded again)
 
     def _dir(self, kind: str) -> Path:
         return self.root / kind

@@ -166,6 +166,10 @@ class GenericCorpus(Corpus):
     def intensity_aus(self) -> tuple[int, ...]:  # type: ignore[override]
         return self.aus if self.kind == "intensity" else ()
 
+    @property
+    def occurrence_codes(self) -> bool:  # type: ignore[override]
+        return self.kind == "occurrence"
+
     def subjects(self) -> list[str]:
         return list(dict.fromkeys(r.recording.subject for r in self._index().values()))
 

@@ -33,17 +33,19 @@ def _open_store(path: str | os.PathLike[str]):
 
 
 def frame_table(face_paths: Mapping[str, str | os.PathLike[str]], label_paths: Mapping[str, str | os.PathLike[str]],
-                subjects: Iterable[str], aus: Sequence[int], threshold: int,
+                subjects: Iterable[str], aus: Sequence[int], threshold: labels_mod.Threshold,
                 open_store: Callable[[Any], Any] = _open_store) -> pd.DataFrame:
     """Valid, labelled frames of ``subjects``: columns ``subject``, ``row`` (face-store index), ``frame``, ``AU{n}``
     (1 present, 0 absent, -1 unknown). A frame is kept when at least one of ``aus`` is known: a multilabel network
     masks each unknown label in its loss (:func:`au_transfer.finetune.training.masked_loss`) and scores each AU on
-    its own known frames, so that each AU trains and is tested on the frames its per-AU network would see."""
+    its own known frames, so that each AU trains and is tested on the frames its per-AU network would see.
+    ``threshold``: one number, or ``{recording: threshold}`` (:func:`au_transfer.labels.threshold_for`)."""
     parts = []
     for subject in subjects:
         if subject not in face_paths or subject not in label_paths:
             raise FinetuneError(f"subject {subject}: no face store or label table given")
-        labels = read_label_table(label_paths[subject], aus, threshold, subject)
+        labels = read_label_table(label_paths[subject], aus,
+                                  labels_mod.threshold_for(threshold, subject, error=FinetuneError), subject)
         with open_store(face_paths[subject]) as store:
             frames = np.asarray(store.frames).astype(int)
             valid = np.asarray(store.valid).astype(bool)

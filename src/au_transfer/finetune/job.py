@@ -19,6 +19,7 @@ from torch import nn
 from ..config import check_subject_exclusive
 from ..device import resolve_device
 from ..io import atomic_path, write_csv_atomic
+from ..labels import Threshold
 from ..predictions import empty_predictions, prediction_rows
 from .bundle import load_bundle, save_bundle
 from .config import FinetuneConfig, FinetuneError
@@ -45,7 +46,7 @@ def predictions_frame(table: pd.DataFrame, probs: np.ndarray, aus: Sequence[int]
 
 def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_paths: Mapping[str, str | os.PathLike[str]],
                  train_subjects: Sequence[str], val_subjects: Sequence[str], test_subjects: Sequence[str],
-                 backbone: str, weights: str, region: str, aus: Sequence[int], threshold: int,
+                 backbone: str, weights: str, region: str, aus: Sequence[int], threshold: Threshold,
                  backbone_kwargs: Mapping[str, Any] | None = None,
                  cfg: FinetuneConfig | Mapping[str, Any], out_model: str | os.PathLike[str],
                  out_predictions: str | os.PathLike[str], ckpt_path: str | os.PathLike[str] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .tables import (
     headline,
     paper_comparison,
     per_au_table,
+    present_notes,
     read_metrics,
     to_markdown,
 )
@@ -60,6 +62,10 @@ def build_report(metrics_files: Iterable[str | os.PathLike[str]], out_dir: str |
     for name, df in tables.items():
         write_csv_atomic(df, out / f"{name}.csv")
         write_text_atomic(to_markdown(df), out / f"{name}.md")
+    notes_present = present_notes(corpora)
+    for line in notes_present:
+        if line.startswith("**Warning**"):
+            log.warning("%s", line.replace("**", ""))
     figs = figure_data(metrics, split, ensembles, paper_ensembles)
     notes = {}
     for fd in figs:
@@ -72,11 +78,11 @@ def build_report(metrics_files: Iterable[str | os.PathLike[str]], out_dir: str |
         from .intensity import intensity_report
 
         extra = intensity_report(intensity_summary, out, split=split, corpus=corpus, formats=formats)
-    write_text_atomic(_index_md(tables, figs, corpus, split) + extra["md"], out / "index.md")
-    write_text_atomic(_html(tables, figs, corpus, split).replace("</body></html>", extra["html"] + "\n</body></html>"),
-                      out / "report.html")
+    write_text_atomic(_index_md(tables, figs, corpus, split, notes_present) + extra["md"], out / "index.md")
+    write_text_atomic(_html(tables, figs, corpus, split, notes_present).replace(
+        "</body></html>", extra["html"] + "\n</body></html>"), out / "report.html")
     log.info("report of %d models/ensembles (split %s) written to %s", len(tables["headline"]), split, out)
-    return {"split": split, "notes": notes, "headline": tables["headline"]}
+    return {"split": split, "notes": notes, "headline": tables["headline"], "present": notes_present}
 
 
 _TABLE_TITLES = {
@@ -100,7 +106,8 @@ def _nan_note(head: pd.DataFrame) -> str:
             + "; ".join(f"{r.model}: AU {r.nan_aus}" for r in bad.itertuples()))
 
 
-def _index_md(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus: str, split: str) -> str:
+def _index_md(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus: str, split: str,
+              present: Sequence[str] = ()) -> str:
     lines = [f"# AU recognition report ({corpus})", "",
              f"Figures and the headline show split `{split}`; the per-AU tables show every split. "
              "F1 and classification rate in percent; `mean` averages the evaluated AUs, `mean12` / `mean8` the "
@@ -114,13 +121,17 @@ def _index_md(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], co
                   "performance on real faces and are not comparable with the paper's.", ""]
     for name in ("headline", "corpora", "paper_comparison", "sota_comparison", "f1_per_au", "rate_per_au"):
         lines += [f"## {_TABLE_TITLES[name]}", "", to_markdown(tables[name]), f"([CSV]({name}.csv))", ""]
+        if name == "corpora" and present:
+            lines += ["What *present* means on each side (the summary's `train_present` / `test_present`):", "",
+                      *[f"- {line}" for line in present], ""]
     lines += ["## Figures", ""]
     for fd in figs:
         lines.append(f"- [{fd.title}]({fd.name}.png) ([SVG]({fd.name}.svg))" + (f": {fd.note}" if fd.note else ""))
     return "\n".join(lines) + "\n"
 
 
-def _html(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus: str, split: str) -> str:
+def _html(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus: str, split: str,
+          present: Sequence[str] = ()) -> str:
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
              f"<title>AU recognition report ({html.escape(corpus)})</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
@@ -137,6 +148,11 @@ def _html(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus
     for name in ("headline", "corpora", "paper_comparison", "sota_comparison", "f1_per_au", "rate_per_au"):
         parts.append(f"<h2>{html.escape(_TABLE_TITLES[name])}</h2>")
         parts.append(tables[name].to_html(index=False, na_rep="", float_format=lambda v: f"{v:.1f}"))
+        if name == "corpora" and present:
+            items = "".join("<li>" + re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", re.sub(r"`(.+?)`", r"<code>\1</code>",
+                                                                                   html.escape(line))) + "</li>"
+                            for line in present)
+            parts.append(f"<p>What <i>present</i> means on each side:</p><ul>{items}</ul>")
     parts.append("<h2>Figures</h2>")
     for fd in figs:
         parts.append(f"<h3>{html.escape(fd.title)}</h3>")

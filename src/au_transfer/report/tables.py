@@ -173,6 +173,26 @@ def corpora_table(metrics: pd.DataFrame, corpora: Mapping[str, Mapping[str, str]
     return wide.sort_values(list(wide.columns), ascending=False, na_position="last").reset_index()
 
 
+def present_notes(corpora: Mapping[str, Mapping[str, str]] | None) -> list[str]:
+    """What "present" means on each side of each split (``corpora``: split -> {train, test, train_present,
+    test_present}, :func:`au_transfer.evaluation.add_corpus_columns`), one line per split in markdown; a split whose
+    train and test corpora differ is a warning, and says when their definitions of present differ too (e.g. a
+    DISFA detector of intensity >= 2 (B+) scored against BP4D's occurrence codes, where level A counts)."""
+    out = []
+    for split, c in dict(corpora or {}).items():
+        train, test = str(c.get("train", "")), str(c.get("test", ""))
+        tp, sp = str(c.get("train_present") or "not recorded"), str(c.get("test_present") or "not recorded")
+        if train == test:
+            out.append(f"Split `{split}` trains and tests on {train}: present = {tp}.")
+            continue
+        line = (f"**Warning**: split `{split}` is cross-corpus: it trains on {train} (present = {tp}) and tests on "
+                f"{test} (present = {sp}).")
+        line += (" The definitions of present differ: its models learn one and are scored against the other."
+                 if tp != sp else " Both sides define present the same way; the people, recordings and coders differ.")
+        out.append(line)
+    return out
+
+
 def _paper_aus(row: Any) -> tuple[int, ...]:
     return tuple(int(a) for a in str(row.aus).split())
 

@@ -202,13 +202,14 @@ def write_generic(demo_root: str | Path, out_root: str | Path, video_subject: tu
 
 # --------------------------------------------------------------------------------------------------------- all
 def make_corpus(layout: str, out_root: str | Path, *, demo_root: str | Path | None = None,
-                **demo: Any) -> dict[str, Any]:
+                write: dict[str, Any] | None = None, **demo: Any) -> dict[str, Any]:
     """Render the two demo subjects SN001, SN002 (:data:`DEMO_DEFAULTS`, overridable; into ``demo_root``, default
     a temporary folder that is removed) and write them in ``layout`` (``bp4d``, ``bp4d_old``, ``disfa_plus`` or
-    ``generic``) under ``out_root``; returns the writer's info."""
+    ``generic``) under ``out_root`` (``write``: the writer's keyword arguments, e.g. ``{"kind": "intensity"}`` for
+    ``generic``); returns the writer's info."""
     from .layout import generate_corpus
 
-    writers = {"bp4d": write_bp4d, "bp4d_old": lambda d, o: write_bp4d(d, o, old_release=True),
+    writers = {"bp4d": write_bp4d, "bp4d_old": lambda d, o, **kw: write_bp4d(d, o, old_release=True, **kw),
                "disfa_plus": write_disfa_plus, "generic": write_generic}
     if layout not in writers:
         raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(writers)}")
@@ -218,7 +219,7 @@ def make_corpus(layout: str, out_root: str | Path, *, demo_root: str | Path | No
     try:
         if not all(disfa.label_dir(root, s).is_dir() for s in ("SN001", "SN002")):
             generate_corpus(root, ("SN001", "SN002"), **kw)
-        return writers[layout](root, out_root)
+        return writers[layout](root, out_root, **(write or {}))
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
