@@ -7,7 +7,7 @@
 #       -- nothing is written to /etc; client wrappers in $SLURM_LOCAL_DIR/bin carry SLURM_CONF
 #   (c) starts munged, [mariadbd, slurmdbd,] slurmctld, slurmd in the background (PID files in run/)
 #   (d) waits until `sinfo` shows the node idle
-# Use afterwards:   eval "$(bash slurm_local.sh --env)"      # PATH=<dir>/bin:$PATH SLURM_CONF=...
+# Use afterwards:   eval "$(bash slurm_local.sh --env)"      # PATH=<dir>/bin:$PATH SLURM_CONF=... (quoted: %q)
 # Stop:             bash slurm_stop.sh [--purge]             # kills only the PIDs recorded here
 # Knobs (env):
 #   SLURM_LOCAL_DIR=/tmp/slurm-local   SLURM_LOCAL_PARTITION=debug   SLURM_LOCAL_GPUS=2 (fake, 0=none)
@@ -33,7 +33,9 @@ MYSQL_PORT=${SLURM_LOCAL_MYSQL_PORT:-3307}
 WAIT_S=${SLURM_LOCAL_WAIT_S:-60}
 export SLURM_CONF=$BASE/etc/slurm.conf
 
-if [[ ${1:-} == --env ]]; then echo "export SLURM_CONF=$SLURM_CONF PATH=$BASE/bin:\$PATH"; exit 0; fi
+# --env prints shell text for eval: every value is quoted (printf %q), so a SLURM_LOCAL_DIR holding spaces, quotes,
+# `$(...)` or `;` is a path, never a command
+if [[ ${1:-} == --env ]]; then printf 'export SLURM_CONF=%q PATH=%q:"$PATH"\n' "$SLURM_CONF" "$BASE/bin"; exit 0; fi
 [[ $ACCOUNTING =~ ^(slurmdbd|none)$ ]] || { echo "SLURM_LOCAL_ACCOUNTING must be slurmdbd or none" >&2; exit 2; }
 
 t0=$(date +%s)
