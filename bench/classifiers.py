@@ -159,7 +159,7 @@ def main() -> None:
                 out = a.out or Path(tmp)
                 out.mkdir(parents=True, exist_ok=True)
                 job = {"features": fp, "labels": lp, **sets, "au": au, "classifier": clf, "lean_above": lean_above,
-                       "model": str(Path(tmp) / f"{clf}_AU{au}.joblib"), "pred": str(out / f"{clf}_AU{au}.csv")}
+                       "model": str(Path(tmp) / f"{clf}_AU{au}.npz"), "pred": str(out / f"{clf}_AU{au}.csv")}
                 r = run_job(a.src, job, a.threads)
                 pos = 100 * r["n_pos"] / (r["n_pos"] + r["n_neg"])
                 n_train = 2 * min(r["n_pos"], r["n_neg"])  # the balanced training rows

@@ -67,7 +67,7 @@ def main():
                       ("svm", {"C_grid": [0.01, 1.0], "C_fallback": 0.05}, "train",
                        dict(train=SUBJ[:5], val=[], test=SUBJ[5:]), au)]
         for k, (clf, params, refit, st, au) in enumerate(cases):
-            m, pr = root / f"m{k}.joblib", root / f"p{k}.csv"
+            m, pr = root / f"m{k}.npz", root / f"p{k}.csv"
             b = run_frame_job(**base, **st, au=au, classifier=clf, params=params, seed=3, balance=True, refit=refit,
                               model_out=m, pred_out=pr)
             key = f"{k:02d} AU{au} {clf} {json.dumps(params)} {refit} val={len(st['val'])}"
@@ -79,7 +79,7 @@ def main():
             import torch
             torch.set_num_threads(1)
             for au in (12, 26, 2):
-                m, pr = root / f"lstm{au}.joblib", root / f"lstm{au}.csv"
+                m, pr = root / f"lstm{au}.npz", root / f"lstm{au}.csv"
                 b = run_lstm_job(**base, **sets, au=au, params=fast, seed=3, model_out=m, pred_out=pr)
                 out[f"lstm AU{au}"] = {"pred": sha(pr), "status": b["status"], "rows": len(pd.read_csv(pr))}
     json.dump(out, sys.stdout, indent=1, sort_keys=True)

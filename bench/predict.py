@@ -115,6 +115,7 @@ def _svm(models: Path, mid: str, backbone: str, dim: int, region: str, rng) -> N
 
     from au_transfer import DISFA_AUS
     from au_transfer.classifiers.frame import make_bundle, make_estimator, save_model
+    from au_transfer.layout import MODEL_EXT
 
     for au in DISFA_AUS:
         X = rng.normal(0, 0.1, (80, dim)).astype(np.float32)
@@ -123,7 +124,7 @@ def _svm(models: Path, mid: str, backbone: str, dim: int, region: str, rng) -> N
                              crop_region="face" if region == "face" else REGION_OF[au], classifier="svm", params={},
                              seed=0, threshold=2, balance=True, refit="train", split="b", train=[], val=[], test=[],
                              attrs={}, counts={})
-        save_model(bundle, models / mid / f"AU{au}.joblib")
+        save_model(bundle, models / mid / f"AU{au}{MODEL_EXT}")
 
 
 def _lstm(models: Path, rng) -> None:
@@ -132,6 +133,7 @@ def _lstm(models: Path, rng) -> None:
     from au_transfer import DISFA_AUS
     from au_transfer.classifiers.frame import make_bundle, save_model
     from au_transfer.classifiers.lstm import LSTMClassifier
+    from au_transfer.layout import MODEL_EXT
 
     for au in DISFA_AUS:
         X = [rng.normal(0, 0.1, (30, 128)).astype(np.float32) for _ in range(2)]
@@ -140,7 +142,7 @@ def _lstm(models: Path, rng) -> None:
         bundle = make_bundle({"estimator": est}, au=au, backbone="dlib_resnet", region="face", crop_region="face",
                              classifier="lstm", params={}, seed=0, threshold=2, balance=False, refit="train",
                              split="b", train=[], val=[], test=[], attrs={}, counts={})
-        save_model(bundle, models / "dlib_resnet-face-lstm" / f"AU{au}.joblib")
+        save_model(bundle, models / "dlib_resnet-face-lstm" / f"AU{au}{MODEL_EXT}")
 
 
 def _finetuned(root: Path, region: str) -> None:

@@ -108,7 +108,7 @@ def test_frame_job_reads_only_the_rows_it_needs(synth, tmp_path, monkeypatch):
     bundle = run_frame_job(feature_paths=fp, label_paths=lp, train=SUBJECTS[:3], val=SUBJECTS[3:4],
                            test=SUBJECTS[4:], au=1, backbone="synthetic", region="face", crop_region="face",
                            classifier="svm", params={"C_grid": [0.01, 1.0]}, seed=0, threshold=2,
-                           model_out=tmp_path / "m.joblib", pred_out=tmp_path / "p.csv", split="t")
+                           model_out=tmp_path / "m.npz", pred_out=tmp_path / "p.csv", split="t")
     tr = index_frames(fp, lp, 1, 2, SUBJECTS[:3])
     va = index_frames(fp, lp, 1, 2, SUBJECTS[3:4])
     n_pos_tr, n_pos_va = int(tr.y.sum()), int(va.y.sum())
@@ -133,7 +133,7 @@ def test_non_finite_feature_on_a_row_read_names_file_subject_and_frame(synth, tm
         run_frame_job(feature_paths={**fp, "SN006": str(bad)}, label_paths=lp, train=SUBJECTS[:3],
                       val=SUBJECTS[3:4], test=SUBJECTS[4:], au=1, backbone="synthetic", region="face",
                       crop_region="face", classifier="lda", params={}, seed=0, threshold=2,
-                      model_out=tmp_path / "m.joblib", pred_out=tmp_path / "p.csv", split="t")
+                      model_out=tmp_path / "m.npz", pred_out=tmp_path / "p.csv", split="t")
 
 
 def test_frame_job_does_not_import_torch(synth, tmp_path):
@@ -144,7 +144,7 @@ from au_transfer.classifiers.jobs import run_frame_job
 for clf in ("lda", "svm"):
     run_frame_job(feature_paths={fp!r}, label_paths={lp!r}, train={SUBJECTS[:3]!r}, val={SUBJECTS[3:4]!r},
                   test={SUBJECTS[4:]!r}, au=12, backbone="synthetic", region="face", crop_region="face",
-                  classifier=clf, params={{}}, seed=0, threshold=2, model_out={str(tmp_path / "m.joblib")!r},
+                  classifier=clf, params={{}}, seed=0, threshold=2, model_out={str(tmp_path / "m.npz")!r},
                   pred_out={str(tmp_path / "p.csv")!r}, split="t")
 assert "torch" not in sys.modules, "a frame job imported torch"
 """

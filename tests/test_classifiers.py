@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import h5py
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
+from au_transfer import persist
 from au_transfer.classifiers import (
     ClassifierDataError,
     balance_indices,
@@ -42,7 +42,7 @@ def _job(synth, tmp_path, classifier="svm", au=1, seed=0, params=None, **kw):
     params = params or ({"C_grid": [0.001, 0.01, 0.1, 1.0], "max_iter": 5000} if classifier == "svm" else {})
     args = dict(feature_paths=fp, label_paths=lp, train=SUBJECTS[:3], val=SUBJECTS[3:4], test=SUBJECTS[4:],
                 au=au, backbone="synthetic", region="face", crop_region="face", classifier=classifier,
-                params=params, seed=seed, threshold=2, model_out=tmp_path / f"{classifier}_AU{au}.joblib",
+                params=params, seed=seed, threshold=2, model_out=tmp_path / f"{classifier}_AU{au}.npz",
                 pred_out=tmp_path / f"{classifier}_AU{au}.csv", split="t")
     args.update(kw)
     bundle = run_frame_job(**args)
@@ -113,7 +113,7 @@ def test_classifier_learns_planted_signal(synth, tmp_path, classifier):
 
 def test_bundle_round_trip_and_contents(synth, tmp_path):
     bundle, pred = _job(synth, tmp_path, classifier="svm", au=25)
-    loaded = load_model(tmp_path / "svm_AU25.joblib")
+    loaded = load_model(tmp_path / "svm_AU25.npz")
     for key in ("estimator", "au", "backbone", "region", "crop_region", "classifier", "params", "chosen",
                 "val_scores", "seed", "threshold", "train_subjects", "val_subjects", "feature_attrs"):
         assert key in loaded, key
@@ -130,9 +130,9 @@ def test_bundle_round_trip_and_contents(synth, tmp_path):
 
 
 def test_not_a_bundle_is_refused(tmp_path):
-    joblib.dump({"x": 1}, tmp_path / "b.joblib")
+    persist.save({"x": 1}, tmp_path / "b.npz")
     with pytest.raises(ClassifierDataError, match="not a model bundle"):
-        load_model(tmp_path / "b.joblib")
+        load_model(tmp_path / "b.npz")
 
 
 def test_au_without_training_positives_is_skipped_not_crashed(synth, tmp_path):

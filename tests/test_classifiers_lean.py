@@ -126,7 +126,7 @@ def test_frame_job_lean_and_scikit_learn_agree(synth, tmp_path, classifier, refi
         bundle = run_frame_job(feature_paths=fp, label_paths=lp, train=SUBJECTS[:3], val=SUBJECTS[3:4],
                                test=SUBJECTS[4:], au=12, backbone="synthetic", region="face", crop_region="face",
                                classifier=classifier, params=params, seed=0, threshold=2, refit=refit,
-                               model_out=tmp_path / f"{name}.joblib", pred_out=tmp_path / f"{name}.csv", split="t")
+                               model_out=tmp_path / f"{name}.npz", pred_out=tmp_path / f"{name}.csv", split="t")
         out[name] = (bundle, pd.read_csv(tmp_path / f"{name}.csv"))
     (b_sk, p_sk), (b_lean, p_lean) = out["sk"], out["lean"]
     assert b_sk["implementation"] == "scikit-learn" and b_lean["implementation"] == "lean"

@@ -11,6 +11,7 @@ from conftest import parse_dry_run, run_snakemake
 
 from au_transfer.classifiers import load_frames, load_model
 from au_transfer.classifiers.data import write_synthetic_subject
+from au_transfer.layout import Layout
 
 pytestmark = pytest.mark.workflow
 
@@ -79,7 +80,7 @@ def test_predictions_cover_every_valid_labelled_frame_and_bundles_predict(synth_
     te = load_frames(fp, lp, 12, 2, SUBJECTS[3:])
     t = pred[(pred["set"] == "test") & (pred["au"] == 12)]
     np.testing.assert_array_equal(t["frame"].to_numpy(), te.frame)
-    bundle = load_model(wd / f"results/models/s/{BACKBONE}-au_region-svm/AU12.joblib")
+    bundle = load_model(Layout.of(wd / "results").model_file("s", f"{BACKBONE}-au_region-svm", 12))
     assert bundle["crop_region"] == "lower" and bundle["region"] == "au_region"
     assert bundle["feature_attrs"]["region"] == "lower"
     from au_transfer.classifiers import predict_bundle
@@ -104,7 +105,7 @@ def test_median_variant_has_its_own_fits_and_matches_its_bundle(synth_run, tmp_p
     only that model's fits (and its tables), removing one reruns no fit."""
     wd, _ = synth_run
     pred = pd.read_csv(wd / f"results/predictions/s/{BACKBONE}-face-svm_med.csv")
-    bundle = load_model(wd / f"results/models/s/{BACKBONE}-face-svm_med/AU12.joblib")
+    bundle = load_model(Layout.of(wd / "results").model_file("s", f"{BACKBONE}-face-svm_med", 12))
     assert bundle["classifier"] == "svm_med" and bundle["normalise"] == "median"
     from au_transfer.classifiers import predict_bundle
     from au_transfer.classifiers.data import index_frames

@@ -43,7 +43,7 @@ def _fit(root, tag, fdir="f", seed=0, classifier="svm", train=TRAIN, val=VAL, te
     bundle = run_frame_job(feature_paths=fp, label_paths=lp, train=train, val=val, test=test, au=12,
                            backbone="synthetic", region="face", crop_region="face", classifier=classifier,
                            params=SVM if classifier.startswith("svm") else {}, seed=seed, threshold=2,
-                           model_out=root / f"{tag}.joblib", pred_out=root / f"{tag}.csv", split="h")
+                           model_out=root / f"{tag}.npz", pred_out=root / f"{tag}.csv", split="h")
     return bundle, pd.read_csv(root / f"{tag}.csv")
 
 
@@ -163,7 +163,7 @@ def _fit_lstm(root, tag, fdir="f", ldir="l"):
     fp, lp = _paths(root, fdir, ldir)
     bundle = run_lstm_job(feature_paths=fp, label_paths=lp, train=TRAIN, val=VAL, test=TEST, au=12,
                           backbone="synthetic", region="face", crop_region="face", params=LSTM_FAST, seed=0,
-                          threshold=2, model_out=root / f"{tag}.joblib", pred_out=root / f"{tag}.csv", split="h")
+                          threshold=2, model_out=root / f"{tag}.npz", pred_out=root / f"{tag}.csv", split="h")
     return bundle, pd.read_csv(root / f"{tag}.csv")
 
 

@@ -36,8 +36,8 @@ def _fit(root, tag, regressor="svr", fdir="f", ldir="l"):
     lp = {s: str(root / ldir / f"{s}.csv") for s in SUBJECTS}
     run_regress_job(feature_paths=fp, label_paths=lp, train=TRAIN, val=VAL, test=TEST, au=12, backbone="synthetic",
                     region="face", crop_region="face", regressor=regressor, params=SVR, seed=0, threshold=2,
-                    model_out=root / f"{tag}.joblib", pred_out=root / f"{tag}.csv", split="h")
-    return load_model(root / f"{tag}.joblib"), pd.read_csv(root / f"{tag}.csv")
+                    model_out=root / f"{tag}.npz", pred_out=root / f"{tag}.csv", split="h")
+    return load_model(root / f"{tag}.npz"), pd.read_csv(root / f"{tag}.csv")
 
 
 def _shift(root, subjects, delta, fdir, rows=slice(None)):

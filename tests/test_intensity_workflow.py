@@ -10,6 +10,7 @@ import yaml
 from conftest import parse_dry_run, run_snakemake
 
 from au_transfer.classifiers.data import index_frames, write_synthetic_subject
+from au_transfer.layout import Layout
 from au_transfer.models import load_au_model
 
 pytestmark = pytest.mark.workflow
@@ -80,7 +81,7 @@ def test_predictions_cover_every_valid_known_frame_and_bundles_score_the_same(sy
     t = pred[pred["set"] == "test"]
     np.testing.assert_array_equal(t["frame"].to_numpy(), te.frame)
     np.testing.assert_array_equal(t["label"].to_numpy(), te.y)
-    m = load_au_model(wd / f"results/models/s/{model}/AU12.joblib", model, 12)
+    m = load_au_model(Layout.of(wd / "results").model_file("s", model, 12), model, 12)
     assert m.bundle["crop_region"] == "lower" and m.bundle["selection"] == "validation_icc"
     value, pred01 = m.score(te.features())
     np.testing.assert_allclose(value, t["value"].to_numpy(), rtol=1e-6, atol=1e-9)

@@ -121,7 +121,7 @@ def test_run_lstm_job_predicts_full_test_sequences(tmp_path):
     lp = {s: str(tmp_path / "l" / f"{s}.csv") for s in SUBJECTS}
     kw = dict(feature_paths=fp, label_paths=lp, train=SUBJECTS[:3], val=SUBJECTS[3:4], test=SUBJECTS[4:], au=12,
               backbone="synthetic", region="face", crop_region="face", params=FAST, seed=0, threshold=2, split="t")
-    bundle = run_lstm_job(model_out=tmp_path / "m.joblib", pred_out=tmp_path / "p.csv", **kw)
+    bundle = run_lstm_job(model_out=tmp_path / "m.npz", pred_out=tmp_path / "p.csv", **kw)
     pred = pd.read_csv(tmp_path / "p.csv")
     te = load_frames(fp, lp, 12, 2, SUBJECTS[4:])
     test = pred[pred["set"] == "test"]
@@ -129,11 +129,11 @@ def test_run_lstm_job_predicts_full_test_sequences(tmp_path):
     assert set(pred["set"]) == {"val", "test"} and pred["score"].between(0, 1).all()
     acc = (test["pred"] == test["label"]).mean()
     assert acc > 0.8, acc
-    loaded = load_model(tmp_path / "m.joblib")
+    loaded = load_model(tmp_path / "m.npz")
     assert loaded["classifier"] == "lstm" and loaded["chosen"]["best_epoch"] >= 1
     assert loaded["params"]["hidden"] == 16 and bundle["seed"] == 0
     # same seed -> same predictions
-    run_lstm_job(model_out=tmp_path / "m2.joblib", pred_out=tmp_path / "p2.csv", **kw)
+    run_lstm_job(model_out=tmp_path / "m2.npz", pred_out=tmp_path / "p2.csv", **kw)
     pd.testing.assert_frame_equal(pred, pd.read_csv(tmp_path / "p2.csv"))
 
 

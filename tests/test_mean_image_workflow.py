@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 
-import joblib
 import pytest
 import yaml
 from conftest import TEST_CONFIG, copy_workflow, predict_like_the_workflow, run_snakemake
+
+from au_transfer.classifiers import load_model
+from au_transfer.layout import Layout
 
 pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("workflow")]
 
@@ -45,7 +47,7 @@ def test_fits_read_the_split_mean_image_features(mean_image_run):
     sha = hashlib.sha256(mean_image.read_bytes()).hexdigest()
     for model in MODELS:
         for au in cfg["data"]["aus"]:
-            bundle = joblib.load(wd / f"results/models/{split}/{model}/AU{au}.joblib")
+            bundle = load_model(Layout.of(wd / "results").model_file(split, model, au))
             attrs = bundle["feature_attrs"]
             assert attrs.get("mean_image") == str(mean_image.relative_to(wd)), (model, au, attrs)
             assert attrs.get("mean_image_sha256") == sha, (model, au)

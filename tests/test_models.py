@@ -159,7 +159,7 @@ def test_declares_its_inputs(kind):
 @pytest.mark.parametrize("kind", CASES)
 def test_save_load_round_trip_gives_identical_scores(kind, tmp_path):
     model, Xt = _fitted(kind)
-    path = tmp_path / {"softmax": "m.pt", "ensemble": "m.json", "intensity_ensemble": "m.json"}.get(kind, "m.joblib")
+    path = tmp_path / {"softmax": "m.pt", "ensemble": "m.json", "intensity_ensemble": "m.json"}.get(kind, "m.npz")
     model.save(path)
     model_id = "ens-e" if "ensemble" in kind else f"b-face-{kind}"
     kw = {"create": create_tiny} if kind == "softmax" else {"intensity": True} if kind == "intensity_ensemble" else {}

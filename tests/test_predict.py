@@ -46,6 +46,7 @@ def results(tmp_path_factory):
     of both fitted on hand-made validation predictions, and the run's predictor.json."""
     from au_transfer.classifiers.frame import make_bundle, make_estimator, save_model
     from au_transfer.ensemble import align, fit_ensemble
+    from au_transfer.layout import Layout
 
     root = tmp_path_factory.mktemp("results")
     models = root / "models" / SPLIT
@@ -60,7 +61,7 @@ def results(tmp_path_factory):
                                  crop_region="face", classifier=clf, params={}, seed=0, threshold=2, balance=True,
                                  refit="train", split=SPLIT, train=["SN001"], val=["SN002"], test=["SN003"],
                                  attrs=attrs, counts={})
-            save_model(bundle, models / f"dlib_resnet-face-{clf}" / f"AU{au}.joblib")
+            save_model(bundle, Layout.of(root).model_file(SPLIT, f"dlib_resnet-face-{clf}", au))
     # an ensemble of the two, fitted on hand-made validation rows (even members: the tie rule matters)
     preds = {}
     for k, m in enumerate(("dlib_resnet-face-svm", "dlib_resnet-face-lda")):

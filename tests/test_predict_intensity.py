@@ -128,9 +128,9 @@ def test_predictor_scores_a_median_classifier_with_its_running_median(face_video
     shutil.copytree(results, root)
     models = root / "models" / SPLIT
     for au in AUS:
-        b = load_model(models / "dlib_resnet-face-svm" / f"AU{au}.joblib")
+        b = load_model(Layout.of(root).model_file(SPLIT, "dlib_resnet-face-svm", au))
         save_model({**b, "classifier": "svm_med", "normalise": "median"},
-                   models / "dlib_resnet-face-svm_med" / f"AU{au}.joblib")
+                   Layout.of(root).model_file(SPLIT, "dlib_resnet-face-svm_med", au))
     kw = dict(progress=False, largest_only=True, regressor=None)
     p = [f"AU{au:02d}_p" for au in AUS]
 

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from conftest import ROOT, TEST_CONFIG, Job, copy_workflow, parse_dry_run, plan
 
+from au_transfer.layout import Layout
+
 pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("workflow")]
 
 # jobs upstream of the classifiers: never rerun by a classifier or backbone change
@@ -89,7 +91,7 @@ def test_svm_parameter_reruns_only_svm_fits_and_their_dependents(finished_workfl
         cfg["classifiers"].setdefault("svm", {})["C_grid"] = [0.02, 0.2]
 
     jobs, _ = plan(finished_workflow, with_config(tmp_path, change))
-    svm_models = sorted(finished_workflow.glob("results/models/*/*-svm/AU*.joblib"))
+    svm_models = sorted(finished_workflow.glob(f"results/models/*/*-svm/{Layout.model_pattern()}"))
     assert svm_models, "the finished run has no SVM models"
     fits = [j for j in jobs if j.rule == "fit_frame"]
     assert len(fits) == len(svm_models), f"{len(fits)} frame fits planned for {len(svm_models)} SVM models"

@@ -18,6 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 FT_SUFFIX = "_ft"
+#: the file extension of a fitted per-AU model (arrays + JSON, :mod:`au_transfer.persist`), and of the joblib pickles
+#: that results written before it hold (loaded only when trusted: ``--trust-legacy-pickles``)
+MODEL_EXT = ".npz"
+LEGACY_MODEL_EXT = ".joblib"
 
 
 class LayoutError(ValueError):
@@ -153,9 +157,15 @@ class Layout:
     def model_dir(self, split: str, model: str) -> str:
         return _join(self.split_models(split), model)
 
-    def model_file(self, split: str, model: str, au: int | str) -> str:
-        """A fitted per-AU model bundle (frame classifiers and LSTM)."""
-        return _join(self.model_dir(split, model), f"AU{au}.joblib")
+    def model_file(self, split: str, model: str, au: int | str, *, ext: str = MODEL_EXT) -> str:
+        """A fitted per-AU model bundle (frame classifiers, LSTM, regressors: arrays + JSON); ``ext`` =
+        :data:`LEGACY_MODEL_EXT`: where results written before that format hold the same model as a pickle."""
+        return _join(self.model_dir(split, model), f"AU{au}{ext}")
+
+    @staticmethod
+    def model_pattern(ext: str = MODEL_EXT) -> str:
+        """The glob of the per-AU model files in a model's folder (``AU*.npz``)."""
+        return f"AU*{ext}"
 
     def ensemble_params(self, split: str, model: str) -> str:
         """The fitted combination of an ensemble (``model`` is its id, ``ens-{name}``)."""

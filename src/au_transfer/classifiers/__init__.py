@@ -1,7 +1,8 @@
 """Per-AU classifiers on CNN features: LDA and linear SVM per frame (paper IV-C), LSTM on sequences (IV-D).
 
-Model bundles (``results/models/{split}/{model}/AU{au}.joblib``) are loaded with :func:`load_model` and applied to
-features with :func:`predict_bundle`; see docs/classifiers.md for the rules (balancing, skipping, selection).
+Model bundles (``results/models/{split}/{model}/AU{au}.npz``: arrays + JSON, :mod:`au_transfer.persist`) are
+loaded with :func:`load_model` and applied to features with :func:`predict_bundle`; see docs/classifiers.md for the
+rules (balancing, skipping, selection).
 """
 
 from .data import (

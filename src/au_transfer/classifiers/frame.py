@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
@@ -31,7 +30,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from ..io import atomic_path
 from ..labels import Threshold, as_threshold
 from ..predictions import PRED_COLUMNS, prediction_rows
 from .data import ClassifierDataError, FrameData, FrameIndex, balance_indices
@@ -191,17 +189,26 @@ def fit_frame_classifier(train: FrameData | FrameIndex, val: FrameData | FrameIn
 
 
 def load_model(path: str | Path) -> dict[str, Any]:
-    """Load a model bundle written by :func:`save_model` (``results/models/{split}/{model}/AU{au}.joblib``)."""
-    bundle = joblib.load(path)
+    """Load a model bundle written by :func:`save_model` (``results/models/{split}/{model}/AU{au}.npz``: arrays +
+    JSON, never unpickled; a legacy pickle (``.joblib``) only when the user trusts it,
+    :func:`au_transfer.persist.trust_legacy_pickles`)."""
+    from .. import persist
+
+    if persist.is_pickle(path):
+        bundle = persist.load_legacy(path)
+    else:
+        bundle = persist.load(path)
     if not isinstance(bundle, dict) or "au" not in bundle or "estimator" not in bundle:
-        raise ClassifierDataError(f"{path}: not a model bundle (a dict with 'au' and 'estimator')")
+        raise ClassifierDataError(f"{path}: not a model bundle (a dict with 'au' and 'estimator'); "
+                                  f"{persist.rerun_hint(path)}")
     return bundle
 
 
 def save_model(bundle: Mapping[str, Any], path: str | Path) -> None:
-    """Write a model bundle atomically (joblib)."""
-    with atomic_path(path) as tmp:
-        joblib.dump(dict(bundle), tmp)
+    """Write a model bundle atomically, as arrays + JSON (:func:`au_transfer.persist.save`)."""
+    from .. import persist
+
+    persist.save(dict(bundle), path)
 
 
 def prediction_frame(data: FrameData | FrameIndex, au: int, which: str, score: np.ndarray, pred: np.ndarray) -> pd.DataFrame:

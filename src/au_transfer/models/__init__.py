@@ -15,7 +15,7 @@ Inputs (``X``) per kind, always in frame order, one array per sequence for :meth
 training frame) scores NaN with pred 0. ``*_med`` frame classifiers and regressors normalise their features by the
 recording's median (person-specific normalisation; a running median in the predictor, :class:`RunningMedian`).
 
-Modules: :mod:`.base` (the interface, the registry, the running median), :mod:`.features` (joblib-bundle models:
+Modules: :mod:`.base` (the interface, the registry, the running median), :mod:`.features` (array-bundle models:
 LDA/SVM, LSTM, regressors), :mod:`.finetuned`, :mod:`.ensembles`; loading by id here.
 """
 

@@ -1,5 +1,5 @@
-"""Models saved as the classifiers stage's joblib bundles: frame classifiers (LDA, SVM), the LSTM, intensity
-regressors.
+"""Models saved as the classifiers stage's bundles (arrays + JSON, :mod:`au_transfer.persist`): frame classifiers
+(LDA, SVM), the LSTM, intensity regressors.
 
 Person-specific normalisation (``*_med`` frame classifiers and regressors, bundle ``normalise: median``) lives here
 once, in :meth:`_BundleModel._normalise`: the workflow's jobs pass features from which each recording's exact
@@ -30,7 +30,7 @@ from .base import (
 
 
 class _BundleModel(AUModel):
-    """A model saved as the classifiers stage's joblib bundle (``results/models/{split}/{model}/AU{au}.joblib``)."""
+    """A model saved as the classifiers stage's bundle (``results/models/{split}/{model}/AU{au}.npz``)."""
 
     def __init__(self, bundle: Mapping[str, Any] | None = None, *, au: int = 0, model_id: str = "",
                  backbone: str = "", crop_region: str = "", params: Mapping[str, Any] | None = None, seed: int = 0,

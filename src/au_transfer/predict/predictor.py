@@ -57,7 +57,7 @@ def resolve_models_dir(results: str | os.PathLike[str] | None, split: str | None
     """``(models_dir, results_dir, split)`` from ``--results/--split`` or ``--models results/models/<split>``."""
     if model_dir is not None:
         models_dir = Path(model_dir)
-        if (models_dir / "ensemble.json").is_file() or list(models_dir.glob("AU*.joblib")):
+        if (models_dir / "ensemble.json").is_file() or list(models_dir.glob(Layout.model_pattern())):
             models_dir = models_dir.parent  # a model's own folder was given
         return models_dir, models_dir.parent.parent, split or models_dir.name
     if results is None or split is None:
@@ -156,7 +156,7 @@ def default_regressor(results: str | os.PathLike[str], split: str) -> str | None
     for path in sorted(Path(layout.intensity_predictions(split, "x")).parent.glob("*.csv")):
         val = pd.read_csv(path, usecols=["au", "set", "value", "label"]).query("set == 'val'")
         if val.empty or path.stem.startswith("ens-") or not list(Path(layout.model_dir(split, path.stem)).glob(
-                "AU*.joblib")):
+                Layout.model_pattern())):
             continue
         icc = float(np.nanmean([icc31(g["value"].fillna(0.0), g["label"]) for _, g in val.groupby("au")]))
         if best is None or icc > best[0]:
