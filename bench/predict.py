@@ -165,7 +165,7 @@ def _finetuned(root: Path, region: str) -> None:
         group.parent.mkdir(parents=True, exist_ok=True)
         save_bundle(group, net, backbone="dlib_resnet", weights="random", region=region, crop_region=crop, aus=aus,
                     au=aus[0], au_index=0, input_size=150, status="ok", model=f"dlib_resnet_ft-{region}-softmax")
-        bundle = torch.load(group, weights_only=False)
+        bundle = torch.load(group, weights_only=True)
         for au in aus:
             torch.save(dict(bundle, au=au, au_index=aus.index(au)), layout.finetune_net("b", "dlib_resnet", region, au))
 

@@ -147,7 +147,7 @@ def _multilabel(results_root: Path, aus) -> None:
     group.parent.mkdir(parents=True, exist_ok=True)
     save_bundle(group, net, backbone="dlib_resnet", weights="random", region="face", crop_region="face",
                 aus=list(aus), au=aus[0], au_index=0, input_size=150, status="ok", model="dlib_resnet_ft-face-softmax")
-    bundle = torch.load(group, weights_only=False)
+    bundle = torch.load(group, weights_only=True)
     for k, au in enumerate(aus):
         torch.save(dict(bundle, au=au, au_index=k, status="skipped" if k == 2 else "ok"),
                    layout.finetune_net(SPLIT, "dlib_resnet", "face", au))

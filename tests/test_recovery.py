@@ -122,7 +122,7 @@ def test_killed_finetune_job_resumes_and_matches_uninterrupted_run(finished_work
                    wd / f"results/predictions/{SPLIT}/{BACKBONE}_ft-face-softmax/AU{CFG['data']['aus'][0]}.csv"]
     ckpt = stem.with_suffix(".ckpt")
     ref_pred = pd.read_csv(outputs[1])
-    ref_model = torch.load(outputs[0], map_location="cpu", weights_only=False)
+    ref_model = torch.load(outputs[0], map_location="cpu", weights_only=True)
     for p in outputs:
         p.unlink()
     target = str(outputs[0].relative_to(wd))
@@ -138,7 +138,7 @@ def test_killed_finetune_job_resumes_and_matches_uninterrupted_run(finished_work
     logs = list(wd.glob("logs/finetune/**/*.log"))
     assert any("resuming from checkpoint" in p.read_text() for p in logs), "the rerun did not resume"
     pd.testing.assert_frame_equal(pd.read_csv(outputs[1]), ref_pred)
-    model = torch.load(outputs[0], map_location="cpu", weights_only=False)
+    model = torch.load(outputs[0], map_location="cpu", weights_only=True)
     assert_same_state(model, ref_model)
 
 

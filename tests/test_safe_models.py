@@ -191,3 +191,73 @@ def test_pickle_module_is_not_what_loads(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(pickle, "loads", boom)
     monkeypatch.setattr(pickle, "Unpickler", boom)
     assert load_model(path)["au"] == 1
+
+
+# ------------------------------------------------------------------------------------------ torch files
+def test_a_crafted_finetuned_network_is_refused_and_never_runs(tmp_path: Path) -> None:
+    """A crafted ``AU1.pt`` (the bundle format's keys plus an object whose unpickling writes a marker): the
+    fine-tuned network loaders (training side, predictor side) refuse it; nothing runs."""
+    import torch
+
+    from au_transfer.finetune.bundle import BUNDLE_FORMAT, load_bundle
+    from au_transfer.finetune.config import FinetuneError
+    from au_transfer.predict.inputs import _bundle_header
+    from au_transfer.predict.manifest import PredictError
+
+    marker = tmp_path / "marker"
+    path = tmp_path / "AU1.pt"
+    torch.save({"format": BUNDLE_FORMAT, "state_dict": {}, "payload": _Evil(marker)}, path)
+    legacy = tmp_path / "AU2.pt"
+    torch.save({"format": BUNDLE_FORMAT, "payload": _Evil(marker)}, legacy, _use_new_zipfile_serialization=False)
+    for p in (path, legacy):
+        with pytest.raises(FinetuneError, match=rf"{p.name}: .*refused") as info:
+            load_bundle(p)
+        assert "\n" not in str(info.value)
+        with pytest.raises(PredictError, match="refused"):
+            _bundle_header(p)
+    assert not marker.exists(), "the crafted network ran its code"
+
+
+def test_a_crafted_checkpoint_is_ignored_and_never_runs(tmp_path: Path, caplog) -> None:
+    import torch
+
+    from au_transfer.finetune.training import _read_checkpoint, _rng_state, _set_rng_state
+
+    marker = tmp_path / "marker"
+    ckpt = tmp_path / "AU1.ckpt"
+    torch.save({"fingerprint": "x", "epoch": 0, "model": _Evil(marker)}, ckpt)
+    assert _read_checkpoint(ckpt) is None
+    assert not marker.exists() and "ignoring checkpoint" in caplog.text
+    # the checkpoint's RNG states are tensors and numbers: saved and read back with weights_only
+    state = _rng_state()
+    torch.save({"rng": state}, ckpt)
+    draws = np.random.random(3)
+    _set_rng_state(_read_checkpoint(ckpt)["rng"])
+    assert np.array_equal(np.random.random(3), draws)
+
+
+def test_bundles_written_before_load_with_weights_only(tmp_path: Path) -> None:
+    """A fine-tuned bundle of an earlier version (``torch.__version__`` stored as torch's TorchVersion) still loads."""
+    import torch
+
+    from au_transfer.finetune.bundle import BUNDLE_FORMAT, load_bundle
+
+    path = tmp_path / "AU1.pt"
+    torch.save({"format": BUNDLE_FORMAT, "torch": torch.__version__, "state_dict": {"w": torch.ones(2)}}, path)
+    assert load_bundle(path)["torch"] == str(torch.__version__)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_a_broken_network_file_is_one_line_naming_it(tmp_path: Path, damage: str) -> None:
+    import torch
+
+    from au_transfer.finetune.bundle import BUNDLE_FORMAT, load_bundle
+    from au_transfer.finetune.config import FinetuneError
+
+    path = tmp_path / "AU1.pt"
+    torch.save({"format": BUNDLE_FORMAT, "state_dict": {"w": torch.ones(1000)}}, path)
+    data = path.read_bytes()
+    path.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    with pytest.raises(FinetuneError) as info:
+        load_bundle(path)
+    assert str(path) in str(info.value) and "rerun" in str(info.value) and "\n" not in str(info.value)

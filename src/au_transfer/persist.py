@@ -20,6 +20,7 @@ import importlib
 import json
 import logging
 import os
+import pickle  # only its exception type: nothing here unpickles
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +34,7 @@ from .layout import LEGACY_MODEL_EXT, MODEL_EXT
 log = logging.getLogger(__name__)
 
 __all__ = ["CLASSES", "LEGACY_MODEL_EXT", "MODEL_EXT", "MODEL_FORMAT", "TRUST_ENV", "ModelFileError",
-           "UnsafeModelError", "is_pickle", "load", "load_legacy", "save", "trust_legacy_pickles"]
+           "UnsafeModelError", "is_pickle", "load", "load_legacy", "save", "torch_load", "trust_legacy_pickles"]
 
 MODEL_FORMAT = "au_transfer.model/1"
 TRUST_ENV = "AU_TRANSFER_TRUST_LEGACY_PICKLES"
@@ -257,3 +258,37 @@ def load_legacy(path: str | os.PathLike[str]) -> Any:
         return joblib.load(path)
     except Exception as exc:  # noqa: BLE001  (any unreadable file: named)
         raise ModelFileError(f"{path}: cannot read the pickled model ({_one_line(exc)}); {rerun_hint(path)}") from None
+
+
+# ------------------------------------------------------------------------------------------------ torch files
+def torch_load(path: str | os.PathLike[str], *, mmap: bool = False, what: str = "network") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU: tensors and plain data only, never code (a file that names
+    any other class is refused, one line naming it). ``torch.__version__`` strings, which bundles written before
+    held, are allowed (a ``str``). ``what`` names the file's role in messages."""
+    import torch
+    from torch.torch_version import TorchVersion
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    if size == 0:
+        raise ModelFileError(f"{path}: the {what} file is empty (0 bytes: its job was interrupted?); "
+                             f"{rerun_hint(path)}")
+    if not _head(path).startswith(ZIP_MAGIC):
+        if is_pickle(path):
+            raise UnsafeModelError(f"{path}: the {what} is a pickle (torch's legacy format); only torch's zip format "
+                                   "is read, with weights_only (tensors and plain data), so it is refused")
+        raise ModelFileError(f"{path}: the {what} is not a torch file; {rerun_hint(path)}")
+    try:
+        with torch.serialization.safe_globals([TorchVersion]):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln or "WeightsUnpickler" in ln),
+                      _one_line(exc))
+        raise UnsafeModelError(f"{path}: the {what} holds more than tensors and plain data, which loading would run "
+                               f"as code, so it is refused ({detail[:200]})") from None
+    except Exception as exc:  # noqa: BLE001  (truncated zip, bad records: one line naming the file)
+        raise ModelFileError(f"{path}: cannot read the {what} (truncated or damaged: {_one_line(exc)}); "
+                             f"{rerun_hint(path)}") from None

@@ -47,17 +47,20 @@ def save_bundle(path: str | os.PathLike[str], net: FinetuneNet, **meta: Any) -> 
     state = _state_dict_cpu(net)
     bundle = {"format": BUNDLE_FORMAT, "state_dict": state, "weights_sha256": state_sha256(state), "n_aus": net.n_aus,
               "classifier_norm": net.norm,
-              "spec": _spec_dict(getattr(net.backbone, "spec", None)), "torch": torch.__version__, **meta}
+              "spec": _spec_dict(getattr(net.backbone, "spec", None)), "torch": str(torch.__version__), **meta}
     with atomic_path(path) as tmp:
         torch.save(bundle, tmp)
 
 
-def load_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a bundle written by :func:`save_bundle` (raises naming the file when it is not one)."""
+def load_bundle(path: str | os.PathLike[str], *, mmap: bool = False) -> dict[str, Any]:
+    """Read a bundle written by :func:`save_bundle` with ``weights_only`` (tensors and plain data; a file that would
+    run code is refused: :func:`au_transfer.persist.torch_load`); raises naming the file when it is not one."""
+    from ..persist import ModelFileError, torch_load
+
     try:
-        bundle = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise FinetuneError(f"{path}: cannot read the fine-tuned network: {err}") from err
+        bundle = torch_load(path, mmap=mmap, what="fine-tuned network")
+    except ModelFileError as err:
+        raise FinetuneError(str(err)) from None
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise FinetuneError(f"{path}: not a fine-tuned network bundle ({BUNDLE_FORMAT})")
     return bundle

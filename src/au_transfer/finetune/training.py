@@ -157,7 +157,10 @@ def _evaluate(net, ds, cfg, device, preprocess, loss_fn, active: Sequence[int] |
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.random.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # as tensors and numbers: loadable with weights_only
+    state = {"torch": torch.random.get_rng_state(),
+             "numpy": [str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+             "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -165,7 +168,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: Mapping[str, Any]) -> None:
     torch.random.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -189,6 +193,22 @@ def fingerprint_of(payload: Mapping[str, Any], files: Iterable[str | os.PathLike
     items = dict(payload)
     items["_files"] = sorted((str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in files)
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_checkpoint(ckpt: Path) -> dict[str, Any] | None:
+    """A resumable checkpoint read with ``weights_only`` (tensors and plain data only, never code); None, with a
+    warning, for one that cannot be read so (damaged, or written before checkpoints held only such data)."""
+    from ..persist import ModelFileError, torch_load
+
+    try:
+        state = torch_load(ckpt, what="fine-tuning checkpoint")
+    except ModelFileError as exc:
+        log.warning("ignoring checkpoint: %s; training from the first epoch", exc)
+        return None
+    if not isinstance(state, dict):
+        log.warning("ignoring checkpoint %s: not a fine-tuning checkpoint; training from the first epoch", ckpt)
+        return None
+    return state
 
 
 @dataclass
@@ -227,8 +247,8 @@ def train(net: FinetuneNet, train_ds: FaceCropDataset, val_ds: FaceCropDataset |
     best: dict[str, Any] = {"score": (-math.inf,), "epoch": -1, "state": None}
     bad_epochs, start = 0, 0
     ckpt = Path(ckpt_path) if ckpt_path else None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = _read_checkpoint(ckpt) if ckpt is not None and ckpt.exists() else None
+    if state is not None:
         if state.get("fingerprint") == fingerprint:
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])

@@ -130,14 +130,13 @@ class _SharedHead:
 
 def _bundle_header(path: Path) -> dict[str, Any]:
     """A fine-tuned bundle's metadata without reading its weights (memory-mapped)."""
-    from ..finetune.bundle import BUNDLE_FORMAT
+    from ..finetune.bundle import load_bundle
+    from ..finetune.config import FinetuneError
 
-    try:
-        bundle = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:  # noqa: BLE001  (any unreadable file: named)
-        raise PredictError(f"{path}: cannot read the fine-tuned network: {exc}") from exc
-    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
-        raise PredictError(f"{path}: not a fine-tuned network bundle ({BUNDLE_FORMAT})")
+    try:  # weights_only: a file that would run code is refused (au_transfer.persist.torch_load)
+        bundle = load_bundle(path, mmap=True)
+    except FinetuneError as exc:
+        raise PredictError(str(exc)) from None
     return {k: v for k, v in bundle.items() if k != "state_dict"}
 
 
@@ -196,7 +195,7 @@ class Inputs:
             if needs.mean_image_sha256 != file_sha256(mi):
                 raise PredictError(f"model {model} AU{au} was trained with another mean image than {mi}; rerun the "
                                    "workflow")
-            mean_image = np.load(mi).astype(np.float32)
+            mean_image = np.load(mi, allow_pickle=False).astype(np.float32)
         elif needs.mean_image_sha256:
             raise PredictError(f"model {model} AU{au} was trained on {backbone} features with the split's mean image "
                                f"subtracted, but predictor.json does not set backbones.{backbone}.mean_image")
