@@ -84,30 +84,51 @@ def _version() -> str:
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import check_output, default_model, default_split, predict_to_csv, resolve_models_dir
+    from .persist import trust_legacy_pickles
+    from .predict import check_output, predict_to_csv
+    from .predict.bundle import trained_source
 
     check_output(args.output)  # before any work
-    if args.models is not None:
-        _models, results, split = resolve_models_dir(None, args.split, args.models)
-    else:
-        results = Path(args.results)
-        split = args.split or default_split(results)
-    model = args.model
-    if model is None:
-        model, f1 = default_model(results, split)
-        print(f"model {model} (split {split}): the best mean F1 on validation frames ({100 * f1:.1f} %) among the "
-              "models whose validation predictions are out of sample (not ranked: ensembles that fit calibration, "
-              "weights or stacking on those frames, models refitted on them); choose another with --model",
-              flush=True)
-    else:
-        print(f"model {model} (split {split})", flush=True)
-    stats = predict_to_csv(args.input, args.output, model=model, results=results, split=split, device=args.device,
-                           batch_size=args.batch_size, chunk_size=args.chunk_size, aus=args.aus,
-                           progress=not args.quiet, largest_only=args.largest_face, detector=args.detector,
-                           regressor=None if args.regressor == "none" else args.regressor,
-                           detect_every=args.detect_every, front_end=args.front_end)
+    if args.trust_legacy_pickles:
+        trust_legacy_pickles(True)
+    with trained_source(args.models, args.results, args.split, args.model, args.regressor) as src:
+        print(src.note, flush=True)
+        model = src.model
+        stats = predict_to_csv(args.input, args.output, model=model, results=src.results, split=src.split,
+                               device=args.device, batch_size=args.batch_size, chunk_size=args.chunk_size,
+                               aus=args.aus, progress=not args.quiet, largest_only=args.largest_face,
+                               detector=args.detector, regressor=src.regressor, detect_every=args.detect_every,
+                               front_end=args.front_end)
     print(f"{args.output}: {stats['frames']} frames, {stats['rows']} rows, {stats['faces']} with a face "
           f"(model {model})")
+    return 0
+
+
+def cmd_export_models(args: argparse.Namespace) -> int:
+    from .predict.bundle import export_models
+    from .predict.predictor import default_split
+
+    split = args.split or default_split(args.results)
+    meta = export_models(args.results, split, args.output, models=args.model or None,
+                         regressors=args.regressor)
+    size = sum(int(e["size"]) for e in meta["files"])
+    print(f"{args.output}: {len(meta['files'])} files ({size / 1e6:.1f} MB, sha256 of each in bundle.json), split "
+          f"{split}, models {', '.join(meta['models'])}; default model {meta['default_model']}, regressor "
+          f"{meta['default_regressor']}")
+    print(f"use it with: au-transfer predict INPUT -o OUT.csv --models {args.output}")
+    return 0
+
+
+def cmd_convert_models(args: argparse.Namespace) -> int:
+    from .persist import convert_legacy, trust_legacy_pickles
+
+    if args.trust_legacy_pickles:
+        trust_legacy_pickles(True)
+    done = convert_legacy(args.results, keep=args.keep)
+    for old, new in done:
+        print(f"{old} -> {new.name}")
+    print(f"{args.results}: {len(done)} pickled model(s) rewritten as arrays + JSON"
+          + ("" if args.keep or not done else " (the pickles removed)"))
     return 0
 
 
@@ -260,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", help="model id (e.g. dlib_resnet-face-svm) or ensemble (ens-NAME); default: the "
                     "model with the best mean F1 on the split's validation frames")
     where = pr.add_argument_group("trained models (one of)")
-    where.add_argument("--models", help="a split's models folder: results/models/<split>")
+    where.add_argument("--models", help="a model bundle (a folder or .tar written by export-models; its sha256s are "
+                       "checked first) or a split's models folder: results/models/<split>")
     where.add_argument("--results", default="results", help="a workflow's results folder (default: results)")
     pr.add_argument("--split", help="the split whose models to use (default: the only one, or the report's)")
     pr.add_argument("--detector", choices=["hog", "cnn"],
@@ -287,7 +309,35 @@ def build_parser() -> argparse.ArgumentParser:
                     "the best on validation when the run trained regressors; none: no _r columns")
     pr.add_argument("--aus", type=au_number, nargs="+", help="only these AUs (default: every AU of the model)")
     pr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    pr.add_argument("--trust-legacy-pickles", action="store_true",
+                    help="load models written before they were stored as arrays + JSON (joblib pickles: loading "
+                    "runs any code they hold; only for your own results; better: convert-models)")
     pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export-models", help="pack a split's trained models into a bundle that is safe to share",
+                        description="Copy what the predictor needs (predictor.json, the models as arrays + JSON, "
+                        "fine-tuned networks, mean images, ensembles) with the sha256 of every file into a folder "
+                        "or a .tar; `predict --models BUNDLE` checks them before use. No predictions or labels "
+                        "are copied. See docs/predict.md.")
+    ex.add_argument("results", help="a workflow's results folder (e.g. results)")
+    ex.add_argument("--split", help="the split whose models to pack (default: the only one, or the report's)")
+    ex.add_argument("-o", "--output", required=True, help="the bundle: a new folder, or a file ending in .tar")
+    ex.add_argument("--model", action="append",
+                    help="only this model (repeat for several; ensembles bring their members); default: every "
+                    "trained model of the split. The first is the bundle's default")
+    ex.add_argument("--regressor", action="append",
+                    help="only this intensity regressor (repeatable; default: every one)")
+    ex.set_defaults(func=cmd_export_models)
+
+    cv = sub.add_parser("convert-models", help="rewrite a results folder's pickled models as arrays + JSON",
+                        description="Results written before au-transfer stored models as arrays + JSON hold "
+                        "joblib pickles (models/*/*/AU*.joblib). This loads each (which runs any code it holds: "
+                        "only for your own results) and writes AU*.npz beside it.")
+    cv.add_argument("results", help="a workflow's results folder (e.g. results)")
+    cv.add_argument("--trust-legacy-pickles", action="store_true", required=True,
+                    help="required: you trust these pickles (they are your own)")
+    cv.add_argument("--keep", action="store_true", help="keep the .joblib files (default: removed once converted)")
+    cv.set_defaults(func=cmd_convert_models)
 
     su = sub.add_parser("summary", help="where the report is, and the headline table (best first)")
     su.add_argument("results_dir", help="a workflow's results folder (e.g. results)")

@@ -292,3 +292,24 @@ def torch_load(path: str | os.PathLike[str], *, mmap: bool = False, what: str = 
     except Exception as exc:  # noqa: BLE001  (truncated zip, bad records: one line naming the file)
         raise ModelFileError(f"{path}: cannot read the {what} (truncated or damaged: {_one_line(exc)}); "
                              f"{rerun_hint(path)}") from None
+
+
+def convert_legacy(results: str | os.PathLike[str], *, keep: bool = False) -> list[tuple[Path, Path]]:
+    """Rewrite every pickled per-AU model of a results folder (``models/*/*/AU*.joblib``) as arrays + JSON beside
+    it (``AU*.npz``, the same bundle); needs :func:`trust_legacy_pickles` (the pickles are loaded, so run it on your
+    own results only). The pickles are removed unless ``keep``. Returns ``(pickle, new file)`` pairs."""
+    from .layout import Layout
+
+    if not trust_legacy_pickles():
+        raise UnsafeModelError(f"convert-models loads the pickles under {results}, which runs any code they hold: "
+                               "run it on your own results only, with --trust-legacy-pickles")
+    layout = Layout.of(results)
+    done = []
+    for old in sorted(Path(layout.models_root()).glob(f"*/*/{Layout.model_pattern(LEGACY_MODEL_EXT)}")):
+        new = old.with_suffix(MODEL_EXT)
+        save(load_legacy(old), new)
+        load(new)  # read back: a file that cannot be is an error now, not at predict time
+        if not keep:
+            old.unlink()
+        done.append((old, new))
+    return done

@@ -37,17 +37,22 @@ __all__ = ["MODEL_KINDS", "AUModel", "AUModelError", "EnsembleModel", "Finetuned
 
 def model_file(layout: Any, split: str, model: str, au: int, *, intensity: bool = False) -> Path:
     """Where the trained model ``model`` (a model id or ``ens-{name}``) of one AU lives in a results folder
-    (``layout``: :class:`au_transfer.layout.Layout`); ``intensity``: ``ens-{name}`` is a regressor ensemble."""
+    (``layout``: :class:`au_transfer.layout.Layout`); ``intensity``: ``ens-{name}`` is a regressor ensemble. A
+    results folder written before models were stored as arrays + JSON gives its pickle (``AU{au}.joblib``), which
+    loads only when the user trusts it (:func:`au_transfer.persist.trust_legacy_pickles`)."""
     from ..config import parse_model_id
     from ..ensemble import ENSEMBLE_PREFIX
-    from ..layout import FT_SUFFIX
+    from ..layout import FT_SUFFIX, LEGACY_MODEL_EXT
 
     if model.startswith(ENSEMBLE_PREFIX):
         return Path(layout.intensity_ensemble_params(split, model) if intensity else layout.ensemble_params(split, model))
     backbone, region, classifier = parse_model_id(model)
     if classifier == "softmax":
         return Path(layout.finetune_net(split, backbone.removesuffix(FT_SUFFIX), region, au))
-    return Path(layout.model_file(split, model, au))
+    path = Path(layout.model_file(split, model, au))
+    legacy = Path(layout.model_file(split, model, au, ext=LEGACY_MODEL_EXT))
+    # results written before models were arrays + JSON: the pickle, which loads only when trusted
+    return legacy if not path.is_file() and legacy.is_file() else path
 
 
 def load_au_model(path: str | os.PathLike[str], model: str, au: int, *, intensity: bool = False,

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..device import resolve_device
 from ..ensemble import ENSEMBLE_PREFIX
-from ..layout import Layout
+from ..layout import FT_SUFFIX, LEGACY_MODEL_EXT, Layout
 from ..models import AUModel, AUModelError, model_file
 from .face_worker import FaceWorker, FaceWorkerError
 from .faces import FrameFaces, FrameReader
@@ -155,13 +155,29 @@ def default_regressor(results: str | os.PathLike[str], split: str) -> str | None
     best: tuple[float, str] | None = None
     for path in sorted(Path(layout.intensity_predictions(split, "x")).parent.glob("*.csv")):
         val = pd.read_csv(path, usecols=["au", "set", "value", "label"]).query("set == 'val'")
-        if val.empty or path.stem.startswith("ens-") or not list(Path(layout.model_dir(split, path.stem)).glob(
-                Layout.model_pattern())):
+        folder = Path(layout.model_dir(split, path.stem))
+        if val.empty or path.stem.startswith("ens-") or not (any(folder.glob(Layout.model_pattern())) or any(
+                folder.glob(Layout.model_pattern(LEGACY_MODEL_EXT)))):
             continue
         icc = float(np.nanmean([icc31(g["value"].fillna(0.0), g["label"]) for _, g in val.groupby("au")]))
         if best is None or icc > best[0]:
             best = (icc, path.stem)
     return None if best is None else best[1]
+
+
+def trained_models(layout: Layout, split: str) -> list[str]:
+    """The model ids with trained files in a split: per-AU model folders, ensembles, fine-tuned networks."""
+    models_dir = Path(layout.split_models(split))
+    found = {p.name for p in models_dir.iterdir() if p.is_dir() and (
+        any(p.glob(Layout.model_pattern())) or any(p.glob(Layout.model_pattern(LEGACY_MODEL_EXT)))
+        or (p / "ensemble.json").is_file())} if models_dir.is_dir() else set()
+    ft_root = Path(layout.finetune_dir(split, "x", "y")).parent
+    if ft_root.is_dir():
+        for d in ft_root.iterdir():
+            backbone, _, region = d.name.partition("-")
+            if d.is_dir() and region and any(d.glob("AU*.pt")):
+                found.add(f"{backbone}{FT_SUFFIX}-{region}-softmax")
+    return sorted(found)
 
 
 class Predictor:
@@ -215,8 +231,8 @@ class Predictor:
         candidates = [int(a) for a in self.manifest.get("aus") or []] or list(range(1, 65))
         model_aus = [a for a in candidates if self._path(model, a).is_file()]
         if not model_aus:
-            raise PredictError(f"model {model}: no trained AU models under {self.results_dir} (split {self.split}); "
-                               f"e.g. {self._path(model, candidates[0])} does not exist")
+            raise PredictError(f"model {model}: no trained AU models under {self.results_dir} (split {self.split}; "
+                               f"e.g. {self._path(model, candidates[0])} does not exist); {self._known()}")
         unknown = sorted(set(aus or []) - set(model_aus))
         if unknown:
             raise PredictError(f"--aus: model {model} does not predict AU(s) {unknown} (its AUs: {model_aus})")
@@ -280,7 +296,13 @@ class Predictor:
         try:
             return model_file(self.layout, self.split, model, au, intensity=intensity)
         except ValueError as exc:
-            raise PredictError(f"--{'regressor' if intensity else 'model'}: {exc}") from None
+            raise PredictError(f"--{'regressor' if intensity else 'model'}: {exc}; {self._known()}") from None
+
+    def _known(self) -> str:
+        """The models that exist, for an error about one that does not."""
+        known = trained_models(self.layout, self.split)
+        return f"the trained models of split {self.split} are: {', '.join(known)}" if known else (
+            f"split {self.split} has no trained models; run the workflow first")
 
     def _has_regressor(self, model: str, au: int) -> bool:
         """Whether the regressor (or regressor ensemble: its file has the AU's weights and its members' files
