@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".wmv", ".mpg", ".mpeg", ".m4v", ".webm")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: names a folder of images may hold beside them that are videos (said so when they are skipped)
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm", ".wmv", ".mpg", ".mpeg", ".flv")
 
 
 class VideoError(RuntimeError):
@@ -172,16 +174,54 @@ def to_rgb(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_image(path: str | os.PathLike[str], *, missing_ok: bool = False) -> np.ndarray | None:
+def truncated(path: str | os.PathLike[str]) -> str:
+    """Why a JPEG or PNG file is incomplete ("" when it is whole): OpenCV decodes a truncated one without an error,
+    its missing part grey, so that a cut-off photo would look like a frame without a face. Pillow's decoder,
+    which needs every byte, says so."""
+    if Path(path).suffix.lower() not in (".jpg", ".jpeg", ".png"):
+        return ""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception as exc:  # noqa: BLE001  (Pillow's errors for cut-off data vary: OSError, SyntaxError, ...)
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ""
+
+
+def read_image(path: str | os.PathLike[str], *, missing_ok: bool = False, whole: bool = False) -> np.ndarray | None:
     """Read one image file as RGB uint8 (grayscale, RGBA and 16-bit images converted). An unreadable file is a
-    clear error, or with ``missing_ok`` one warning and None."""
+    clear error, or with ``missing_ok`` one warning and None. ``whole``: a truncated JPEG or PNG
+    (:func:`truncated`) is unreadable too (the predictor's inputs)."""
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         if missing_ok:
             log.warning("image %s cannot be read (corrupt or unsupported format): skipped", path)
             return None
         raise VideoError(f"image {path} cannot be read (missing, corrupt or unsupported format)")
+    cut = truncated(path) if whole else ""
+    if cut:
+        if missing_ok:
+            log.warning("image %s is truncated or damaged (%s): unreadable, its row says unreadable_frame", path, cut)
+            return None
+        raise VideoError(f"image {path} is truncated or damaged ({cut}): unreadable")
     return to_rgb(img)
+
+
+def _skipped_note(folder: Path, used: list[Path]) -> None:
+    """One warning naming what a folder of images holds besides its images (a video is an input of its own)."""
+    keep = set(used)
+    other = sorted(f for f in folder.iterdir() if f not in keep and not f.name.startswith("."))
+    if not other:
+        return
+    def what(f: Path) -> str:
+        if f.is_dir():
+            return f"{f.name}/ (a folder: not searched)"
+        if f.suffix.lower() in VIDEO_EXTENSIONS:
+            return f"{f.name} (a video: give it as an input of its own)"
+        return f.name
+    log.warning("folder %s: %d file(s) skipped, not images: %s", folder, len(other), ", ".join(what(f) for f in other))
 
 
 def _predictor_images(folder: Path) -> list[Path]:
@@ -209,10 +249,11 @@ def iter_frames(source: str | os.PathLike[str], *, tolerant: bool = False,
     p = Path(source)
     if p.is_dir():
         files = _predictor_images(p)
+        _skipped_note(p, files)
         for i, f in enumerate(files, start=1):
-            yield i, f.name, read_image(f, missing_ok=tolerant)
+            yield i, f.name, read_image(f, missing_ok=tolerant, whole=True)
     elif p.suffix.lower() in IMAGE_EXTENSIONS:
-        yield 1, p.name, read_image(p)
+        yield 1, p.name, read_image(p, whole=True)
     elif p.is_file():
         for i, rgb in iter_video(p, partial=tolerant):
             yield i, f"{p.stem}:{i}", rgb
