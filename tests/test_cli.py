@@ -18,12 +18,14 @@ def test_entry_point_help():
     proc = subprocess.run([sys.executable, "-m", "au_transfer.cli", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0
-    for command in ("predict", "summary", "backbones", "demo-corpus", "validate-config", "convert-weights", "weights"):
+    for command in ("predict", "export-models", "convert-models", "summary", "backbones", "demo-corpus",
+                    "validate-config", "convert-weights", "weights"):
         assert command in proc.stdout
 
 
-@pytest.mark.parametrize("command", ["predict", "summary", "backbones", "demo-corpus", "validate-config",
-                                     "convert-weights", "weights", "weights check", "weights fetch"])
+@pytest.mark.parametrize("command", ["predict", "export-models", "convert-models", "summary", "backbones",
+                                     "demo-corpus", "validate-config", "convert-weights", "weights", "weights check",
+                                     "weights fetch"])
 def test_subcommand_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([*command.split(), "--help"])
