@@ -183,14 +183,17 @@ def test_legacy_pickles_load_only_when_trusted_and_convert(legacy, results, face
 
 
 # ------------------------------------------------------------------------------------------ probe cases
+@pytest.mark.parametrize("which", ["model", "ensemble", "manifest"])
 @pytest.mark.parametrize("damage", ["empty", "truncated"])
-def test_a_broken_model_file_is_one_line_naming_it(results, face_video, tmp_path, capsys, damage):  # noqa: F811
+def test_a_broken_model_file_is_one_line_naming_it(results, face_video, tmp_path, capsys, damage, which):  # noqa: F811
     root = tmp_path / "r"
     shutil.copytree(results, root)
-    path = Path(Layout.of(root).model_file(SPLIT, SVM, 12))
+    layout = Layout.of(root)
+    path = Path({"model": layout.model_file(SPLIT, SVM, 12), "ensemble": layout.ensemble_params(SPLIT, "ens-pair"),
+                 "manifest": layout.manifest(SPLIT)}[which])
     path.write_bytes(b"" if damage == "empty" else path.read_bytes()[:300])
     rc, text = _predict(capsys, face_video, tmp_path / "o.csv", "--results", str(root), "--split", SPLIT,
-                        "--model", SVM)
+                        "--model", "ens-pair" if which == "ensemble" else SVM)
     err = [ln for ln in text.splitlines() if "error" in ln]
     assert rc == 1 and len(err) == 1 and str(path) in err[0] and "rerun" in err[0], text
     assert "Traceback" not in text

@@ -340,7 +340,8 @@ def load_params(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         params = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise EnsembleError(f"{path}: cannot read ensemble parameters: {exc}") from exc
+        raise EnsembleError(f"{path}: cannot read ensemble parameters ({exc}: empty or cut off?); delete it and rerun "
+                            f"the workflow job that writes it (snakemake {path})") from exc
     for key in ("name", "method", "tie", "members", "aus"):
         if key not in params:
             raise EnsembleError(f"{path}: ensemble parameters lack key {key!r}")

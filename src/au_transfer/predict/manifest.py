@@ -59,7 +59,8 @@ def read_manifest(models_dir: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise PredictError(f"{path}: not valid JSON: {exc}") from exc
+        raise PredictError(f"{path}: not valid JSON ({exc}: empty or cut off?); delete it and rerun the workflow job "
+                           f"that writes it (snakemake {path})") from exc
 
 
 def face_settings(manifest: Mapping[str, Any], path: str | os.PathLike[str] = MANIFEST) -> FaceSettings:
