@@ -204,3 +204,24 @@ def test_an_unknown_model_lists_the_models_that_exist(results, face_video, tmp_p
         rc, text = _predict(capsys, face_video, tmp_path / "o.csv", "--results", str(results), "--split", SPLIT,
                             "--model", bad)
         assert rc == 1 and f"dlib_resnet-face-lda, {SVM}, ens-pair" in text, text
+
+
+def test_a_tar_with_a_path_outside_the_bundle_is_refused(bundle, tmp_path):
+    import io
+
+    from au_transfer.predict.bundle import open_bundle
+
+    tar = tmp_path / "evil.tar"
+    with tarfile.open(tar, "w") as t:
+        t.add(bundle, arcname=".")
+        info = tarfile.TarInfo("../outside.json")
+        info.size = 2
+        t.addfile(info, io.BytesIO(b"{}"))
+    with pytest.raises(PredictError, match="not a plain file inside the bundle"), open_bundle(tar):
+        pass
+    assert not (tmp_path / "outside.json").exists()
+    ok = tmp_path / "ok.tar"
+    with tarfile.open(ok, "w") as t:  # a tar made by hand of the folder (with its directories) is fine
+        t.add(bundle, arcname=".")
+    with open_bundle(ok) as b:
+        assert b.split == SPLIT

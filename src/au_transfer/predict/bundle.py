@@ -265,7 +265,8 @@ def open_bundle(path: str | os.PathLike[str]) -> Iterator[Bundle]:
         try:
             with tarfile.open(p) as tar:
                 for m in tar.getmembers():
-                    if not m.isfile() or not _SAFE_PATH.match(m.name) or ".." in m.name.split("/"):
+                    name = m.name.removeprefix("./").rstrip("/")
+                    if not (m.isfile() or m.isdir()) or not _SAFE_PATH.match(name) or ".." in name.split("/"):
                         raise PredictError(f"{p}: holds {m.name!r}, which is not a plain file inside the bundle; "
                                            "refused")
                 tar.extractall(tmp, filter="data")
