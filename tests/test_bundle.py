@@ -225,3 +225,36 @@ def test_a_tar_with_a_path_outside_the_bundle_is_refused(bundle, tmp_path):
         t.add(bundle, arcname=".")
     with open_bundle(ok) as b:
         assert b.split == SPLIT
+
+
+def test_export_brings_mean_images_and_the_networks_of_finetuned_features(tmp_path):
+    """A mean-image backbone's model brings the split's mean images; a model on a fine-tuned network's features
+    brings that network (one file per AU)."""
+    import numpy as np
+
+    from au_transfer import persist
+    from au_transfer.predict import write_manifest
+    from au_transfer.predict.bundle import export_models
+
+    root, split = tmp_path / "results", "s"
+    layout = Layout.of(root)
+    write_manifest(layout.manifest(split), split=split, aus=[1, 12], faces={}, backbones={"vgg_face": {
+        "mean_image": True}})
+    for model in ("vgg_face-face-svm", "cnn_f_ft-face-svm"):
+        for au in (1, 12):
+            persist.save({"au": au, "estimator": None, "status": "skipped"}, layout.model_file(split, model, au))
+    Path(layout.mean_image(split, "vgg_face", "face")).parent.mkdir(parents=True)
+    np.save(layout.mean_image(split, "vgg_face", "face"), np.zeros((2, 2, 3), np.float32))
+    for au in (1, 12):
+        net = Path(layout.finetune_net(split, "cnn_f", "face", au))
+        net.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"w": torch.zeros(1)}, net)
+    (Path(layout.finetune_dir(split, "cnn_f", "face")) / "AU1.ckpt").write_bytes(b"not packed")
+    meta = export_models(root, split, tmp_path / "b")
+    paths = {e["path"] for e in meta["files"]}
+    rel = Layout.of(".")
+    assert rel.mean_image(split, "vgg_face", "face")[2:] in paths
+    assert {rel.finetune_net(split, "cnn_f", "face", au)[2:] for au in (1, 12)} <= paths
+    assert not any(p.endswith(".ckpt") for p in paths)
+    assert meta["models"] == ["cnn_f_ft-face-softmax", "cnn_f_ft-face-svm", "vgg_face-face-svm"]
+    verify_bundle(tmp_path / "b")
