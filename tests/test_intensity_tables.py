@@ -81,7 +81,7 @@ def test_report_has_an_intensity_table_and_figure(members, metrics_files, tmp_pa
         write_metrics(members[i], paths[-1], model=name, split="demo", aus=AUS)
     summary = write_summary(paths, tmp_path / "summary.csv")
     table = intensity_table(summary)
-    assert list(table.columns) == ["model", "split", "metric", "AU1", "AU12", "mean"]
+    assert list(table.columns) == ["model", "split", "metric", "AU1", "AU12", "mean", "mean_sd", "n_seeds"]
     assert table["metric"].tolist() == ["ICC(3,1)", "PCC", "MAE"] * 2
     assert table["model"].iloc[0] == "dlib_resnet-face-svr"  # best mean ICC first
     out = tmp_path / "report"

@@ -28,8 +28,8 @@ from . import DISFA_AUS, STANDARD_AUS, predictions
 from .predictions import PRED_COLUMNS
 
 __all__ = ["BASELINE", "FOLD_RE", "MEAN_ROWS", "MEAN_SETS", "METRIC_COLUMNS", "NAN_AUS", "PRED_COLUMNS",
-           "EvaluationError", "add_nan_aus", "always_present", "au_metrics", "check_predictions", "fold_groups",
-           "fold_means", "headline", "merge_predictions", "nan_aus", "summarize"]
+           "SEED_COLUMNS", "EvaluationError", "add_nan_aus", "always_present", "au_metrics", "check_predictions",
+           "fold_groups", "fold_means", "headline", "merge_predictions", "nan_aus", "over_seeds", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -175,32 +175,61 @@ def fold_groups(splits: Iterable[str]) -> dict[str, list[str]]:
 
 
 def fold_means(summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows ``split = <K>fold_mean``: per model and AU, the mean F1/accuracy over the folds; counts summed."""
+    """Rows ``split = <K>fold_mean``: per model and AU (and seed, when ``summary`` has a ``seed`` column: one fold
+    mean per run), the mean F1/accuracy over the folds; counts summed."""
     out = []
+    keys = ["model", "au"] + (["seed"] if "seed" in summary.columns else [])
     for name, folds in fold_groups(summary["split"].unique()).items():
         sub = summary[summary["split"].isin(folds)]
-        for (model, au), g in sub.groupby(["model", "au"], sort=False):
+        for key, g in sub.groupby(keys, sort=False):
             if set(g["split"]) != set(folds):
                 continue  # the model is not evaluated on every fold: no mean
             missing = g.loc[g[["f1", "accuracy"]].isna().any(axis=1), "split"].tolist()
+            row = dict(zip(keys, key, strict=True))
             if missing:
-                log.warning("model %s AU %s: no F1/accuracy (NaN) on %s, left out of the %s", model, au,
-                            missing, name)
-            out.append({"model": model, "split": name, "au": au, "f1": float(g["f1"].mean()),
+                log.warning("model %s AU %s: no F1/accuracy (NaN) on %s, left out of the %s", row["model"],
+                            row["au"], missing, name)
+            out.append({**row, "split": name, "f1": float(g["f1"].mean()),
                         "accuracy": float(g["accuracy"].mean()), "n_pos": int(g["n_pos"].sum()),
                         "n_neg": int(g["n_neg"].sum())})
-    return pd.DataFrame(out, columns=METRIC_COLUMNS)
+    return pd.DataFrame(out, columns=METRIC_COLUMNS + keys[2:])
 
 
-def summarize(metric_tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    """One tidy table of every model's metrics on every split, plus the k-fold mean rows and the column
-    :data:`NAN_AUS` (:func:`add_nan_aus`)."""
-    tables = [t for t in metric_tables if not t.empty]
+def over_seeds(table: pd.DataFrame, values: Sequence[str], counts: Sequence[str] = ()) -> pd.DataFrame:
+    """Per (model, split, au): the mean of each of ``values`` over the seeds (column ``seed``: the runs of config
+    ``seeds``), its sample standard deviation ``{value}_sd`` (empty for one run) and ``n_seeds``; ``counts``
+    (the same test frames in every run) are taken from the first run. Rows keep their first appearance's order."""
+    keys = ["model", "split", "au"]
+    g = table.groupby(keys, sort=False)
+    out = g[list(values)].mean()
+    for v in values:
+        out[f"{v}_sd"] = g[v].std(ddof=1)
+    for c in counts:
+        out[c] = g[c].first()
+    out["n_seeds"] = g["seed"].nunique()
+    return out.reset_index()[keys + list(values) + list(counts) + [f"{v}_sd" for v in values] + ["n_seeds"]]
+
+
+SEED_COLUMNS: list[str] = ["f1_sd", "accuracy_sd", "n_seeds"]
+
+
+def summarize(metric_tables: Iterable[pd.DataFrame], seeds: Iterable[int] | None = None) -> pd.DataFrame:
+    """One tidy table of every model's metrics on every split, plus the k-fold mean rows; ``seeds`` gives the run
+    (seed offset) of each table (default: all run 0). A model with several runs gets the mean F1 and accuracy over
+    them, their standard deviations and the number of runs (:data:`SEED_COLUMNS`, after :data:`METRIC_COLUMNS`);
+    k-fold means are taken per run first, so their ``_sd`` is the spread of the k-fold mean over the runs. Then
+    the column :data:`NAN_AUS` (:func:`add_nan_aus`)."""
+    tables = list(metric_tables)
+    runs = [0] * len(tables) if seeds is None else [int(s) for s in seeds]
+    if len(runs) != len(tables):
+        raise EvaluationError(f"summary: {len(runs)} seeds for {len(tables)} metrics tables")
+    tables = [t.assign(seed=s) for t, s in zip(tables, runs, strict=True) if not t.empty]
     if not tables:
-        return pd.DataFrame(columns=[*METRIC_COLUMNS, NAN_AUS])
-    df = pd.concat(tables, ignore_index=True)[METRIC_COLUMNS]
+        return pd.DataFrame(columns=[*METRIC_COLUMNS, *SEED_COLUMNS, NAN_AUS])
+    df = pd.concat(tables, ignore_index=True)[METRIC_COLUMNS + ["seed"]]
     df["au"] = df["au"].astype(str)
-    return add_nan_aus(pd.concat([df, fold_means(df)], ignore_index=True))
+    df = pd.concat([df, fold_means(df)], ignore_index=True)
+    return add_nan_aus(over_seeds(df, ["f1", "accuracy"], ["n_pos", "n_neg"]))
 
 
 #: The summary's corpus columns, from the ``corpora`` mapping (split -> these keys without the ``_corpus``

@@ -9,11 +9,17 @@ Frozen features depend on the split only for backbones that subtract the trainin
 VGG-Face): :meth:`Layout.frozen_features` is the one function that picks ``features/`` or ``split_features/``,
 and :meth:`Layout.model_features` the one that every consumer of a model's features (frame classifiers, LSTM,
 ensembles through their members, the predictor) calls.
+
+Repeats of the stochastic models over seeds (config ``seeds``, docs/DESIGN.md "Seeds"): the run of seed offset 0
+is this layout; the run of offset ``n`` > 0 has the same tree under ``{root}/seeds/seed{n}/``
+(:meth:`Layout.seed_run`), so that adding a seed adds files and moves none. The rules name both with one pattern,
+:meth:`Layout.seed_pattern` (wildcard ``seedpart``: empty, or ``/seeds/seed{n}``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +28,10 @@ FT_SUFFIX = "_ft"
 #: that results written before it hold (loaded only when trusted: ``--trust-legacy-pickles``)
 MODEL_EXT = ".npz"
 LEGACY_MODEL_EXT = ".joblib"
+#: The folder of the seeded runs under a results root, and the value of the rules' ``{seedpart}`` wildcard.
+SEEDS_DIR = "seeds"
+SEEDPART_RE = r"(/seeds/seed\d+)?"
+_SEEDED_RE = re.compile(r"(?:^|/)seeds/seed(\d+)/")
 
 
 class LayoutError(ValueError):
@@ -41,6 +51,38 @@ class Layout:
     @classmethod
     def of(cls, root: str | os.PathLike[str]) -> Layout:
         return cls(str(root).rstrip("/") or ".")
+
+    # ------------------------------------------------------------------------------------------ seeded runs
+    def seed_run(self, seed: int | str) -> Layout:
+        """The layout of the stochastic models' run of seed offset ``seed`` (config ``seeds``): this one for 0,
+        else the same tree under ``{root}/seeds/seed{seed}``. Only the stochastic models' files (fine-tuned
+        networks, LSTM and LSTM-regressor models, their predictions and metrics) exist there."""
+        if not str(seed).isdigit():
+            raise LayoutError(f"seed offset {seed!r}: expected a non-negative integer")
+        return self if int(seed) == 0 else Layout(_join(self.root, SEEDS_DIR, f"seed{int(seed)}"))
+
+    def seed_pattern(self, wildcard: str = "seedpart") -> Layout:
+        """The layout whose paths are the rules' patterns of every seeded run: ``{root}{seedpart}/...``, the
+        wildcard matching :data:`SEEDPART_RE` (empty for offset 0)."""
+        return Layout(f"{self.root}{{{wildcard}}}")
+
+    @staticmethod
+    def seed_part(seed: int | str) -> str:
+        """The ``{seedpart}`` wildcard value of a seed offset ("" for 0)."""
+        return "" if int(seed) == 0 else f"/{SEEDS_DIR}/seed{int(seed)}"
+
+    @staticmethod
+    def seed_of_part(part: str) -> int:
+        """The seed offset of a ``{seedpart}`` wildcard value ("" -> 0, "/seeds/seed2" -> 2)."""
+        if not re.fullmatch(SEEDPART_RE, part):
+            raise LayoutError(f"{part!r} is not a seed part (empty or /seeds/seed<n>)")
+        return int(part.rsplit("seed", 1)[1]) if part else 0
+
+    @staticmethod
+    def seed_of(path: str | os.PathLike[str]) -> int:
+        """The seed offset of a results path: ``n`` under ``seeds/seed{n}/``, else 0."""
+        m = _SEEDED_RE.search(str(path).replace(os.sep, "/"))
+        return int(m[1]) if m else 0
 
     # --------------------------------------------------------------------------------------- corpus and faces
     def labels(self, subject: str) -> str:

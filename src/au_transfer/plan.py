@@ -121,6 +121,31 @@ def model_ids(cfg: Mapping[str, Any]) -> list[str]:
     return member_ids(cfg) + [e for e in ensemble_ids(cfg) if e not in member_ids(cfg)]
 
 
+def seed_offsets(cfg: Mapping[str, Any]) -> list[int]:
+    """The runs of the stochastic models (config ``seeds``): their seed offsets, 0 (the usual paths) first."""
+    seeds = [int(s) for s in cfg.get("seeds", [0])]
+    return [0] + [s for s in seeds if s != 0]
+
+
+def seeded_model_ids(cfg: Mapping[str, Any]) -> list[str]:
+    """The stochastic models with occurrence predictions, repeated over :func:`seed_offsets`: the fine-tuned
+    networks' softmax models and the LSTMs (the frame classifiers are deterministic given their features; those
+    on fine-tuned features read run 0's networks)."""
+    lstm = [m for m in classifier_model_ids(cfg) if m.endswith("-lstm")]
+    return list(dict.fromkeys(ft_model_ids(cfg) + lstm))
+
+
+def seeded_intensity_ids(cfg: Mapping[str, Any]) -> list[str]:
+    """The stochastic intensity models, repeated over :func:`seed_offsets`: the LSTM regressors."""
+    return [m for m in regressor_model_ids(cfg) if m.endswith("-lstmr")]
+
+
+def model_seeds(cfg: Mapping[str, Any], model: str, *, intensity: bool = False) -> list[int]:
+    """The seed offsets a model is run with: every offset for a stochastic model, else ``[0]``."""
+    seeded = seeded_intensity_ids(cfg) if intensity else seeded_model_ids(cfg)
+    return seed_offsets(cfg) if model in seeded else [0]
+
+
 def regressor_names(cfg: Mapping[str, Any]) -> list[str]:
     """The regressor part of the intensity model ids: each model, plain and/or ``_med`` (median-normalised)."""
     reg = cfg["regressors"]
@@ -197,6 +222,10 @@ def check_workflow(cfg: Mapping[str, Any]) -> None:
     from .ensemble import check_ensembles
 
     splits = check_splits(cfg["splits"])
+    if 0 not in [int(s) for s in cfg.get("seeds", [0])]:
+        raise ConfigError(f"config key 'seeds': {list(cfg['seeds'])} lacks 0, the run of the configured seeds that "
+                          "the ensembles and the predictor use (written at the usual paths); list it first, e.g. "
+                          f"[0, {', '.join(str(s) for s in cfg['seeds'])}]")
     _check_corpora(cfg, splits)
     demo = cfg["data"]["demo"]
     if demo["enabled"]:

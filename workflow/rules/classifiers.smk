@@ -30,21 +30,24 @@ rule fit_frame:
         "../scripts/fit_frame.py"
 
 
+# The stochastic models' rules (LSTM here, LSTM regressor below, fine-tuning) write every run of config seeds with
+# one pattern (SEEDED, common.smk): run 0 at the usual paths, run n under results/seeds/seed{n}/, seed = section
+# seed + n; merge_predictions / metrics (and their intensity twins) serve every run the same way.
 rule fit_lstm:
     input:
         unpack(classifier_inputs),
     output:
-        model=LAYOUT.model_file("{split}", "{backbone}-{region}-lstm", "{au}"),
-        pred=LAYOUT.au_predictions("{split}", "{backbone}-{region}-lstm", "{au}"),
+        model=SEEDED.model_file("{split}", "{backbone}-{region}-lstm", "{au}"),
+        pred=SEEDED.au_predictions("{split}", "{backbone}-{region}-lstm", "{au}"),
     params:
         sets=lambda wc: split_sets(wc.split),
         features=model_feature_paths,
         crop_region=lambda wc: crop_region_of(wc.region, wc.au),
         threshold=lambda wc: split_threshold(wc.split),
-        seed=CLF["seed"],
+        seed=lambda wc: CLF["seed"] + seed_of(wc),
         options={k: v for k, v in CLF["lstm"].items() if k not in ("enabled", "backbones", "regions")},
     log:
-        "logs/classifiers/{split}/{backbone}-{region}-lstm/AU{au}.log",
+        "logs{seedpart}/classifiers/{split}/{backbone}-{region}-lstm/AU{au}.log",
     threads: 1
     resources:
         gpu=gpu_claim(CLF["lstm"]["device"]),
@@ -56,15 +59,15 @@ rule fit_lstm:
 
 rule merge_predictions:
     input:
-        lambda wc: [LAYOUT.au_predictions(wc.split, wc.model, au) for au in AUS],
+        lambda wc: [seed_layout(wc).au_predictions(wc.split, wc.model, au) for au in AUS],
     output:
-        LAYOUT.predictions("{split}", "{model}"),
+        SEEDED.predictions("{split}", "{model}"),
     wildcard_constraints:
         model=MODEL_ID_RE,
     params:
         aus=AUS,
     log:
-        "logs/classifiers/{split}/merge_{model}.log",
+        "logs{seedpart}/classifiers/{split}/merge_{model}.log",
     conda:
         "../../envs/au_transfer.yaml"
     script:
@@ -88,15 +91,15 @@ rule always_present:
 
 rule metrics:
     input:
-        LAYOUT.predictions("{split}", "{model}"),
+        SEEDED.predictions("{split}", "{model}"),
     output:
-        LAYOUT.metrics("{split}", "{model}"),
+        SEEDED.metrics("{split}", "{model}"),
     wildcard_constraints:
         model=r"[A-Za-z0-9_.\-]+",
     params:
         aus=AUS,
     log:
-        "logs/classifiers/{split}/metrics_{model}.log",
+        "logs{seedpart}/classifiers/{split}/metrics_{model}.log",
     conda:
         "../../envs/au_transfer.yaml"
     script:
@@ -144,17 +147,17 @@ rule fit_lstm_regress:
     input:
         unpack(classifier_inputs),
     output:
-        model=LAYOUT.model_file("{split}", "{backbone}-{region}-lstmr", "{au}"),
-        pred=LAYOUT.intensity_au_predictions("{split}", "{backbone}-{region}-lstmr", "{au}"),
+        model=SEEDED.model_file("{split}", "{backbone}-{region}-lstmr", "{au}"),
+        pred=SEEDED.intensity_au_predictions("{split}", "{backbone}-{region}-lstmr", "{au}"),
     params:
         sets=lambda wc: split_sets(wc.split),
         features=model_feature_paths,
         crop_region=lambda wc: crop_region_of(wc.region, wc.au),
         threshold=config["data"]["threshold"],
-        seed=REG["seed"],
+        seed=lambda wc: REG["seed"] + seed_of(wc),
         options={k: v for k, v in CLF["lstm"].items() if k not in ("enabled", "backbones", "regions")},
     log:
-        "logs/intensity/{split}/{backbone}-{region}-lstmr/AU{au}.log",
+        "logs{seedpart}/intensity/{split}/{backbone}-{region}-lstmr/AU{au}.log",
     threads: 1
     resources:
         gpu=gpu_claim(CLF["lstm"]["device"]),
@@ -166,13 +169,13 @@ rule fit_lstm_regress:
 
 rule merge_intensity:
     input:
-        lambda wc: [LAYOUT.intensity_au_predictions(wc.split, wc.model, au) for au in AUS],
+        lambda wc: [seed_layout(wc).intensity_au_predictions(wc.split, wc.model, au) for au in AUS],
     output:
-        LAYOUT.intensity_predictions("{split}", "{model}"),
+        SEEDED.intensity_predictions("{split}", "{model}"),
     wildcard_constraints:
         model=MODEL_ID_RE,
     log:
-        "logs/intensity/{split}/merge_{model}.log",
+        "logs{seedpart}/intensity/{split}/merge_{model}.log",
     conda:
         "../../envs/au_transfer.yaml"
     script:
@@ -201,15 +204,15 @@ rule intensity_ensemble:
 
 rule intensity_metrics:
     input:
-        LAYOUT.intensity_predictions("{split}", "{model}"),
+        SEEDED.intensity_predictions("{split}", "{model}"),
     output:
-        LAYOUT.intensity_metrics("{split}", "{model}"),
+        SEEDED.intensity_metrics("{split}", "{model}"),
     wildcard_constraints:
         model=r"[A-Za-z0-9_.\-]+",
     params:
         aus=AUS,
     log:
-        "logs/intensity/{split}/metrics_{model}.log",
+        "logs{seedpart}/intensity/{split}/metrics_{model}.log",
     conda:
         "../../envs/au_transfer.yaml"
     script:

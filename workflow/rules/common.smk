@@ -10,9 +10,12 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from au_transfer import plan as _plan  # noqa: E402
 from au_transfer.config import check_aus, check_splits, region_for, split_subjects, validate_config  # noqa: E402
 from au_transfer.datasets.catalog import Catalog  # noqa: E402
-from au_transfer.layout import Layout  # noqa: E402
+from au_transfer.layout import SEEDPART_RE, Layout  # noqa: E402
 
 LAYOUT = Layout()  # every results path (au_transfer.layout)
+# The stochastic models' rules write every run of config `seeds` with one pattern: SEEDED paths are
+# results{seedpart}/..., {seedpart} empty for seed offset 0 (the usual paths) and /seeds/seed{n} for offset n.
+SEEDED = LAYOUT.seed_pattern("seedpart")
 
 # The torch stages' rules (features, LSTMs, fine-tuning) claim `resources: gpu=gpu_claim(<section>.device)`: 1 where
 # the job will run on a GPU of this machine (GPUs seen from device nodes, au_transfer.plan.local_gpus), so that
@@ -53,6 +56,7 @@ wildcard_constraints:
     au=r"\d+",
     backbone=r"[A-Za-z0-9_.]+",
     classifier=r"[a-z0-9_]+",
+    seedpart=SEEDPART_RE,
 
 
 # ---------------------------------------------------------------------------------------------------- targets
@@ -69,6 +73,16 @@ def all_targets(wildcards):
     for stage, func in _TARGETS.items():
         out.extend(func())
     return out
+
+
+def seed_of(wildcards):
+    """The seed offset of a seeded rule's job (its {seedpart} wildcard; 0 for the usual paths)."""
+    return Layout.seed_of_part(wildcards.seedpart)
+
+
+def seed_layout(wildcards):
+    """The results layout of a seeded rule's job's run."""
+    return LAYOUT.seed_run(seed_of(wildcards))
 
 
 def au_region_of(au):
@@ -168,19 +182,24 @@ def regressor_fit_params():
 
 
 def intensity_metrics_files():
-    """Intensity metrics of every split and intensity model (none when regressors are off)."""
-    return [LAYOUT.intensity_metrics(split, m) for split in SPLITS for m in _plan.intensity_model_ids(config)]
+    """Intensity metrics of every split and intensity model (none when regressors are off), then those of the LSTM
+    regressors' other runs (config seeds)."""
+    out = [LAYOUT.intensity_metrics(split, m) for split in SPLITS for m in _plan.intensity_model_ids(config)]
+    return out + [LAYOUT.seed_run(s).intensity_metrics(split, m) for s in _plan.seed_offsets(config)[1:]
+                  for split in SPLITS for m in _plan.seeded_intensity_ids(config)]
 
 
 def metrics_files():
-    """Per-model metrics of every split, the always-present baseline first."""
+    """Per-model metrics of every split, the always-present baseline first, then those of the stochastic models'
+    other runs (config seeds: results/seeds/seed{n}/metrics/...)."""
     out = []
     for split in SPLITS:
         ids = model_ids(split)
         if ids:
             out.append(LAYOUT.metrics(split, "always_present"))
         out += [LAYOUT.metrics(split, m) for m in ids]
-    return out
+    return out + [LAYOUT.seed_run(s).metrics(split, m) for s in _plan.seed_offsets(config)[1:] for split in SPLITS
+                  for m in _plan.seeded_model_ids(config)]
 
 
 # --- cluster: SLURM profile, conda envs, local rules (owner: cluster/infrastructure; docs/cluster.md)
@@ -361,6 +380,11 @@ FT_OPTIONS = {
     if k not in ("enabled", "backbones", "regions", "device", "threads", "extract_features",
                  "feature_batch_size")
 }
+
+
+def ft_options(wildcards):
+    """The fine-tuning options of a training job: finetune.seed plus its run's seed offset (config seeds)."""
+    return {**FT_OPTIONS, "seed": FT_OPTIONS["seed"] + seed_of(wildcards)}
 
 
 def ft_backbone_options(backbone):

@@ -10,13 +10,15 @@
 # The training jobs (and their fine-tuned features) have priority 1: they are the workflow's longest chain
 # (training -> unpack -> ensembles -> report), so they start as soon as their inputs exist instead of being left for
 # last behind the hundreds of short fits, where they would run alone at the end.
+# Seeds (config seeds): the training and unpack rules write every run with one pattern (SEEDED, common.smk): run 0
+# at the paths above, run n under results/seeds/seed{n}/ with finetune.seed + n; only run 0's networks get features.
 
 _FT_PARAMS = dict(
     sets=lambda wc: split_sets(wc.split),
     backbone_options=lambda wc: ft_backbone_options(wc.backbone),
     au_region=config["regions"].get("au_region"),
     threshold=lambda wc: split_threshold(wc.split),
-    options=FT_OPTIONS,
+    options=ft_options,
     device=FT["device"],
 )
 
@@ -27,14 +29,14 @@ if FT["head"] == "per_au":
         input:
             unpack(ft_train_inputs),
         output:
-            model=LAYOUT.finetune_net("{split}", "{backbone}", "{region}", "{au}"),
-            pred=LAYOUT.au_predictions("{split}", "{backbone}_ft-{region}-softmax", "{au}"),
+            model=SEEDED.finetune_net("{split}", "{backbone}", "{region}", "{au}"),
+            pred=SEEDED.au_predictions("{split}", "{backbone}_ft-{region}-softmax", "{au}"),
         params:
             aus=lambda wc: [int(wc.au)],
-            ckpt=lambda wc: LAYOUT.finetune_ckpt(wc.split, wc.backbone, wc.region, f"AU{wc.au}"),
+            ckpt=lambda wc: seed_layout(wc).finetune_ckpt(wc.split, wc.backbone, wc.region, f"AU{wc.au}"),
             **_FT_PARAMS,
         log:
-            "logs/finetune/{split}/{backbone}-{region}/AU{au}.log",
+            "logs{seedpart}/finetune/{split}/{backbone}-{region}/AU{au}.log",
         threads: FT["threads"]
         priority: 1
         resources:
@@ -50,14 +52,15 @@ else:
         input:
             unpack(ft_train_inputs),
         output:
-            model=LAYOUT.ft_network("{split}", "{backbone}", "{region}", "multilabel-{crop_region}"),
-            pred=LAYOUT.finetune_group_predictions("{split}", "{backbone}", "{region}", "{crop_region}"),
+            model=SEEDED.ft_network("{split}", "{backbone}", "{region}", "multilabel-{crop_region}"),
+            pred=SEEDED.finetune_group_predictions("{split}", "{backbone}", "{region}", "{crop_region}"),
         params:
             aus=lambda wc: ft_groups(wc.region)[wc.crop_region],
-            ckpt=lambda wc: LAYOUT.finetune_ckpt(wc.split, wc.backbone, wc.region, f"multilabel-{wc.crop_region}"),
+            ckpt=lambda wc: seed_layout(wc).finetune_ckpt(wc.split, wc.backbone, wc.region,
+                                                          f"multilabel-{wc.crop_region}"),
             **_FT_PARAMS,
         log:
-            "logs/finetune/{split}/{backbone}-{region}/multilabel-{crop_region}.log",
+            "logs{seedpart}/finetune/{split}/{backbone}-{region}/multilabel-{crop_region}.log",
         threads: FT["threads"]
         priority: 1
         resources:
@@ -69,18 +72,18 @@ else:
 
     rule finetune_unpack:
         input:
-            models=lambda wc: [LAYOUT.ft_network(wc.split, wc.backbone, wc.region, f"multilabel-{c}")
+            models=lambda wc: [seed_layout(wc).ft_network(wc.split, wc.backbone, wc.region, f"multilabel-{c}")
                                for c in ft_groups(wc.region)],
-            preds=lambda wc: [LAYOUT.finetune_group_predictions(wc.split, wc.backbone, wc.region, c)
+            preds=lambda wc: [seed_layout(wc).finetune_group_predictions(wc.split, wc.backbone, wc.region, c)
                               for c in ft_groups(wc.region)],
         output:
-            models=[LAYOUT.finetune_net("{split}", "{backbone}", "{region}", au) for au in AUS],
-            preds=[LAYOUT.au_predictions("{split}", "{backbone}_ft-{region}-softmax", au) for au in AUS],
+            models=[SEEDED.finetune_net("{split}", "{backbone}", "{region}", au) for au in AUS],
+            preds=[SEEDED.au_predictions("{split}", "{backbone}_ft-{region}-softmax", au) for au in AUS],
         params:
             groups=lambda wc: list(ft_groups(wc.region).values()),
             aus=AUS,
         log:
-            "logs/finetune/{split}/{backbone}-{region}/unpack.log",
+            "logs{seedpart}/finetune/{split}/{backbone}-{region}/unpack.log",
         conda:
             "../../envs/au_transfer.yaml"
         script:

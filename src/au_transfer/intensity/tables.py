@@ -27,6 +27,9 @@ from .metrics import (
 )
 
 KEYS = ["subject", "frame", "au", "set"]
+VALUE_COLUMNS: list[str] = ["icc", "pcc", "mae", "mse"]
+#: The intensity summary: :data:`METRIC_COLUMNS`, then the spread over the seeded runs (config ``seeds``).
+SUMMARY_COLUMNS: list[str] = [*METRIC_COLUMNS, *(f"{v}_sd" for v in VALUE_COLUMNS), "n_seeds"]
 log = logging.getLogger(__name__)
 
 
@@ -62,11 +65,23 @@ def write_metrics(pred_path: str | os.PathLike[str], out: str | os.PathLike[str]
     return m
 
 
-def write_summary(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]) -> pd.DataFrame:
-    """Every model's intensity metrics in one table."""
-    parts = [pd.read_csv(p, dtype={"au": str}) for p in paths]
-    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=METRIC_COLUMNS)
-    write_csv_atomic(df[METRIC_COLUMNS], out)
+def write_summary(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str],
+                  seeds: Iterable[int] | None = None) -> pd.DataFrame:
+    """Every model's intensity metrics in one table; ``seeds`` gives the run (seed offset, config ``seeds``) of each
+    file (default: all run 0). A model with several runs gets the mean of each metric over them, its standard
+    deviation ``{metric}_sd`` and ``n_seeds`` (:data:`SUMMARY_COLUMNS`; one run: its values, empty ``_sd``)."""
+    from ..evaluation import over_seeds
+
+    paths = list(paths)
+    runs = [0] * len(paths) if seeds is None else [int(s) for s in seeds]
+    if len(runs) != len(paths):
+        raise IntensityError(f"{out}: {len(runs)} seeds for {len(paths)} intensity metrics files")
+    parts = [pd.read_csv(p, dtype={"au": str}).assign(seed=s) for p, s in zip(paths, runs, strict=True)]
+    if not parts:
+        df = pd.DataFrame(columns=SUMMARY_COLUMNS)
+    else:
+        df = over_seeds(pd.concat(parts, ignore_index=True), VALUE_COLUMNS, ["n"])
+    write_csv_atomic(df[SUMMARY_COLUMNS], out)
     return df
 
 

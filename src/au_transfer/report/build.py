@@ -24,6 +24,7 @@ from .tables import (
     per_au_table,
     present_notes,
     read_metrics,
+    seeds_note,
     to_markdown,
 )
 
@@ -113,6 +114,7 @@ def _index_md(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], co
              "F1 and classification rate in percent; `mean` averages the evaluated AUs, `mean12` / `mean8` the "
              "12 DISFA AUs / the 8 standard ones (only where all of them are evaluated).",
              ""]
+    lines += [seeds_note(tables["headline"]), ""]
     nan_note = _nan_note(tables["headline"])
     if nan_note:
         lines += [f"**Note**: {nan_note} (headline column `nan_aus`).", ""]
@@ -138,7 +140,8 @@ def _html(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus
              "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
              "img{max-width:100%;border:1px solid #eee;margin:0.5em 0}.note{color:#666}</style></head><body>",
              f"<h1>AU recognition report</h1><p>Corpus: <b>{html.escape(corpus)}</b>; figures and headline: split "
-             f"<code>{html.escape(split)}</code>. F1 and classification rate in percent.</p>"]
+             f"<code>{html.escape(split)}</code>. F1 and classification rate in percent.</p>",
+             f"<p>{html.escape(seeds_note(tables['headline']))}</p>"]
     nan_note = _nan_note(tables["headline"])
     if nan_note:
         parts.append(f"<p><b>Note</b>: {html.escape(nan_note)} (headline column <code>nan_aus</code>).</p>")

@@ -1,7 +1,8 @@
 """The intensity part of the report (docs/intensity.md): a per-AU table of ICC(3,1), PCC and MAE for every
 regressor and regressor ensemble, and a per-AU figure of the report split, beside the occurrence tables.
 
-Input: ``results/intensity/summary.csv`` (columns ``model, split, au, icc, pcc, mae, mse, n``). Output files:
+Input: ``results/intensity/summary.csv`` (columns ``model, split, au, icc, pcc, mae, mse, n``, and the spread over
+seeded runs ``icc_sd, pcc_sd, mae_sd, mse_sd, n_seeds``: config ``seeds``). Output files:
 :data:`INTENSITY_TABLE` ``.csv/.md`` and :data:`INTENSITY_FIGURE` ``.png/.svg``; the caller puts the returned
 Markdown and HTML fragments into ``index.md`` and ``report.html``.
 """
@@ -25,11 +26,14 @@ METRICS = {"icc": "ICC(3,1)", "pcc": "PCC", "mae": "MAE"}
 TITLE = "AU intensity (0-5): ICC(3,1), PCC and MAE per AU on the test subjects"
 NOTE = ("ICC(3,1): consistency of predicted and coded intensity (0 = a constant prediction, 1 = perfect up to an "
         "offset); PCC: Pearson correlation; MAE in intensity units. Models ending in _med subtract each "
-        "sequence's median feature vector first (person-specific normalisation); ens-* are regressor ensembles.")
+        "sequence's median feature vector first (person-specific normalisation); ens-* are regressor ensembles. A model "
+        "with n_seeds > 1 (the LSTM regressors, config seeds) shows the mean over its runs, mean_sd the standard "
+        "deviation of its mean over the runs.")
 
 
 def intensity_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows = (model, split, metric) with ICC, PCC and MAE; columns AU1 ... then ``mean``; best mean ICC first."""
+    """Rows = (model, split, metric) with ICC, PCC and MAE; columns AU1 ... then ``mean``, its standard deviation
+    over seeded runs ``mean_sd`` (empty for one run) and ``n_seeds``; best mean ICC first."""
     if summary.empty:
         return pd.DataFrame(columns=["model", "split", "metric", "mean"])
     s = summary.assign(au=summary["au"].astype(str))
@@ -42,7 +46,9 @@ def intensity_table(summary: pd.DataFrame) -> pd.DataFrame:
         for metric, label in METRICS.items():
             rows.append({"model": r.model, "split": r.split, "metric": label,
                          **{f"AU{a}": float(g.loc[a, metric]) if a in g.index else np.nan for a in aus},
-                         "mean": float(g.loc["mean", metric])})
+                         "mean": float(g.loc["mean", metric]),
+                         "mean_sd": float(g.loc["mean", f"{metric}_sd"]) if f"{metric}_sd" in g.columns else np.nan,
+                         "n_seeds": int(g.loc["mean", "n_seeds"]) if "n_seeds" in g.columns else 1})
     return pd.DataFrame(rows)
 
 

@@ -1,7 +1,8 @@
 """Report tables: reading metrics, per-AU tables, the headline, the paper comparison, Markdown, the summary text.
 
-Metrics tables have columns ``model, split, au, f1, accuracy, n_pos, n_neg`` (:data:`METRIC_COLUMNS`); see
-:mod:`au_transfer.report` for the whole report.
+Metrics tables have columns ``model, split, au, f1, accuracy, n_pos, n_neg`` (:data:`METRIC_COLUMNS`), and the
+summary's spread over the seeded runs ``f1_sd, accuracy_sd, n_seeds`` (:data:`SEED_COLUMNS`, config ``seeds``; a
+table without them reads as one run); see :mod:`au_transfer.report` for the whole report.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 
 from .. import DISFA_AUS
 from ..config import MODEL_RE
-from ..evaluation import MEAN_ROWS, MEAN_SETS, nan_aus
+from ..evaluation import MEAN_ROWS, MEAN_SETS, SEED_COLUMNS, nan_aus
 
 METRIC_COLUMNS: tuple[str, ...] = ("model", "split", "au", "f1", "accuracy", "n_pos", "n_neg")
 PAPER_CORPUS = "Lim et al., DISFA, 12 AUs, 12/6/9 split"
@@ -47,12 +48,22 @@ def read_metrics(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
                 r = df[bad].iloc[0]
                 raise ReportError(f"{path}: model {r.model} AU {r.au}: {col} {r[col]} is not a fraction in [0, 1]")
             df[col] = v
-        frames.append(df[list(METRIC_COLUMNS)])
+        frames.append(with_seed_columns(df)[list(METRIC_COLUMNS) + SEED_COLUMNS])
     if not frames:
-        return pd.DataFrame(columns=list(METRIC_COLUMNS))
+        return pd.DataFrame(columns=list(METRIC_COLUMNS) + SEED_COLUMNS)
     out = pd.concat(frames, ignore_index=True)
     out["au"] = out["au"].astype(str).str.replace(r"^AU", "", regex=True)
     return out.drop_duplicates(["model", "split", "au"], keep="last").reset_index(drop=True)
+
+
+def with_seed_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with numeric :data:`SEED_COLUMNS`; a table without them (a per-model metrics file, an older summary)
+    is one run: ``n_seeds`` 1, no standard deviation."""
+    df = df.copy()
+    for col in SEED_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df.columns else np.nan
+    df["n_seeds"] = df["n_seeds"].fillna(1).astype(int)
+    return df
 
 
 def paper_results() -> pd.DataFrame:
@@ -110,7 +121,8 @@ def per_au_table(metrics: pd.DataFrame, value: str = "f1") -> pd.DataFrame:
 
 
 HEADLINE_COLUMNS: tuple[str, ...] = ("rank", "model", "kind", "split", "n_aus", "f1_mean", "rate_mean", "f1_mean12",
-                                     "f1_mean8", "nan_aus")
+                                     "f1_mean8", "nan_aus", "n_seeds", "f1_mean_sd", "rate_mean_sd", "f1_mean12_sd",
+                                     "f1_mean8_sd")
 
 
 def evaluated_aus(metrics: pd.DataFrame, split: str) -> dict[str, tuple[int, ...]]:
@@ -135,26 +147,46 @@ def au_set_label(sets: Iterable[tuple[int, ...]]) -> tuple[str, str]:
 def headline(metrics: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
     """Mean F1 and classification rate (percent) over the evaluated AUs (``n_aus`` of them) per model and ensemble
     of one split, best first; beside them the means over DISFA's 12 and the 8 standard AUs where all of those AUs
-    are evaluated (empty otherwise). ``nan_aus``: the AUs whose F1 or rate is NaN, left out of the means."""
+    are evaluated (empty otherwise). ``nan_aus``: the AUs whose F1 or rate is NaN, left out of the means. A model
+    run over several seeds (``n_seeds`` > 1, config ``seeds``) shows the mean over its runs, and each AU set's
+    standard deviation over the runs in the ``*_sd`` columns (empty for one run)."""
     if metrics.empty:
         return pd.DataFrame(columns=list(HEADLINE_COLUMNS))
     split = choose_split(metrics, split)
-    m = metrics[metrics["split"] == split]
+    m = with_seed_columns(metrics[metrics["split"] == split])
     rows = []
     for model, g in m.groupby("model", sort=False):
         by_au = g.set_index("au")
         aus = by_au.loc[[a for a in by_au.index if str(a).isdigit()]]
         f1 = by_au["f1"].get("mean", np.nan)
         rate = by_au["accuracy"].get("mean", np.nan)
-        if pd.isna(f1):  # a table without mean rows: average the AU rows
+        sd = {"f1_mean_sd": by_au["f1_sd"].get("mean", np.nan), "rate_mean_sd": by_au["accuracy_sd"].get("mean", np.nan)}
+        if pd.isna(f1):  # a table without mean rows: average the AU rows (no spread of that mean is known)
             f1, rate = aus["f1"].mean(), aus["accuracy"].mean()
+        seeds = int(by_au["n_seeds"].max())
         rows.append({"model": model, "kind": parse_id(model)["kind"], "split": split, "n_aus": len(aus),
                      "f1_mean": round(100 * f1, 1), "rate_mean": round(100 * rate, 1),
                      **{f"f1_{k}": round(100 * by_au["f1"].get(k, np.nan), 1) for k in MEAN_SETS},
-                     "nan_aus": " ".join(str(a) for a in nan_aus(aus.reset_index(), warn=False))})
+                     "nan_aus": " ".join(str(a) for a in nan_aus(aus.reset_index(), warn=False)),
+                     "n_seeds": seeds, **{k: round(100 * v, 1) for k, v in sd.items()},
+                     **{f"f1_{k}_sd": round(100 * by_au["f1_sd"].get(k, np.nan), 1) for k in MEAN_SETS}})
     out = pd.DataFrame(rows).sort_values(["f1_mean", "rate_mean"], ascending=False, na_position="last")
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     return out.reset_index(drop=True)[list(HEADLINE_COLUMNS)]
+
+
+def seeds_note(head: pd.DataFrame) -> str:
+    """What the headline's numbers of the stochastic models are: a mean over seeded runs with its spread, or one
+    run's value (config ``seeds``)."""
+    n = head["n_seeds"] if "n_seeds" in head.columns else pd.Series(dtype=int)
+    if len(n) and int(n.max()) > 1:
+        many = head[n > 1]
+        return (f"{len(many)} model(s) ran over {int(many['n_seeds'].min())}-{int(many['n_seeds'].max())} seeds "
+                "(config `seeds`; `n_seeds`): their numbers are the mean over the runs and the `*_sd` columns the "
+                "standard deviation over the runs; the ensembles and the predictor use run 0 (the configured seeds).")
+    return ("Every model ran once (config `seeds`: [0]): the numbers of the stochastic models (fine-tuned networks, "
+            "LSTMs) are one run's, whose spread over seeds is not measured here; set e.g. `seeds: [0, 1, 2]` for "
+            "their mean and standard deviation.")
 
 
 def corpora_table(metrics: pd.DataFrame, corpora: Mapping[str, Mapping[str, str]] | None) -> pd.DataFrame:
