@@ -63,6 +63,7 @@ def test_default_is_one_run_and_only_stochastic_models_are_seeded():
     assert cfg["seeds"] == [0] and plan.seed_offsets(cfg) == [0]
     cfg = tiny_config(seeds=[2, 0, 1])
     assert plan.seed_offsets(cfg) == [0, 2, 1]
+    assert plan.seed_offsets(tiny_config(seeds=["0", "3"])) == [0, 3]  # --config 'seeds=[0,3]' gives strings
     seeded = plan.seeded_model_ids(cfg)
     assert seeded and all(m.endswith(("-lstm", "_ft-face-softmax", "_ft-au_region-softmax")) for m in seeded)
     assert {"dlib_resnet-face-lstm", "dlib_resnet_ft-face-softmax"} <= set(seeded)
@@ -80,7 +81,7 @@ def test_seeds_without_zero_are_refused_before_any_job():
         plan.check_workflow(tiny_config(seeds=[1, 2]))
 
 
-@pytest.mark.parametrize("seeds", [[], [0, 0], [0, -1], ["a"]])
+@pytest.mark.parametrize("seeds", [[], [0, 0], [0, -1], ["a"], ["-1"], [1.5]])
 def test_seeds_schema_refuses_bad_lists(seeds):
     with pytest.raises(ConfigError, match="config key 'seeds"):
         tiny_config(seeds=seeds)
@@ -165,3 +166,17 @@ def test_per_model_metrics_files_read_as_one_run(tmp_path):
     metrics_table("a-face-svm", "tiny", {"1": 0.25, "mean": 0.25}).to_csv(tmp_path / "m.csv", index=False)
     m = read_metrics([tmp_path / "m.csv"])
     assert (m["n_seeds"] == 1).all() and m["f1_sd"].isna().all()
+
+
+def test_summary_command_reads_the_summary_and_shows_the_spread(tmp_path):
+    from au_transfer.report import summary_text
+
+    (tmp_path / "metrics" / "tiny").mkdir(parents=True)
+    metrics_table("a-face-lstm", "tiny", {"1": 0.5, "mean": 0.5}).to_csv(tmp_path / "metrics" / "tiny" /
+                                                                         "a-face-lstm.csv", index=False)
+    tables = [metrics_table("a-face-lstm", "tiny", {"1": 0.5, "mean": 0.5}),
+              metrics_table("a-face-lstm", "tiny", {"1": 0.7, "mean": 0.7})]
+    summarize(tables, seeds=[0, 1]).to_csv(tmp_path / "metrics" / "summary.csv", index=False)
+    text = summary_text(tmp_path, split="tiny")
+    assert "F1 sd" in text and "n_seeds" in text
+    assert " 60.0 " in text  # the mean over the runs, not run 0's 50.0 of the per-model file

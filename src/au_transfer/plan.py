@@ -123,8 +123,8 @@ def model_ids(cfg: Mapping[str, Any]) -> list[str]:
 
 def seed_offsets(cfg: Mapping[str, Any]) -> list[int]:
     """The runs of the stochastic models (config ``seeds``): their seed offsets, 0 (the usual paths) first."""
-    seeds = [int(s) for s in cfg.get("seeds", [0])]
-    return [0] + [s for s in seeds if s != 0]
+    seeds = [int(s) for s in cfg.get("seeds", [0])]  # digit strings from --config 'seeds=[0,1]' too
+    return list(dict.fromkeys([0] + seeds))
 
 
 def seeded_model_ids(cfg: Mapping[str, Any]) -> list[str]:

@@ -295,8 +295,9 @@ def summary_text(results_dir: str | os.PathLike[str], split: str | None = None, 
     head_csv = results / "report" / "headline.csv"
     if head_csv.is_file() and split is None:
         head = pd.read_csv(head_csv)
-    else:
-        files = find_metrics(results)
+    else:  # the summary (with the seeded runs' means and the k-fold means) when there is one
+        summary = results / "metrics" / "summary.csv"
+        files = [summary] if summary.is_file() else find_metrics(results)
         if not files:
             raise ReportError(f"{results}: no metrics found under {results / 'metrics'}; run the workflow first")
         head = headline(read_metrics(files), split)
@@ -310,8 +311,10 @@ def summary_text(results_dir: str | os.PathLike[str], split: str | None = None, 
         lines.append(f"No report yet under {report}; headline computed from {results / 'metrics'}")
     s = str(head["split"].iloc[0]) if len(head) else "?"
     lines.append(f"Headline (split {s}; mean over AUs, percent; best first):")
-    show = head[["rank", "model", "kind", "f1_mean", "rate_mean"]].rename(
-        columns={"f1_mean": "F1", "rate_mean": "rate"})
+    cols = ["rank", "model", "kind", "f1_mean", "rate_mean"]
+    if "n_seeds" in head.columns and (head["n_seeds"] > 1).any():  # a seeded run: its mean over seeds, +- sd
+        cols += ["f1_mean_sd", "n_seeds"]
+    show = head[cols].rename(columns={"f1_mean": "F1", "rate_mean": "rate", "f1_mean_sd": "F1 sd"})
     lines.append(show.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     if "nan_aus" in head.columns:
         bad = head[head["nan_aus"].astype(object).fillna("").astype(str) != ""]
