@@ -59,9 +59,11 @@ def synth_run(tmp_path_factory):
 def test_summary_has_every_model_and_the_baseline(synth_run):
     wd, _ = synth_run
     summary = pd.read_csv(wd / "results/metrics/summary.csv", dtype={"au": str})
-    assert list(summary.columns) == ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg", "nan_aus",
-                                     "train_corpus", "test_corpus", "train_present", "test_present"]
+    assert list(summary.columns) == ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg", "f1_sd",
+                                     "accuracy_sd", "n_seeds", "nan_aus", "train_corpus", "test_corpus",
+                                     "train_present", "test_present"]
     assert summary["nan_aus"].isna().all()  # every AU has its F1: no mean leaves one out
+    assert (summary["n_seeds"] == 1).all() and summary["f1_sd"].isna().all()  # default seeds: one run
     assert set(summary["train_corpus"]) == {"disfa"} and set(summary["test_corpus"]) == {"disfa"}
     assert set(summary["train_present"]) == set(summary["test_present"]) == {"intensity >= 2 (B+)"}
     assert set(summary["model"]) == set(MODELS) | {"always_present"}

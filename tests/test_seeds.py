@@ -180,3 +180,18 @@ def test_summary_command_reads_the_summary_and_shows_the_spread(tmp_path):
     text = summary_text(tmp_path, split="tiny")
     assert "F1 sd" in text and "n_seeds" in text
     assert " 60.0 " in text  # the mean over the runs, not run 0's 50.0 of the per-model file
+
+
+def test_report_pages_show_the_seed_columns_only_for_a_seeded_run(tmp_path):
+    from au_transfer.report import build_report
+
+    one = [metrics_table("a-face-lstm", "tiny", {"1": 0.5, "mean": 0.5})]
+    two = one + [metrics_table("a-face-lstm", "tiny", {"1": 0.7, "mean": 0.7})]
+    for name, tables, seeds in (("one", one, [0]), ("two", two, [0, 1])):
+        summarize(tables, seeds=seeds).to_csv(tmp_path / f"{name}.csv", index=False)
+        build_report([tmp_path / f"{name}.csv"], tmp_path / name, corpus="test", formats=("svg",))
+        csv = pd.read_csv(tmp_path / name / "headline.csv")
+        assert {"n_seeds", "f1_mean_sd"} <= set(csv.columns)  # the CSV's columns never change
+        md = (tmp_path / name / "headline.md").read_text()
+        assert ("f1_mean_sd" in md) == (name == "two"), md
+        assert ("standard deviation over the runs" in (tmp_path / name / "index.md").read_text()) == (name == "two")

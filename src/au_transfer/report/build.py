@@ -62,7 +62,7 @@ def build_report(metrics_files: Iterable[str | os.PathLike[str]], out_dir: str |
         log.warning("report: %s", nan_note)
     for name, df in tables.items():
         write_csv_atomic(df, out / f"{name}.csv")
-        write_text_atomic(to_markdown(df), out / f"{name}.md")
+        write_text_atomic(to_markdown(_shown(df)), out / f"{name}.md")
     notes_present = present_notes(corpora)
     for line in notes_present:
         if line.startswith("**Warning**"):
@@ -107,6 +107,14 @@ def _nan_note(head: pd.DataFrame) -> str:
             + "; ".join(f"{r.model}: AU {r.nan_aus}" for r in bad.itertuples()))
 
 
+def _shown(df: pd.DataFrame) -> pd.DataFrame:
+    """A table as the pages show it: the headline's seed columns only when some model ran over several seeds (the
+    CSV keeps them always)."""
+    if "n_seeds" in df.columns and not (df["n_seeds"] > 1).any():
+        return df.drop(columns=[c for c in df.columns if c == "n_seeds" or c.endswith("_sd")])
+    return df
+
+
 def _index_md(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus: str, split: str,
               present: Sequence[str] = ()) -> str:
     lines = [f"# AU recognition report ({corpus})", "",
@@ -122,7 +130,7 @@ def _index_md(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], co
         lines += ["**The corpus is synthetic**: these numbers show that the chain runs; they say nothing about "
                   "performance on real faces and are not comparable with the paper's.", ""]
     for name in ("headline", "corpora", "paper_comparison", "sota_comparison", "f1_per_au", "rate_per_au"):
-        lines += [f"## {_TABLE_TITLES[name]}", "", to_markdown(tables[name]), f"([CSV]({name}.csv))", ""]
+        lines += [f"## {_TABLE_TITLES[name]}", "", to_markdown(_shown(tables[name])), f"([CSV]({name}.csv))", ""]
         if name == "corpora" and present:
             lines += ["What *present* means on each side (the summary's `train_present` / `test_present`):", "",
                       *[f"- {line}" for line in present], ""]
@@ -150,7 +158,7 @@ def _html(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus
                      "about performance on real faces and are not comparable with the paper's.</p>")
     for name in ("headline", "corpora", "paper_comparison", "sota_comparison", "f1_per_au", "rate_per_au"):
         parts.append(f"<h2>{html.escape(_TABLE_TITLES[name])}</h2>")
-        parts.append(tables[name].to_html(index=False, na_rep="", float_format=lambda v: f"{v:.1f}"))
+        parts.append(_shown(tables[name]).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.1f}"))
         if name == "corpora" and present:
             items = "".join("<li>" + re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", re.sub(r"`(.+?)`", r"<code>\1</code>",
                                                                                    html.escape(line))) + "</li>"
