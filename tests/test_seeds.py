@@ -13,7 +13,7 @@ from conftest import TEST_CONFIG
 
 from au_transfer import plan
 from au_transfer.config import ConfigError, validate_config
-from au_transfer.evaluation import METRIC_COLUMNS, SEED_COLUMNS, summarize
+from au_transfer.evaluation import METRIC_COLUMNS, NAN_AUS, SEED_COLUMNS, summarize
 from au_transfer.intensity.tables import SUMMARY_COLUMNS, write_summary
 from au_transfer.layout import SEEDPART_RE, Layout, LayoutError
 from au_transfer.report.tables import headline, read_metrics, seeds_note
@@ -92,7 +92,7 @@ def test_one_run_keeps_every_value_and_says_so():
     tables = [metrics_table("a-face-svm", "tiny", {"1": 0.25, "mean": 0.25}),
               metrics_table("a-face-lstm", "tiny", {"1": 0.5, "mean": 0.5})]
     out = summarize(tables)
-    assert list(out.columns) == METRIC_COLUMNS + SEED_COLUMNS
+    assert list(out.columns) == [*METRIC_COLUMNS, *SEED_COLUMNS, NAN_AUS]
     pd.testing.assert_frame_equal(out[METRIC_COLUMNS], pd.concat(tables, ignore_index=True), check_dtype=False)
     assert (out["n_seeds"] == 1).all() and out["f1_sd"].isna().all()
 
