@@ -96,3 +96,16 @@ def test_lstm_regressors_are_seeded_too(tmp_path):
     summary = next(j for j in jobs if j.rule == "intensity_summary")
     assert "results/seeds/seed2/intensity/metrics/tiny/dlib_resnet-face-lstmr.csv" in summary.input
     assert "results/intensity/metrics/tiny/dlib_resnet-face-lstmr.csv" in summary.input
+
+
+def test_per_au_networks_are_seeded_too(tmp_path):
+    """The per_au head (the paper's; the tiny config is multilabel): one training job per (AU, run), run 1's under
+    results/seeds/seed1/, and only run 0's networks get features."""
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())["finetune"] | {"head": "per_au"}
+    jobs, _ = plan(tmp_path, seeds_config(tmp_path, [0, 1], finetune=cfg))
+    train = [j for j in jobs if j.rule == "finetune"]
+    assert len(train) == 2 * 2 * 12  # regions face, au_region x runs 0, 1 x AUs
+    assert {j.wildcards["seedpart"] for j in train} == {"", "/seeds/seed1"}
+    seeded = [j for j in train if j.wildcards["seedpart"]]
+    assert all(o.startswith("results/seeds/seed1/") for j in seeded for o in j.output)
+    assert all(not o.startswith("results/seeds/") for j in jobs if j.rule == "ft_features" for o in j.output)
