@@ -191,6 +191,18 @@ def _head(path: str | os.PathLike[str]) -> bytes:
         return b""
 
 
+def _check_size(path: Path, what: str) -> None:
+    """A :class:`ModelFileError` naming ``path`` (the ``what`` file) when it cannot be read or is empty (an
+    interrupted job)."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the {what} file ({exc.strerror or exc})") from None
+    if size == 0:
+        raise ModelFileError(f"{path}: the {what} file is empty (0 bytes: its job was interrupted?); "
+                             f"{rerun_hint(path)}")
+
+
 def is_pickle(path: str | os.PathLike[str]) -> bool:
     """Whether a file is a pickle (protocol 2 or later: joblib's files, torch's legacy format, plain pickles)."""
     return _head(path).startswith(b"\x80")
@@ -203,13 +215,7 @@ def load(path: str | os.PathLike[str], *, fmt: str = MODEL_FORMAT) -> Any:
     """Read a tree written by :func:`save`; never unpickles. Raises :class:`ModelFileError` naming the file (empty,
     truncated, not this format) and :class:`UnsafeModelError` for a pickle."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror or exc})") from None
-    if size == 0:
-        raise ModelFileError(f"{path}: the model file is empty (0 bytes: its job was interrupted?); "
-                             f"{rerun_hint(path)}")
+    _check_size(path, "model")
     if is_pickle(path):
         raise UnsafeModelError(f"{path}: is a pickle, not arrays + JSON; loading it would run any code it holds, so "
                                "it is refused")
@@ -269,13 +275,7 @@ def torch_load(path: str | os.PathLike[str], *, mmap: bool = False, what: str = 
     from torch.torch_version import TorchVersion
 
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
-    if size == 0:
-        raise ModelFileError(f"{path}: the {what} file is empty (0 bytes: its job was interrupted?); "
-                             f"{rerun_hint(path)}")
+    _check_size(path, what)
     if not _head(path).startswith(ZIP_MAGIC):
         if is_pickle(path):
             raise UnsafeModelError(f"{path}: the {what} is a pickle (torch's legacy format); only torch's zip format "
