@@ -39,7 +39,7 @@ def test_majority_vote_three_members():
     out = majority_vote([a, b, c])
     assert out["pred"].tolist() == [1, 1, 1, 0, 0]
     assert out["score"].round(3).tolist() == [0.667, 0.667, 0.667, 0.0, 0.333]
-    assert list(out.columns) == ["subject", "frame", "au", "set", "score", "pred", "label"]
+    assert list(out.columns) == ["subject", "frame", "au", "set", "score", "pred", "label", "face"]
 
 
 @pytest.mark.parametrize("tie, expected", [("absent", [1, 0, 0, 0]), ("present", [1, 1, 1, 0])])

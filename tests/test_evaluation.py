@@ -20,7 +20,7 @@ from au_transfer.evaluation import (
 def _pred(au, labels, preds, which="test", subject="SN001"):
     n = len(labels)
     return pd.DataFrame({"subject": subject, "frame": np.arange(1, n + 1), "au": au, "set": which,
-                         "score": np.asarray(preds, float) - 0.5, "pred": preds, "label": labels})
+                         "score": np.asarray(preds, float) - 0.5, "pred": preds, "label": labels, "face": 1})
 
 
 def _manual_f1(y, p):
@@ -41,7 +41,8 @@ def test_per_au_metrics_and_means_on_test_rows_only():
         parts.append(_pred(au, 1 - y, p, which="val"))  # validation rows must not count
         truth[au] = (_manual_f1(y, p), float((y == p).mean()), int(y.sum()))
     m = au_metrics(pd.concat(parts), model="m", split="s")
-    assert list(m.columns) == ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg"]
+    assert list(m.columns) == ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg", "n_labelled", "n_face",
+                               "invalid_frames"]
     per = m.set_index("au")
     for au, (f1, acc, npos) in truth.items():
         assert per.loc[str(au), "f1"] == pytest.approx(f1)

@@ -208,11 +208,14 @@ def test_finetune_learns_and_writes_predictions_and_bundle(corpus, tmp_path, nor
     assert set(pred["set"]) == {"val", "test"}
     assert set(pred.loc[pred["set"] == "val", "subject"]) == {"SN003"}
     assert set(pred.loc[pred["set"] == "test", "subject"]) == {"SN004"}
-    assert (pred["au"] == 12).all() and 4 not in pred["frame"].to_numpy()
-    # the test set is never balanced: every valid, labelled frame is predicted
+    assert (pred["au"] == 12).all() and 4 not in pred.loc[pred["set"] == "val", "frame"].to_numpy()
+    # the test set is never balanced: every labelled frame is predicted; the invalid one (frame 4) as absent
     raw = pd.read_csv(corpus["labels"]["SN004"])
     test = pred[pred["set"] == "test"].merge(raw, on="frame")
-    assert len(test) == len(raw) - 1 and ((test["AU12"] >= 2).astype(int) == test["label"]).all()
+    assert len(test) == len(raw) and ((test["AU12"] >= 2).astype(int) == test["label"]).all()
+    faceless = test[test["face"] == 0]
+    assert faceless["frame"].tolist() == [4] and faceless["pred"].tolist() == [0] and faceless["score"].isna().all()
+    test = test[test["face"] == 1]
     assert ((pred["score"] >= 0.5).astype(int) == pred["pred"]).all()
     # AU12 brightens the lower half: a working fine-tuning separates it on the unseen test subject
     assert ft.f1_binary(test["label"].to_numpy(), test["pred"].to_numpy()) > 0.8, res.history

@@ -26,7 +26,7 @@ def _member(path, noise, seed, test_noise=None):
             label = np.tile(np.arange(6.0), 5)
             sd = noise if which == "val" or test_noise is None else test_noise
             value = np.clip(label + rng.normal(0, sd, len(label)), 0, 5)
-            rows += [{"subject": subject, "frame": f + 1, "au": au, "set": which, "value": v, "label": t}
+            rows += [{"subject": subject, "frame": f + 1, "au": au, "set": which, "value": v, "label": t, "face": 1}
                      for f, (v, t) in enumerate(zip(value, label, strict=True))]
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
@@ -67,7 +67,7 @@ def test_ensemble_weights_never_see_test_rows(tmp_path):
 
 def test_merge_refuses_a_bad_table(members, tmp_path):
     merged = merge_intensity(members[:1], tmp_path / "merged.csv")
-    assert list(merged.columns) == ["subject", "frame", "au", "set", "value", "label"]
+    assert list(merged.columns) == ["subject", "frame", "au", "set", "value", "label", "face"]
     bad = pd.read_csv(members[0]).assign(value=7.0)
     bad.to_csv(tmp_path / "bad7.csv", index=False)
     with pytest.raises(IntensityError, match="value '7.0' is not a number in 0..5"):

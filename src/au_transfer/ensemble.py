@@ -5,7 +5,9 @@ Every ensemble combines the per-frame predictions of its member models (``result
 ensemble is scored exactly like a model.
 
 The combination is *fitted* on the validation rows only (``set == "val"``) and then *applied* to every row; test
-rows never influence it. What is fitted depends on the method:
+rows never influence it. A test frame without a usable face (``face = 0``: every member predicts it absent) stays
+predicted absent with an empty score, whatever the combination would say (a stacked one would otherwise score the
+members' empty scores as their validation means). What is fitted depends on the method:
 
 - ``majority``: nothing, except for the tie rule ``score``: a Platt calibration (logistic regression of the label on
   the score) per member and AU, so that members' scores (SVM margins, LDA scores, probabilities) are comparable.
@@ -109,7 +111,7 @@ class Aligned:
     """Members' predictions aligned on (subject, frame, au, set): one row per frame and AU, one column per member."""
 
     members: list[str]
-    keys: pd.DataFrame          # subject, frame, au, set, label
+    keys: pd.DataFrame          # subject, frame, au, set, label (and face: 1, or 0 for a frame without a usable face)
     scores: np.ndarray          # (N, M) float64
     preds: np.ndarray           # (N, M) int8
 
@@ -117,8 +119,8 @@ class Aligned:
 def align(preds: Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame], name: str = "ensemble") -> Aligned:
     """Align members' prediction tables on (subject, frame, au, set).
 
-    A frame present in one member and missing from another is an error (never a silent drop), as is a label that
-    differs between members.
+    A frame present in one member and missing from another is an error (never a silent drop), as is a label or a
+    ``face`` flag that differs between members (every member sees the same face store).
     """
     if not isinstance(preds, Mapping):
         preds = {f"member{i}": p for i, p in enumerate(preds)}
@@ -142,12 +144,13 @@ def align(preds: Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame], name: str 
                         f"ensemble {name}: member {lacks} has no prediction for subject {r.subject} frame {r.frame} "
                         f"AU{r.au} ({r.set}) that member {has} has ({len(rows)} such row(s)); members must predict "
                         f"the same frames")
-        diff = t["label"].to_numpy() != ref["label"].to_numpy()
-        if diff.any():
-            r = ref[diff].iloc[0]
-            raise EnsembleError(f"ensemble {name}: members {ref_name} and {m} disagree on the label of subject "
-                                f"{r.subject} frame {r.frame} AU{r.au}")
-    keys = ref[[*KEYS, "label"]].copy()
+        for col, what in (("label", "the label of"), ("face", "whether there is a usable face on")):
+            diff = t[col].to_numpy() != ref[col].to_numpy()
+            if diff.any():
+                r = ref[diff].iloc[0]
+                raise EnsembleError(f"ensemble {name}: members {ref_name} and {m} disagree on {what} subject "
+                                    f"{r.subject} frame {r.frame} AU{r.au}" + (" (face column)" if col == "face" else ""))
+    keys = ref[[*KEYS, "label", "face"]].copy()
     scores = np.column_stack([tables[m]["score"].to_numpy(dtype=np.float64) for m in members])
     votes = np.column_stack([tables[m]["pred"].to_numpy(dtype=np.int8) for m in members])
     return Aligned(members, keys, scores, votes)
@@ -297,8 +300,10 @@ def apply_ensemble(params: Mapping[str, Any], aligned: Aligned) -> pd.DataFrame:
         rows = au_col == au
         score[rows], pred[rows] = apply_au(params, int(au), aligned.scores[rows], aligned.preds[rows])
     k = aligned.keys
+    face = k["face"].to_numpy() if "face" in k else np.ones(len(k), np.int8)
+    score[face == 0], pred[face == 0] = np.nan, 0  # no usable face: predicted absent, as by every member
     return prediction_rows(k["subject"].to_numpy(), k["frame"].to_numpy(), k["au"].to_numpy(), k["set"].to_numpy(),
-                           score, pred, k["label"].to_numpy())
+                           score, pred, k["label"].to_numpy(), face)
 
 
 def combine(preds: Mapping[str, pd.DataFrame], *, name: str, method: str = "majority", tie: str = "score",

@@ -1,7 +1,11 @@
 """Evaluation protocol (paper VII): per-AU F1 of the positive class and classification rate on the test frames.
 
-- Metrics use the ``set == "test"`` rows of a predictions table only (valid, labelled frames: the predictions files
-  hold nothing else). Validation rows are never scored here.
+- Metrics use the ``set == "test"`` rows of a predictions table only: every labelled test frame, those without a
+  usable face (``face = 0``, predicted absent) included by default; ``invalid_frames = "exclude"``
+  (``evaluation.invalid_frames``) scores the frames with a face only. Validation rows are never scored here.
+- Coverage: every row also says how many labelled test frames there are (``n_labelled``) and how many of them have
+  a usable face (``n_face``), whichever frames are scored (``n_pos + n_neg``), and which rule was used
+  (``invalid_frames``).
 - Mean rows say what they average (:data:`MEAN_SETS`): ``mean`` is the mean over every evaluated AU (the
   configured ones); ``mean12`` the mean over DISFA's 12 AUs and ``mean8`` over the 8 of the standard protocol
   (1, 2, 4, 6, 9, 12, 25, 26), each written only when all of its AUs are evaluated (an 8-AU run has ``mean`` and
@@ -22,18 +26,22 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import DISFA_AUS, STANDARD_AUS, predictions
-from .predictions import PRED_COLUMNS
+from .predictions import INVALID_FRAMES, PRED_COLUMNS
 
-__all__ = ["BASELINE", "FOLD_RE", "MEAN_ROWS", "MEAN_SETS", "METRIC_COLUMNS", "NAN_AUS", "PRED_COLUMNS",
-           "SEED_COLUMNS", "EvaluationError", "add_nan_aus", "always_present", "au_metrics", "check_predictions",
-           "fold_groups", "fold_means", "headline", "merge_predictions", "nan_aus", "over_seeds", "summarize"]
+__all__ = ["BASELINE", "COVERAGE_COLUMNS", "FOLD_RE", "INVALID_FRAMES", "MEAN_ROWS", "MEAN_SETS", "METRIC_COLUMNS",
+           "NAN_AUS", "PRED_COLUMNS", "SEED_COLUMNS", "EvaluationError", "add_nan_aus", "always_present",
+           "au_metrics", "check_predictions", "fold_groups", "fold_means", "headline", "merge_predictions", "nan_aus",
+           "over_seeds", "summarize"]
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS: list[str] = ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg"]
+#: Coverage of a metrics row: labelled test frames, of which with a usable face, and the rule for the others.
+COVERAGE_COLUMNS: list[str] = ["n_labelled", "n_face", "invalid_frames"]
+METRIC_COLUMNS: list[str] = ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg", *COVERAGE_COLUMNS]
 BASELINE = "always_present"
 #: The named AU sets that get a mean row when every one of their AUs is evaluated (``mean``: all evaluated AUs).
 MEAN_SETS: dict[str, tuple[int, ...]] = {"mean12": tuple(DISFA_AUS), "mean8": tuple(STANDARD_AUS)}
@@ -55,9 +63,13 @@ def check_predictions(pred: pd.DataFrame, name: str = "predictions") -> pd.DataF
 
 
 def rows_to_score(pred: pd.DataFrame, aus: Sequence[int] | None, name: str,
-                    error: type[Exception] = EvaluationError) -> list[tuple[int, pd.DataFrame]]:
-    """The test rows of each AU to score: ``aus`` (an AU without test rows is an ``error`` naming ``name``) or, by
-    default, every AU present. Shared by occurrence (:func:`au_metrics`) and intensity metrics."""
+                  error: type[Exception] = EvaluationError, invalid_frames: str = "absent"
+                  ) -> list[tuple[int, pd.DataFrame, dict[str, int]]]:
+    """The test rows of each AU to score, with the AU's coverage ``{n_labelled, n_face}``: ``aus`` (an AU without
+    test rows is an ``error`` naming ``name``) or, by default, every AU present. ``invalid_frames``: ``absent``
+    scores every labelled test frame (a frame without a usable face, ``face = 0``, as the table predicts it:
+    absent), ``exclude`` only those with a face. Shared by occurrence (:func:`au_metrics`) and intensity metrics."""
+    predictions.check_invalid_frames(invalid_frames, error=error)
     test = pred[pred["set"] == "test"]
     if test.empty:
         raise error(f"{name}: no test rows to score")
@@ -66,27 +78,37 @@ def rows_to_score(pred: pd.DataFrame, aus: Sequence[int] | None, name: str,
     missing = sorted(set(aus) - set(present))
     if missing:
         raise error(f"{name}: no test rows for AU(s) {missing}")
-    return [(au, test[test["au"] == au]) for au in aus]
+    out = []
+    for au in aus:
+        t = test[test["au"] == au]
+        face = t["face"].to_numpy() == 1 if "face" in t.columns else np.ones(len(t), bool)
+        out.append((au, t[face] if invalid_frames == "exclude" else t,
+                    {"n_labelled": int(len(t)), "n_face": int(face.sum())}))
+    return out
 
 
 def au_metrics(pred: pd.DataFrame, model: str = "", split: str = "", aus: Sequence[int] | None = None,
-               name: str = "predictions") -> pd.DataFrame:
+               name: str = "predictions", invalid_frames: str = "absent") -> pd.DataFrame:
     """Per-AU F1 and accuracy on the test rows, plus the mean rows (``mean``, and ``mean12`` / ``mean8`` when all of
     their AUs are evaluated; columns ``METRIC_COLUMNS``).
 
     ``aus`` fixes the AUs to report (an AU absent from the test rows is an error); by default every AU present.
+    ``invalid_frames`` (``evaluation.invalid_frames``): ``absent`` scores every labelled test frame, a frame without
+    a usable face as the table predicts it (absent); ``exclude`` scores the frames with a face only. Every row
+    carries its coverage (``n_labelled``, ``n_face``) and the rule (``invalid_frames``).
     """
     # imported here: scikit-learn (and the SciPy it loads) costs ~1.5 s a process, which the many small jobs that
     # import this module only to merge or read tables (merge_predictions, intensity tables, summary) do not need
     from sklearn.metrics import accuracy_score, f1_score
 
-    check_predictions(pred, name)
+    pred = check_predictions(pred, name)
     rows = []
-    for au, t in rows_to_score(pred, aus, name):
+    for au, t, cover in rows_to_score(pred, aus, name, invalid_frames=invalid_frames):
         y, p = t["label"].to_numpy(int), t["pred"].to_numpy(int)
         rows.append({"model": model, "split": split, "au": str(au),
-                     "f1": float(f1_score(y, p, pos_label=1, zero_division=0)),
-                     "accuracy": float(accuracy_score(y, p)), "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum())})
+                     "f1": float(f1_score(y, p, pos_label=1, zero_division=0)) if len(y) else float("nan"),
+                     "accuracy": float(accuracy_score(y, p)) if len(y) else float("nan"), "n_pos": int(y.sum()),
+                     "n_neg": int(len(y) - y.sum()), **cover, "invalid_frames": invalid_frames})
     per_au = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     return pd.concat([per_au, _mean_rows(per_au, model, split)], ignore_index=True)
 
@@ -135,15 +157,31 @@ def _mean_rows(per_au: pd.DataFrame, model: str, split: str) -> pd.DataFrame:
             continue
         nan_aus(sel, what=f"model {model}, split {split}, {label}")
         rows.append({"model": model, "split": split, "au": label, "f1": float(sel["f1"].mean()),
-                     "accuracy": float(sel["accuracy"].mean()), "n_pos": int(sel["n_pos"].sum()),
-                     "n_neg": int(sel["n_neg"].sum())})
+                     "accuracy": float(sel["accuracy"].mean()), **_summed(sel),
+                     "invalid_frames": _same(sel["invalid_frames"])})
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 
+def _summed(rows: pd.DataFrame) -> dict[str, int]:
+    """The counts of a mean row: summed over its rows (AUs or folds); a coverage column that older metrics tables
+    lack stays empty."""
+    out = {}
+    for c in ("n_pos", "n_neg", "n_labelled", "n_face"):
+        v = pd.to_numeric(rows[c], errors="coerce") if c in rows else pd.Series(dtype=float)
+        out[c] = int(v.sum()) if len(v) and v.notna().all() else np.nan
+    return out
+
+
+def _same(values: pd.Series) -> str:
+    """The one value of a column over the rows a mean row averages (``mixed`` when they differ, ``""`` if none)."""
+    vals = {str(v) for v in values if isinstance(v, str) and v}
+    return vals.pop() if len(vals) == 1 else ("mixed" if vals else "")
+
+
 def always_present(pred: pd.DataFrame) -> pd.DataFrame:
-    """The trivial classifier on the same frames: every frame predicted present (score 1)."""
-    check_predictions(pred)
-    out = pred[PRED_COLUMNS].copy()
+    """The trivial classifier on the same frames: every frame predicted present (score 1), frames without a usable
+    face included (it needs no face: the literature's all-present baseline over every labelled frame)."""
+    out = check_predictions(pred)
     out["score"] = 1.0
     out["pred"] = 1
     return out
@@ -151,9 +189,17 @@ def always_present(pred: pd.DataFrame) -> pd.DataFrame:
 
 def merge_predictions(parts: Iterable[pd.DataFrame], aus: Sequence[int] | None = None,
                       name: str = "predictions") -> pd.DataFrame:
-    """Concatenate per-AU prediction tables of one model (checked; sorted by set, subject, frame, AU)."""
-    df = pd.concat(list(parts), ignore_index=True)
-    check_predictions(df, name)
+    """Concatenate per-AU prediction tables of one model (checked; sorted by set, subject, frame, AU).
+
+    A part without the ``face`` column was written before the test predictions kept the frames without a usable
+    face: an error asking to rerun its job (its metrics would silently leave those frames out)."""
+    parts = list(parts)
+    for part in parts:
+        if len(part) and "face" not in part.columns:
+            raise EvaluationError(f"{name}: a per-AU prediction table (AU{int(part['au'].iloc[0])}) has no 'face' "
+                                  "column: it was written before the test predictions kept the labelled frames "
+                                  "without a usable face; rerun its fit job (e.g. snakemake --forcerun of its rule)")
+    df = check_predictions(pd.concat(parts, ignore_index=True), name)
     if aus is not None:
         missing = sorted(set(int(a) for a in aus) - set(int(a) for a in df["au"].unique()))
         if missing:
@@ -190,8 +236,8 @@ def fold_means(summary: pd.DataFrame) -> pd.DataFrame:
                 log.warning("model %s AU %s: no F1/accuracy (NaN) on %s, left out of the %s", row["model"],
                             row["au"], missing, name)
             out.append({**row, "split": name, "f1": float(g["f1"].mean()),
-                        "accuracy": float(g["accuracy"].mean()), "n_pos": int(g["n_pos"].sum()),
-                        "n_neg": int(g["n_neg"].sum())})
+                        "accuracy": float(g["accuracy"].mean()), **_summed(g),
+                        "invalid_frames": _same(g.get("invalid_frames", pd.Series(dtype=object)))})
     return pd.DataFrame(out, columns=METRIC_COLUMNS + keys[2:])
 
 
@@ -226,10 +272,10 @@ def summarize(metric_tables: Iterable[pd.DataFrame], seeds: Iterable[int] | None
     tables = [t.assign(seed=s) for t, s in zip(tables, runs, strict=True) if not t.empty]
     if not tables:
         return pd.DataFrame(columns=[*METRIC_COLUMNS, *SEED_COLUMNS, NAN_AUS])
-    df = pd.concat(tables, ignore_index=True)[METRIC_COLUMNS + ["seed"]]
+    df = pd.concat(tables, ignore_index=True).reindex(columns=METRIC_COLUMNS + ["seed"])  # older tables: no coverage
     df["au"] = df["au"].astype(str)
     df = pd.concat([df, fold_means(df)], ignore_index=True)
-    return add_nan_aus(over_seeds(df, ["f1", "accuracy"], ["n_pos", "n_neg"]))
+    return add_nan_aus(over_seeds(df, ["f1", "accuracy"], ["n_pos", "n_neg", *COVERAGE_COLUMNS]))
 
 
 #: The summary's corpus columns, from the ``corpora`` mapping (split -> these keys without the ``_corpus``

@@ -167,3 +167,19 @@ def balance_indices(y: np.ndarray, rng: np.random.Generator, *, draw_when_equal:
     else:
         keep = np.concatenate([neg, rng.choice(pos, size=len(neg), replace=False)])
     return np.sort(keep)
+
+
+FACELESS_COLUMNS: tuple[str, ...] = ("subject", "frame", "y")
+
+
+def faceless_frames(subject: str, frames: np.ndarray, valid: np.ndarray, labels: pd.Series) -> pd.DataFrame:
+    """The labelled frames of one subject without a usable face: ``labels`` (frame -> known label) whose frame is
+    not a valid row of ``frames`` (a feature file's or face store's rows, mask ``valid``): invalid there, or beyond
+    them. Columns :data:`FACELESS_COLUMNS`, in frame order; training and validation never use them, the test predictions score
+    them as predicted absent."""
+    lab = labels.index.to_numpy()
+    miss = ~np.isin(lab, np.asarray(frames)[np.asarray(valid, bool)])
+    order = np.argsort(lab[miss], kind="stable")
+    return pd.DataFrame({"subject": np.full(int(miss.sum()), subject, dtype=object),
+                         "frame": lab[miss][order].astype(np.int64),
+                         "y": labels.to_numpy()[miss][order]}, columns=list(FACELESS_COLUMNS))

@@ -98,6 +98,7 @@ rule metrics:
         model=r"[A-Za-z0-9_.\-]+",
     params:
         aus=AUS,
+        invalid_frames=config["evaluation"]["invalid_frames"],
     log:
         "logs{seedpart}/classifiers/{split}/metrics_{model}.log",
     conda:
@@ -211,6 +212,7 @@ rule intensity_metrics:
         model=r"[A-Za-z0-9_.\-]+",
     params:
         aus=AUS,
+        invalid_frames=config["evaluation"]["invalid_frames"],
     log:
         "logs{seedpart}/intensity/{split}/metrics_{model}.log",
     conda:

@@ -5,4 +5,5 @@ from au_transfer.io import setup_logging
 
 sm = snakemake  # type: ignore[name-defined]  # noqa: F821
 setup_logging(sm.log[0])
-write_metrics(sm.input[0], sm.output[0], model=sm.wildcards.model, split=sm.wildcards.split, aus=sm.params.aus)
+write_metrics(sm.input[0], sm.output[0], model=sm.wildcards.model, split=sm.wildcards.split, aus=sm.params.aus,
+              invalid_frames=sm.params.invalid_frames)

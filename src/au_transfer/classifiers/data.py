@@ -2,7 +2,9 @@
 
 A frame enters training or evaluation only when it is *valid* in the feature file (a face was found and aligned)
 and *labelled* (its frame number appears in ``results/labels/{subject}.csv``); every excluded frame is counted and
-logged. Labels are binarised with the configured threshold (present = intensity >= threshold, paper III). The label
+logged. The labelled frames without a usable face (invalid, or beyond the feature file) are listed apart
+(``faceless``): the jobs write them into the test predictions as predicted absent, so that every labelled test
+frame is scored. Labels are binarised with the configured threshold (present = intensity >= threshold, paper III). The label
 reader and the balancing rule live in :mod:`au_transfer.labels` (shared with fine-tuning) and are re-exported here.
 """
 
@@ -18,10 +20,18 @@ import numpy as np
 import pandas as pd
 
 from .. import config
-from ..labels import Threshold, balance_indices, read_intensity_table, read_label_table, threshold_for
+from ..labels import (
+    FACELESS_COLUMNS,
+    Threshold,
+    balance_indices,
+    faceless_frames,
+    read_intensity_table,
+    read_label_table,
+    threshold_for,
+)
 
-__all__ = ["ClassifierDataError", "FrameData", "FrameIndex", "balance_indices", "check_subject_exclusive",
-           "index_frames", "load_frames", "read_feature_file", "read_label_file", "sequence_medians",
+__all__ = ["FACELESS_COLUMNS", "ClassifierDataError", "FrameData", "FrameIndex", "balance_indices",
+           "check_subject_exclusive", "faceless_frames", "index_frames", "load_frames", "read_feature_file", "read_label_file", "sequence_medians",
            "write_synthetic_subject"]
 
 log = logging.getLogger(__name__)
@@ -64,6 +74,7 @@ class FrameData:
     y: np.ndarray  # (N,) int8, 1 = AU present
     counts: dict = field(default_factory=dict)  # per subject: total, invalid, unlabelled, used
     attrs: dict = field(default_factory=dict)  # attrs of the first feature file
+    faceless: pd.DataFrame | None = None  # subject, frame, y: labelled frames without a usable face
 
     def __len__(self) -> int:
         return len(self.y)
@@ -100,6 +111,7 @@ class FrameIndex:
     attrs: dict = field(default_factory=dict)  # attrs of the first feature file
     sequence: np.ndarray | None = None  # (N,) str: the frame's sequence in its subject ("" = the whole subject)
     medians: dict | None = None  # (subject, sequence) -> (D,) float32 median subtracted from its frames' features
+    faceless: pd.DataFrame | None = None  # subject, frame, y: labelled frames without a usable face (FACELESS_COLUMNS)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -158,7 +170,9 @@ def index_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[s
     """The valid, labelled frames of one AU for the given subjects, without reading their features.
 
     ``feature_paths`` and ``label_paths`` map subject -> file. Invalid frames (``valid`` False in the feature file)
-    and unlabelled frames (beyond the label file) are excluded and counted (``counts``, logged).
+    and unlabelled frames (beyond the label file) are excluded and counted (``counts``, logged). The labelled
+    frames without a usable face (invalid, or labelled but beyond the feature file) are ``faceless`` (subject,
+    frame, y; in subject then frame order), for the test predictions (:func:`faceless_frames`).
     ``intensity``: ``y`` holds the intensity 0..5 (float32) instead of 0/1, and frames of unknown intensity (empty
     cells) count as unlabelled. ``median``: person-specific normalisation, :func:`sequence_medians` of every
     (subject, sequence), subtracted by :meth:`FrameIndex.features`.
@@ -167,6 +181,7 @@ def index_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[s
 
     subjects = list(subjects if subjects is not None else feature_paths)
     parts: list[tuple] = []
+    faceless: list[pd.DataFrame] = []
     counts: dict[str, dict[str, int]] = {}
     medians: dict[tuple[str, str], np.ndarray] = {}
     attrs0: dict = {}
@@ -202,9 +217,11 @@ def index_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[s
         unknown = valid & np.isin(frames, unknown_frames)
         keep = valid & labelled
         n_missing = int((~np.isin(labels.index.to_numpy(), frames)).sum())
+        faceless.append(faceless_frames(s, frames, valid, labels))
         counts[s] = {"total": len(frames), "invalid": int((~valid).sum()),
                      "unlabelled": int((valid & ~labelled & ~unknown).sum()), "unknown": int(unknown.sum()),
-                     "labels_without_features": n_missing, "used": int(keep.sum())}
+                     "labels_without_features": n_missing, "used": int(keep.sum()),
+                     "labelled_without_face": len(faceless[-1])}
         log.info("AU%d %s: %d frames, %d invalid, %d valid but unlabelled, %d unknown label, %d labels without "
                  "features -> %d used", au, s, len(frames), counts[s]["invalid"], counts[s]["unlabelled"],
                  counts[s]["unknown"], n_missing, counts[s]["used"])
@@ -221,7 +238,8 @@ def index_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[s
         raise ClassifierDataError("no subjects given")
     subj, fr, y, row, seq = (np.concatenate([p[i] for p in parts]) for i in range(5))
     return FrameIndex(subj.astype(str), fr, y, row, {s: str(feature_paths[s]) for s in subjects}, int(dim or 0),
-                      counts, attrs0, seq.astype(str), medians if median else None)
+                      counts, attrs0, seq.astype(str), medians if median else None,
+                      pd.concat(faceless, ignore_index=True))
 
 
 def sequence_medians(path: str | Path, frames: np.ndarray, valid: np.ndarray, seq_of: pd.Series,
@@ -264,7 +282,7 @@ def load_frames(feature_paths: Mapping[str, str | Path], label_paths: Mapping[st
     """
     index = index_frames(feature_paths, label_paths, au, threshold, subjects, intensity=intensity)
     return FrameData(index.subject, index.frame, index.features(dtype=np.float32), index.y, index.counts,
-                     index.attrs)
+                     index.attrs, index.faceless)
 
 
 def check_subject_exclusive(train: Sequence[str], val: Sequence[str], test: Sequence[str], split: str = "") -> None:

@@ -31,7 +31,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from ..labels import Threshold, as_threshold
-from ..predictions import PRED_COLUMNS, prediction_rows
+from ..predictions import PRED_COLUMNS, faceless_rows, prediction_rows
 from .data import ClassifierDataError, FrameData, FrameIndex, balance_indices
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,14 @@ def save_model(bundle: Mapping[str, Any], path: str | Path) -> None:
 def prediction_frame(data: FrameData | FrameIndex, au: int, which: str, score: np.ndarray, pred: np.ndarray) -> pd.DataFrame:
     """Rows of the predictions file for one set (:func:`au_transfer.predictions.prediction_rows`)."""
     return prediction_rows(data.subject, data.frame, au, which, score, pred.astype(int), data.y.astype(int))
+
+
+def faceless_frame(data: FrameData | FrameIndex, au: int, which: str = "test") -> pd.DataFrame:
+    """Rows for the labelled frames of ``data`` without a usable face (``data.faceless``): predicted absent, empty
+    score, ``face = 0`` (:func:`au_transfer.predictions.faceless_rows`); written for the test set only."""
+    f = data.faceless if data.faceless is not None else pd.DataFrame(columns=["subject", "frame", "y"])
+    return faceless_rows(f["subject"].to_numpy(), f["frame"].to_numpy(np.int64), au, which,
+                         f["y"].to_numpy().astype(int))
 
 
 def feature_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ..models import model_from_bundle
 from ..models.base import split_median
 from ..predictions import empty_predictions
 from .data import check_subject_exclusive, index_frames, load_frames
-from .frame import fit_frame_classifier, make_bundle, prediction_frame, save_model
+from .frame import faceless_frame, fit_frame_classifier, make_bundle, prediction_frame, save_model
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str,
                   val: Sequence[str], test: Sequence[str], au: int, backbone: str, region: str, crop_region: str,
                   classifier: str, params: Mapping[str, Any], seed: int, threshold: Threshold, balance: bool = True,
                   refit: str = "train", model_out: str | Path, pred_out: str | Path, split: str = "") -> dict:
-    """One (split, model, AU) job: fit on train (select on val), predict val + test, write both files.
+    """One (split, model, AU) job: fit on train (select on val), predict val + test, write both files; the
+    labelled test frames without a usable face are written as predicted absent (``face = 0``).
 
     Memory: labels and ``valid`` of every subject are read first (:func:`index_frames`); then only the features of
     the balanced training and validation rows (for the fit), and each set's rows, subject by subject, as stored
@@ -87,7 +88,8 @@ def run_frame_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str,
             continue
         score, pred = predict_bundle(bundle, data.features(), normalised=True)
         rows.append(prediction_frame(data, au, which, score, pred))
-    preds = pd.concat(rows, ignore_index=True) if rows else empty_predictions()
+    rows.append(faceless_frame(te, au))  # labelled test frames without a usable face: predicted absent
+    preds = pd.concat([r for r in rows if len(r)] or [empty_predictions()], ignore_index=True)
     save_model(bundle, model_out)
     write_csv_atomic(preds, pred_out)
     return bundle
@@ -97,7 +99,9 @@ def run_lstm_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, 
                  val: Sequence[str], test: Sequence[str], au: int, backbone: str, region: str, crop_region: str,
                  params: Mapping[str, Any], seed: int, threshold: Threshold, model_out: str | Path,
                  pred_out: str | Path, split: str = "") -> dict:
-    """One (split, LSTM model, AU) job: cut train/val sequences, train, predict full val and test sequences."""
+    """One (split, LSTM model, AU) job: cut train/val sequences, train, predict full val and test sequences (the
+    frames with a face, in frame order); the labelled test frames without a usable face are written as predicted
+    absent (``face = 0``)."""
     check_subject_exclusive(train, val, test, split)
     tr = load_frames(feature_paths, label_paths, au, threshold, train)
     va = load_frames(feature_paths, label_paths, au, threshold, val) if val else None
@@ -136,7 +140,8 @@ def run_lstm_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, 
         for rows_s in data.sequences():  # each subject's full sequence
             score, pred = predict_bundle(bundle, data.X[rows_s])
             rows.append(prediction_frame(data.subset(rows_s), au, which, score, pred))
-    preds = pd.concat(rows, ignore_index=True) if rows else empty_predictions()
+    rows.append(faceless_frame(te, au))  # labelled test frames without a usable face: predicted absent
+    preds = pd.concat([r for r in rows if len(r)] or [empty_predictions()], ignore_index=True)
     save_model(bundle, model_out)
     write_csv_atomic(preds, pred_out)
     return bundle

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from .. import labels as labels_mod
-from ..labels import balance_indices
+from ..labels import balance_indices, faceless_frames
 from .config import FinetuneError
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,28 @@ def frame_table(face_paths: Mapping[str, str | os.PathLike[str]], label_paths: M
     if not parts:
         return pd.DataFrame(columns=["subject", "row", "frame", *[f"AU{a}" for a in aus]])
     return pd.concat(parts, ignore_index=True)
+
+
+def faceless_table(face_paths: Mapping[str, str | os.PathLike[str]],
+                   label_paths: Mapping[str, str | os.PathLike[str]], subjects: Iterable[str], aus: Sequence[int],
+                   threshold: int, open_store: Callable[[Any], Any] = _open_store) -> pd.DataFrame:
+    """The labelled frames of ``subjects`` without a usable face (invalid in the face store, or beyond it), per AU
+    whose label is known: columns ``subject, frame, au, label``. The test predictions hold them as predicted
+    absent (:func:`au_transfer.predictions.faceless_rows`); training and validation never see them."""
+    parts = []
+    for subject in subjects:
+        labels = read_label_table(label_paths[subject], aus, threshold, subject)
+        with open_store(face_paths[subject]) as store:
+            frames = np.asarray(store.frames).astype(int)
+            valid = np.asarray(store.valid).astype(bool)
+        for a in aus:
+            known = labels[labels[f"AU{a}"] >= 0]
+            f = faceless_frames(subject, frames, valid, pd.Series(known[f"AU{a}"].to_numpy(),
+                                                                  index=known["frame"].to_numpy()))
+            parts.append(f.rename(columns={"y": "label"}).assign(au=int(a))[["subject", "frame", "au", "label"]])
+    parts = [p for p in parts if len(p)]
+    return (pd.concat(parts, ignore_index=True) if parts
+            else pd.DataFrame(columns=["subject", "frame", "au", "label"]))
 
 
 def balance(table: pd.DataFrame, aus: Sequence[int], seed: int) -> pd.DataFrame:

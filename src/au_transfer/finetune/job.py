@@ -20,10 +20,10 @@ from ..config import check_subject_exclusive
 from ..device import resolve_device
 from ..io import atomic_path, write_csv_atomic
 from ..labels import Threshold
-from ..predictions import empty_predictions, prediction_rows
+from ..predictions import empty_predictions, faceless_rows, prediction_rows
 from .bundle import load_bundle, save_bundle
 from .config import FinetuneConfig, FinetuneError
-from .data import FaceCropDataset, _open_store, balance, crop_groups, frame_table
+from .data import FaceCropDataset, _open_store, balance, crop_groups, faceless_table, frame_table
 from .net import FinetuneNet, _create_backbone, _default_preprocess, freeze_layers, reinit_layers
 from .training import TrainResult, _amp_dtype, fingerprint_of, fit_standardize, predict_proba, train
 
@@ -56,7 +56,8 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
                  open_store: Callable[[Any], Any] = _open_store,
                  on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """One fine-tuning job: train on ``train_subjects`` (balanced), stop early on ``val_subjects`` (balanced),
-    write val and test predictions (all valid, labelled frames) and the final network bundle.
+    write val and test predictions (all valid, labelled frames; the labelled test frames without a usable face as
+    predicted absent, ``face = 0``) and the final network bundle.
 
     ``region`` is the model's region (``face``, ``upper``, ..., or ``au_region``: the crop of paper Table VI,
     ``au_region`` overriding the map). ``aus`` is one AU (per_au head) or AUs that share one crop (multilabel head).
@@ -136,6 +137,10 @@ def run_finetune(*, face_paths: Mapping[str, str | os.PathLike[str]], label_path
             ds.close()
             probs[:, [j for j, a in enumerate(aus) if a in skipped]] = np.nan
             preds.append(predictions_frame(t, probs, aus, which))
+    faceless = faceless_table(face_paths, label_paths, test_subjects, aus, threshold, open_store)
+    if len(faceless):  # labelled test frames without a usable face: predicted absent (face = 0)
+        preds.append(faceless_rows(faceless["subject"].to_numpy(), faceless["frame"].to_numpy(),
+                                   faceless["au"].to_numpy(), "test", faceless["label"].to_numpy().astype(int)))
     pred = pd.concat(preds, ignore_index=True) if preds else empty_predictions()
     train_ds.close()
     if val_ds is not None:

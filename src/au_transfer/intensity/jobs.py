@@ -30,8 +30,22 @@ log = logging.getLogger(__name__)
 def intensity_rows(data: Any, au: int, which: str, value: np.ndarray) -> pd.DataFrame:
     """Rows of an intensity predictions file (:data:`~au_transfer.intensity.metrics.INTENSITY_COLUMNS`)."""
     return pd.DataFrame({"subject": data.subject, "frame": data.frame, "au": int(au), "set": which,
-                         "value": np.asarray(value, np.float64), "label": np.asarray(data.y, np.float64)},
+                         "value": np.asarray(value, np.float64), "label": np.asarray(data.y, np.float64),
+                         "face": 1}, columns=INTENSITY_COLUMNS)
+
+
+def faceless_intensity_rows(data: Any, au: int, which: str = "test") -> pd.DataFrame:
+    """Rows for the labelled frames of ``data`` without a usable face (``data.faceless``): intensity 0, ``face = 0``
+    (written for the test set only, so that the metrics can score every test frame of known intensity)."""
+    f = data.faceless if data.faceless is not None else pd.DataFrame(columns=["subject", "frame", "y"])
+    return pd.DataFrame({"subject": f["subject"].to_numpy(), "frame": f["frame"].to_numpy(np.int64), "au": int(au),
+                         "set": which, "value": 0.0, "label": f["y"].to_numpy(np.float64), "face": 0},
                         columns=INTENSITY_COLUMNS)
+
+
+def _table(rows: list[pd.DataFrame]) -> pd.DataFrame:
+    rows = [r for r in rows if len(r)]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=INTENSITY_COLUMNS)
 
 
 def run_regress_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[str, str], train: Sequence[str],
@@ -40,7 +54,8 @@ def run_regress_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[st
                     pred_out: str | Path, split: str = "") -> dict:
     """Fit one AU's regressor on train (C/alpha chosen on validation by ICC), predict val + test, write both.
 
-    Frames: valid and of known intensity (unknown cells are left out). Person-specific normalisation
+    Frames: valid and of known intensity (unknown cells are left out); the test frames of known intensity without
+    a usable face are written with intensity 0 (``face = 0``). Person-specific normalisation
     (``regressor`` ``*_med``): every subject's medians come from its own sequences only (a test sequence is
     normalised by itself, never by training data, and the scaler is fitted on training frames only).
     """
@@ -68,7 +83,8 @@ def run_regress_job(*, feature_paths: Mapping[str, str], label_paths: Mapping[st
             continue
         value, _ = model.score(data.features(), normalised=True)
         rows.append(intensity_rows(data, au, which, value))
-    preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=INTENSITY_COLUMNS)
+    rows.append(faceless_intensity_rows(te, au))  # test frames without a usable face: intensity 0
+    preds = _table(rows)
     save_model(bundle, model_out)
     write_csv_atomic(preds, pred_out)
     return bundle
@@ -108,7 +124,8 @@ def run_lstm_regress_job(*, feature_paths: Mapping[str, str], label_paths: Mappi
             model.reset()
             value, _ = model.score(data.X[seq])
             rows.append(intensity_rows(data.subset(seq), au, which, value))
-    preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=INTENSITY_COLUMNS)
+    rows.append(faceless_intensity_rows(te, au))  # test frames without a usable face: intensity 0
+    preds = _table(rows)
     save_model(bundle, model_out)
     write_csv_atomic(preds, pred_out)
     return bundle

@@ -8,7 +8,10 @@ with ``WSS`` the within-row sum of squares and ``RSS`` the between-column sum of
 (consistency); a constant prediction gives 0 (the baseline the demo must beat).
 
 Numpy/pandas only. Intensity tables (``results/intensity/predictions/{split}/{model}.csv``) have the columns
-:data:`INTENSITY_COLUMNS`: ``value`` the predicted intensity (0-5, empty for a skipped AU), ``label`` the coded one.
+:data:`INTENSITY_COLUMNS`: ``value`` the predicted intensity (0-5, empty for a skipped AU), ``label`` the coded one,
+``face`` 1 for a frame with a usable face, 0 for a test frame without one (value 0: no face, no intensity). The
+metrics score every test frame of known intensity (``evaluation.invalid_frames: absent``) or those with a face
+(``exclude``); ``n`` is the number scored, ``n_labelled`` / ``n_face`` the coverage.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..evaluation import nan_aus, rows_to_score
+from ..evaluation import COVERAGE_COLUMNS, nan_aus, rows_to_score
 
-INTENSITY_COLUMNS: list[str] = ["subject", "frame", "au", "set", "value", "label"]
-METRIC_COLUMNS: list[str] = ["model", "split", "au", "icc", "pcc", "mae", "mse", "n"]
+INTENSITY_COLUMNS: list[str] = ["subject", "frame", "au", "set", "value", "label", "face"]
+METRIC_COLUMNS: list[str] = ["model", "split", "au", "icc", "pcc", "mae", "mse", "n", *COVERAGE_COLUMNS]
 
 
 class IntensityError(ValueError):
@@ -75,10 +78,17 @@ def intensity_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 def check_intensity(df: pd.DataFrame, name: str = "intensity predictions") -> pd.DataFrame:
     """Columns, set val|test, label a number in 0..5, value in 0..5 or empty, no duplicate key; normalised copy."""
-    missing = [c for c in INTENSITY_COLUMNS if c not in df.columns]
+    missing = [c for c in INTENSITY_COLUMNS if c not in df.columns and c != "face"]
     if missing:
         raise IntensityError(f"{name}: missing column(s) {missing}; columns are {list(df.columns)}")
+    df = df.assign(face=1) if "face" not in df.columns else df  # a table from before the column: faces only
     out = df[INTENSITY_COLUMNS].copy()
+    bad = ~out["face"].isin([0, 1])
+    if bad.any():
+        r = out[bad].iloc[0]
+        raise IntensityError(f"{name}: subject {r['subject']} frame {r['frame']} AU{r['au']}: face {r['face']!r} "
+                             "is not 0/1")
+    out["face"] = out["face"].astype(np.int8)
     out["value"] = pd.to_numeric(out["value"], errors="coerce")
     out["label"] = pd.to_numeric(out["label"], errors="coerce")
     bad_set = ~out["set"].isin(["val", "test"])
@@ -99,18 +109,22 @@ def check_intensity(df: pd.DataFrame, name: str = "intensity predictions") -> pd
 
 
 def intensity_metrics(pred: pd.DataFrame, model: str = "", split: str = "", aus: Sequence[int] | None = None,
-                      name: str = "intensity predictions") -> pd.DataFrame:
+                      name: str = "intensity predictions", invalid_frames: str = "absent") -> pd.DataFrame:
     """Per-AU ICC(3,1), PCC, MAE and MSE on the test rows, plus a ``mean`` row over the AUs (columns
     :data:`METRIC_COLUMNS`). A skipped AU (empty values) scores as the constant prediction 0: ICC 0, PCC 0. An AU
-    whose metric is NaN (no variance at all) is left out of that metric's mean, with a warning."""
+    whose metric is NaN (no variance at all) is left out of that metric's mean, with a warning.
+    ``invalid_frames``: ``absent`` scores every test frame of known intensity (one without a usable face at the
+    intensity its table gives, 0), ``exclude`` those with a face only; ``n_labelled``, ``n_face`` the coverage."""
     pred = check_intensity(pred, name)
     rows = []
-    for au, g in rows_to_score(pred, aus, name, IntensityError):
+    for au, g, cover in rows_to_score(pred, aus, name, IntensityError, invalid_frames=invalid_frames):
         rows.append({"model": model, "split": split, "au": str(au),
-                     **intensity_scores(g["value"].fillna(0.0).to_numpy(), g["label"].to_numpy())})
+                     **intensity_scores(g["value"].fillna(0.0).to_numpy(), g["label"].to_numpy()), **cover,
+                     "invalid_frames": invalid_frames})
     out = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     for c in ("icc", "pcc", "mae", "mse"):  # a NaN (no variance at all) is left out of the mean: say so
         nan_aus(out, (c,), what=f"{name}: model {model}, split {split}, mean {c}")
     mean = {"model": model, "split": split, "au": "mean",
-            **{c: float(out[c].mean()) for c in ("icc", "pcc", "mae", "mse")}, "n": int(out["n"].sum())}
+            **{c: float(out[c].mean()) for c in ("icc", "pcc", "mae", "mse")},
+            **{c: int(out[c].sum()) for c in ("n", "n_labelled", "n_face")}, "invalid_frames": invalid_frames}
     return pd.concat([out, pd.DataFrame([mean])], ignore_index=True)[METRIC_COLUMNS]

@@ -33,34 +33,46 @@ SUMMARY_COLUMNS: list[str] = [*METRIC_COLUMNS, *(f"{v}_sd" for v in VALUE_COLUMN
 log = logging.getLogger(__name__)
 
 
-def read_intensity(path: str | os.PathLike[str]) -> pd.DataFrame:
+def read_intensity(path: str | os.PathLike[str], *, filled: bool = True) -> pd.DataFrame:
+    """One intensity table, checked (:func:`check_intensity`); ``filled=False``: as read, unchecked."""
     try:
         df = pd.read_csv(path)
     except (OSError, pd.errors.ParserError) as exc:
         raise IntensityError(f"{path}: cannot read the intensity predictions: {exc}") from exc
     except pd.errors.EmptyDataError:
         df = pd.DataFrame(columns=INTENSITY_COLUMNS)
-    return check_intensity(df, str(path))
+    return check_intensity(df, str(path)) if filled else df
 
 
 def merge_intensity(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLike[str]) -> pd.DataFrame:
-    """Concatenate per-AU intensity predictions into one checked table (written atomically)."""
-    df = pd.concat([read_intensity(p) for p in paths], ignore_index=True)
+    """Concatenate per-AU intensity predictions into one checked table (written atomically). A per-AU table
+    without the ``face`` column was written before the test rows kept the frames without a usable face: an error
+    asking to rerun its job."""
+    parts = []
+    for p in paths:
+        part = read_intensity(p, filled=False)
+        if len(part) and "face" not in part.columns:
+            raise IntensityError(f"{p}: no 'face' column: written before the test predictions kept the frames "
+                                 "without a usable face; rerun its fit job (e.g. snakemake --forcerun of its rule)")
+        parts.append(check_intensity(part, str(p)))
+    df = pd.concat(parts, ignore_index=True)
     df = check_intensity(df.sort_values(["au", "set", "subject", "frame"], kind="stable"), str(out))
     write_csv_atomic(df, out)
     return df
 
 
 def write_metrics(pred_path: str | os.PathLike[str], out: str | os.PathLike[str], *, model: str, split: str,
-                  aus: Sequence[int]) -> pd.DataFrame:
-    """Per-AU and mean ICC/PCC/MAE/MSE of one model's test rows (:func:`intensity_metrics`). An AU without any
-    test frame of known intensity (e.g. an AU the corpus codes for occurrence only) is left out, with a warning."""
+                  aus: Sequence[int], invalid_frames: str = "absent") -> pd.DataFrame:
+    """Per-AU and mean ICC/PCC/MAE/MSE of one model's test rows (:func:`intensity_metrics`, ``invalid_frames`` as
+    there). An AU without any test frame of known intensity (e.g. an AU the corpus codes for occurrence only) is
+    left out, with a warning."""
     pred = read_intensity(pred_path)
     present = set(pred.loc[pred["set"] == "test", "au"].astype(int))
     absent = [int(a) for a in aus if int(a) not in present]
     if absent:
         log.warning("%s: no test frame of known intensity for AU(s) %s; left out of the metrics", pred_path, absent)
-    m = intensity_metrics(pred, model, split, [int(a) for a in aus if int(a) in present], name=str(pred_path))
+    m = intensity_metrics(pred, model, split, [int(a) for a in aus if int(a) in present], name=str(pred_path),
+                          invalid_frames=invalid_frames)
     write_csv_atomic(m, out)
     return m
 
@@ -70,17 +82,18 @@ def write_summary(paths: Iterable[str | os.PathLike[str]], out: str | os.PathLik
     """Every model's intensity metrics in one table; ``seeds`` gives the run (seed offset, config ``seeds``) of each
     file (default: all run 0). A model with several runs gets the mean of each metric over them, its standard
     deviation ``{metric}_sd`` and ``n_seeds`` (:data:`SUMMARY_COLUMNS`; one run: its values, empty ``_sd``)."""
-    from ..evaluation import over_seeds
+    from ..evaluation import COVERAGE_COLUMNS, over_seeds
 
     paths = list(paths)
     runs = [0] * len(paths) if seeds is None else [int(s) for s in seeds]
     if len(runs) != len(paths):
         raise IntensityError(f"{out}: {len(runs)} seeds for {len(paths)} intensity metrics files")
-    parts = [pd.read_csv(p, dtype={"au": str}).assign(seed=s) for p, s in zip(paths, runs, strict=True)]
+    parts = [pd.read_csv(p, dtype={"au": str}).reindex(columns=METRIC_COLUMNS).assign(seed=s)  # older: no coverage
+             for p, s in zip(paths, runs, strict=True)]
     if not parts:
         df = pd.DataFrame(columns=SUMMARY_COLUMNS)
     else:
-        df = over_seeds(pd.concat(parts, ignore_index=True), VALUE_COLUMNS, ["n"])
+        df = over_seeds(pd.concat(parts, ignore_index=True), VALUE_COLUMNS, ["n", *COVERAGE_COLUMNS])
     write_csv_atomic(df[SUMMARY_COLUMNS], out)
     return df
 
@@ -124,6 +137,7 @@ def ensemble_intensity(member_paths: Sequence[str | os.PathLike[str]], members: 
     common = common.sort_values()
     V = np.column_stack([t.loc[common, "value"].to_numpy(np.float64) for t in tables])
     label = tables[0].loc[common, "label"].to_numpy(np.float64)
+    face = np.min(np.column_stack([t.loc[common, "face"].to_numpy() for t in tables]), axis=1)
     keys = common.to_frame(index=False)
     weights: dict[str, list[float]] = {}
     value = np.full(len(keys), np.nan)
@@ -133,7 +147,8 @@ def ensemble_intensity(member_paths: Sequence[str | os.PathLike[str]], members: 
         w = ensemble_weights(V[val], label[val], method)
         value[rows] = combine_intensity(V[rows], w)  # a skipped member (empty values) does not vote
         weights[str(int(au))] = [float(x) for x in w]
-    df = keys.assign(value=value, label=label)[INTENSITY_COLUMNS]
+    value[face == 0] = 0.0  # a frame without a usable face: intensity 0, whatever the members say
+    df = keys.assign(value=value, label=label, face=face)[INTENSITY_COLUMNS]
     write_csv_atomic(df, out)
     write_text_atomic(json.dumps({"name": name, "method": method, "members": list(members), "weights": weights,
                                   "threshold": threshold}, indent=1), params_out)

@@ -28,6 +28,8 @@ from .tables import (
     TABLES,
     ReportError,
     choose_split,
+    coverage,
+    coverage_note,
     find_metrics,
     headline,
     paper_comparison,
@@ -41,7 +43,7 @@ from .tables import (
 
 __all__ = [
     "FIGURES", "FORMATS", "HEADLINE_COLUMNS", "METRIC_COLUMNS", "PAPER_CORPUS", "PROTOCOLS", "TABLES", "FigureData",
-    "Protocol", "ReportError", "build_report", "choose_split", "draw_figure", "figure_data", "find_metrics",
-    "headline", "match_protocol", "paper_comparison", "paper_results", "parse_id", "per_au_table", "read_metrics",
-    "sota_comparison", "sota_results", "summary_text", "to_markdown",
+    "Protocol", "ReportError", "build_report", "choose_split", "coverage", "coverage_note", "draw_figure",
+    "figure_data", "find_metrics", "headline", "match_protocol", "paper_comparison", "paper_results", "parse_id",
+    "per_au_table", "read_metrics", "sota_comparison", "sota_results", "summary_text", "to_markdown",
 ]

@@ -19,6 +19,8 @@ from .tables import (
     ReportError,
     choose_split,
     corpora_table,
+    coverage,
+    coverage_note,
     headline,
     paper_comparison,
     per_au_table,
@@ -53,6 +55,7 @@ def build_report(metrics_files: Iterable[str | os.PathLike[str]], out_dir: str |
         "f1_per_au": per_au_table(metrics, "f1"),
         "rate_per_au": per_au_table(metrics, "accuracy"),
         "headline": headline(metrics, split),
+        "coverage": coverage(metrics),
         "paper_comparison": paper_comparison(metrics, paper_models, corpus, split),
         "sota_comparison": sota_comparison(metrics, splits=splits, corpora=corpora, aus=aus, threshold=threshold),
         "corpora": corpora_table(metrics, corpora),
@@ -90,6 +93,8 @@ _TABLE_TITLES = {
     "headline": "Headline: mean F1 and classification rate per model and ensemble, best first",
     "f1_per_au": "F1 (%) per AU",
     "rate_per_au": "Classification rate (%) per AU",
+    "coverage": "Coverage per split: labelled test frames (x AUs), of which with a usable face, and how the others "
+                "are scored",
     "paper_comparison": "The paper's published numbers beside ours",
     "sota_comparison": "The published state of the art beside ours (standard 3-fold protocols; F1 %, mean of 3 folds)",
     "corpora": "Within- and cross-corpus: mean F1 (%) per split, with the corpora it trains and tests on",
@@ -129,8 +134,12 @@ def _index_md(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], co
     if corpus.lower().startswith("synthetic"):
         lines += ["**The corpus is synthetic**: these numbers show that the chain runs; they say nothing about "
                   "performance on real faces and are not comparable with the paper's.", ""]
-    for name in ("headline", "corpora", "paper_comparison", "sota_comparison", "f1_per_au", "rate_per_au"):
-        lines += [f"## {_TABLE_TITLES[name]}", "", to_markdown(_shown(tables[name])), f"([CSV]({name}.csv))", ""]
+    for name in ("headline", "coverage", "corpora", "paper_comparison", "sota_comparison", "f1_per_au",
+                 "rate_per_au"):
+        lines += [f"## {_TABLE_TITLES[name]}", ""]
+        if name == "headline" and coverage_note(tables["coverage"], split):
+            lines += [coverage_note(tables["coverage"], split), ""]
+        lines += [to_markdown(_shown(tables[name])), f"([CSV]({name}.csv))", ""]
         if name == "corpora" and present:
             lines += ["What *present* means on each side (the summary's `train_present` / `test_present`):", "",
                       *[f"- {line}" for line in present], ""]
@@ -156,8 +165,11 @@ def _html(tables: Mapping[str, pd.DataFrame], figs: Sequence[FigureData], corpus
     if corpus.lower().startswith("synthetic"):
         parts.append("<p><b>The corpus is synthetic</b>: these numbers show that the chain runs; they say nothing "
                      "about performance on real faces and are not comparable with the paper's.</p>")
-    for name in ("headline", "corpora", "paper_comparison", "sota_comparison", "f1_per_au", "rate_per_au"):
+    for name in ("headline", "coverage", "corpora", "paper_comparison", "sota_comparison", "f1_per_au",
+                 "rate_per_au"):
         parts.append(f"<h2>{html.escape(_TABLE_TITLES[name])}</h2>")
+        if name == "headline" and coverage_note(tables["coverage"], split):
+            parts.append(f"<p>{html.escape(coverage_note(tables['coverage'], split).replace('`', ''))}</p>")
         parts.append(_shown(tables[name]).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.1f}"))
         if name == "corpora" and present:
             items = "".join("<li>" + re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", re.sub(r"`(.+?)`", r"<code>\1</code>",

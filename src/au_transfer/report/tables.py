@@ -21,8 +21,11 @@ from ..config import MODEL_RE
 from ..evaluation import MEAN_ROWS, MEAN_SETS, SEED_COLUMNS, nan_aus
 
 METRIC_COLUMNS: tuple[str, ...] = ("model", "split", "au", "f1", "accuracy", "n_pos", "n_neg")
+#: Read when present (metrics written before them lack them): labelled test frames, of which with a face, the rule.
+COVERAGE_COLUMNS: tuple[str, ...] = ("n_labelled", "n_face", "invalid_frames")
 PAPER_CORPUS = "Lim et al., DISFA, 12 AUs, 12/6/9 split"
-TABLES: tuple[str, ...] = ("f1_per_au", "rate_per_au", "headline", "paper_comparison", "sota_comparison", "corpora")
+TABLES: tuple[str, ...] = ("f1_per_au", "rate_per_au", "headline", "coverage", "paper_comparison", "sota_comparison",
+                           "corpora")
 
 
 class ReportError(ValueError):
@@ -48,9 +51,9 @@ def read_metrics(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
                 r = df[bad].iloc[0]
                 raise ReportError(f"{path}: model {r.model} AU {r.au}: {col} {r[col]} is not a fraction in [0, 1]")
             df[col] = v
-        frames.append(with_seed_columns(df)[list(METRIC_COLUMNS) + SEED_COLUMNS])
+        frames.append(with_seed_columns(df).reindex(columns=[*METRIC_COLUMNS, *COVERAGE_COLUMNS, *SEED_COLUMNS]))
     if not frames:
-        return pd.DataFrame(columns=list(METRIC_COLUMNS) + SEED_COLUMNS)
+        return pd.DataFrame(columns=[*METRIC_COLUMNS, *COVERAGE_COLUMNS, *SEED_COLUMNS])
     out = pd.concat(frames, ignore_index=True)
     out["au"] = out["au"].astype(str).str.replace(r"^AU", "", regex=True)
     return out.drop_duplicates(["model", "split", "au"], keep="last").reset_index(drop=True)
@@ -187,6 +190,48 @@ def seeds_note(head: pd.DataFrame) -> str:
     return ("Every model ran once (config `seeds`: [0]): the numbers of the stochastic models (fine-tuned networks, "
             "LSTMs) are one run's, whose spread over seeds is not measured here; set e.g. `seeds: [0, 1, 2]` for "
             "their mean and standard deviation.")
+
+
+COVERAGE_TABLE_COLUMNS: tuple[str, ...] = ("split", "invalid_frames", "labelled", "with_face", "with_face_pct",
+                                           "without_face", "note")
+
+
+def coverage(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per split: the labelled test frames (summed over the evaluated AUs: frame x AU pairs, from the ``mean`` rows),
+    how many of them have a usable face, and how the others were scored (``invalid_frames``: ``absent`` = predicted
+    absent, ``exclude`` = left out). Every model of a split scores the same frames; the baseline and models whose
+    metrics lack the coverage columns (written before them) are not counted, and a split whose models disagree
+    says so in ``note``."""
+    cols = list(COVERAGE_TABLE_COLUMNS)
+    if metrics.empty or "n_labelled" not in metrics:
+        return pd.DataFrame(columns=cols)
+    m = metrics[(metrics["au"].astype(str) == "mean") & (metrics["model"] != "always_present")]
+    m = m[pd.to_numeric(m["n_labelled"], errors="coerce").notna()]
+    rows = []
+    for split, g in m.groupby("split", sort=False):
+        pairs = g[["n_labelled", "n_face"]].astype(int).value_counts()
+        (n_lab, n_face), n_models = pairs.index[0], int(pairs.iloc[0])
+        rules = sorted({str(r) for r in g["invalid_frames"].dropna()})
+        note = "" if len(pairs) == 1 else (f"{len(g) - n_models} of {len(g)} models score other frames "
+                                           f"(counts {sorted(tuple(int(v) for v in k) for k in pairs.index)})")
+        rows.append({"split": split, "invalid_frames": "/".join(rules), "labelled": int(n_lab),
+                     "with_face": int(n_face), "with_face_pct": round(100.0 * n_face / n_lab, 1) if n_lab else np.nan,
+                     "without_face": int(n_lab - n_face), "note": note})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def coverage_note(cov: pd.DataFrame, split: str) -> str:
+    """One sentence for the headline: how many labelled test frames of ``split`` have a usable face, and how the
+    others are scored; empty when the metrics have no coverage."""
+    row = cov[cov["split"] == split] if len(cov) else cov
+    if row.empty:
+        return ""
+    r = row.iloc[0]
+    how = {"absent": "are scored as predicted absent (`evaluation.invalid_frames: absent`)",
+           "exclude": "are left out of the scores (`evaluation.invalid_frames: exclude`)"}.get(
+        str(r.invalid_frames), f"are scored by rule {r.invalid_frames!r}")
+    return (f"Coverage of split `{split}`: {r.with_face} of {r.labelled} labelled test frames x AUs "
+            f"({r.with_face_pct:.1f} %) have a usable face; the other {r.without_face} {how}.")
 
 
 def corpora_table(metrics: pd.DataFrame, corpora: Mapping[str, Mapping[str, str]] | None) -> pd.DataFrame:
