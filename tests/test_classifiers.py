@@ -55,7 +55,8 @@ def test_load_frames_excludes_invalid_and_unlabelled(synth):
     per_subject = N_LABELLED - len(INVALID)
     assert len(data) == 2 * per_subject
     assert data.counts["SN001"] == {"total": N_FRAMES, "invalid": len(INVALID), "unlabelled": N_FRAMES - N_LABELLED,
-                                    "unknown": 0, "labels_without_features": 0, "used": per_subject}
+                                    "unknown": 0, "labels_without_features": 0, "used": per_subject,
+                                    "labelled_without_face": len(INVALID)}
     assert not np.isin(np.array(INVALID) + 1, data.frame[data.subject == "SN001"]).any()
     assert data.frame.max() == N_LABELLED
     labels = pd.read_csv(lp["SN002"]).set_index("frame")["AU1"]
@@ -123,10 +124,10 @@ def test_bundle_round_trip_and_contents(synth, tmp_path):
     _, fp, lp = synth
     te = load_frames(fp, lp, au=25, threshold=2, subjects=SUBJECTS[4:])
     score, p = predict_bundle(loaded, te.X)
-    t = pred[pred["set"] == "test"]
+    t = pred[(pred["set"] == "test") & (pred["face"] == 1)]
     np.testing.assert_allclose(score, t["score"].to_numpy(), rtol=1e-6, atol=1e-9)
     np.testing.assert_array_equal(p, t["pred"].to_numpy())
-    assert list(pred.columns) == ["subject", "frame", "au", "set", "score", "pred", "label"]
+    assert list(pred.columns) == ["subject", "frame", "au", "set", "score", "pred", "label", "face"]
 
 
 def test_not_a_bundle_is_refused(tmp_path):
@@ -147,7 +148,7 @@ def test_au_without_training_positives_is_skipped_not_crashed(synth, tmp_path):
     bundle, pred = _job(synth, tmp_path, classifier="lda", au=1, label_paths=labels)
     assert bundle["status"] == "skipped" and "0 positive" in bundle["reason"]
     assert pred["score"].isna().all() and (pred["pred"] == 0).all()
-    assert (pred["set"] == "test").sum() == 2 * (N_LABELLED - len(INVALID))
+    assert (pred["set"] == "test").sum() == 2 * N_LABELLED  # every labelled test frame, with a face or not
 
 
 def test_lda_shrinkage_option(synth, tmp_path):

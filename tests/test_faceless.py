@@ -180,7 +180,7 @@ def test_intensity_ensemble_keeps_faceless_frames_at_zero(tmp_path):
     paths = []
     for k, v in enumerate((1.0, 3.0)):
         df = pd.DataFrame({"subject": "T", "frame": [1, 2, 3], "au": 12, "set": ["val", "test", "test"],
-                           "value": [v, v, 0.0], "label": [1.0, 2.0, 4.0], "face": [1, 1, 0]})
+                           "value": [v, v, v], "label": [1.0, 2.0, 4.0], "face": [1, 1, 0]})  # members' say
         paths.append(tmp_path / f"m{k}.csv")
         df.to_csv(paths[-1], index=False)
     merge_intensity([paths[0]], tmp_path / "merged.csv")

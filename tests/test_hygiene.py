@@ -84,9 +84,10 @@ def test_test_frames_are_never_balanced_or_used_for_selection(synth):
     bundle, pred = _fit(synth, "a")
     fp, lp = _paths(synth)
     te = load_frames(fp, lp, 12, 2, TEST)
-    test = pred[pred["set"] == "test"]
+    test = pred[(pred["set"] == "test") & (pred["face"] == 1)]
     assert len(test) == len(te) == 2 * (130 - 2)  # every valid labelled test frame, unbalanced
     assert test["label"].sum() == te.y.sum() and test["label"].sum() < len(test) / 2
+    assert (pred["set"] == "test").sum() == 2 * 130  # and the labelled ones without a face, predicted absent
     # changing test features (even wildly) changes neither the chosen C nor the validation scores
     _shift_features(synth, TEST, -500.0, fdir="f_test")
     other, _ = _fit(synth, "b", fdir="f_test")
@@ -106,8 +107,8 @@ def test_median_classifier_normalises_each_test_recording_by_itself(synth):
     b1, p1 = _fit(synth, "b", fdir="f_one", classifier="svm_med")
     assert b0["chosen"] == b1["chosen"] and b0["val_scores"] == b1["val_scores"]
     np.testing.assert_array_equal(b0["estimator"].named_steps["clf"].coef_, b1["estimator"].named_steps["clf"].coef_)
-    other = lambda p: p.loc[p["subject"] != TEST[1], "score"].to_numpy()  # noqa: E731
-    own = lambda p: p.loc[p["subject"] == TEST[1], "score"].to_numpy()  # noqa: E731
+    other = lambda p: p.loc[(p["subject"] != TEST[1]) & (p["face"] == 1), "score"].to_numpy()  # noqa: E731
+    own = lambda p: p.loc[(p["subject"] == TEST[1]) & (p["face"] == 1), "score"].to_numpy()  # noqa: E731
     np.testing.assert_array_equal(other(p0), other(p1))
     np.testing.assert_allclose(own(p0), own(p1), atol=0.05 * np.abs(own(p0)).max())
     plain0, q0 = _fit(synth, "c")  # the guard can fail: without the median the shift moves the scores

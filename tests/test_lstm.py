@@ -124,9 +124,11 @@ def test_run_lstm_job_predicts_full_test_sequences(tmp_path):
     bundle = run_lstm_job(model_out=tmp_path / "m.npz", pred_out=tmp_path / "p.csv", **kw)
     pred = pd.read_csv(tmp_path / "p.csv")
     te = load_frames(fp, lp, 12, 2, SUBJECTS[4:])
-    test = pred[pred["set"] == "test"]
+    test = pred[(pred["set"] == "test") & (pred["face"] == 1)]
     np.testing.assert_array_equal(test["frame"].to_numpy(), te.frame)  # the whole sequence, in order
-    assert set(pred["set"]) == {"val", "test"} and pred["score"].between(0, 1).all()
+    assert set(pred["set"]) == {"val", "test"} and test["score"].between(0, 1).all()
+    faceless = pred[pred["face"] == 0]  # the labelled test frames without a face: predicted absent
+    assert faceless["frame"].tolist() == [1, 71] and (faceless["pred"] == 0).all() and faceless["score"].isna().all()
     acc = (test["pred"] == test["label"]).mean()
     assert acc > 0.8, acc
     loaded = load_model(tmp_path / "m.npz")
