@@ -80,7 +80,7 @@ def test_predictions_cover_every_valid_labelled_frame_and_bundles_predict(synth_
     fp = {s: wd / f"results/features/{BACKBONE}/lower/{s}.h5" for s in SUBJECTS}
     lp = {s: wd / f"results/labels/{s}.csv" for s in SUBJECTS}
     te = load_frames(fp, lp, 12, 2, SUBJECTS[3:])
-    t = pred[(pred["set"] == "test") & (pred["au"] == 12)]
+    t = pred[(pred["set"] == "test") & (pred["au"] == 12) & (pred["face"] == 1)]
     np.testing.assert_array_equal(t["frame"].to_numpy(), te.frame)
     bundle = load_model(Layout.of(wd / "results").model_file("s", f"{BACKBONE}-au_region-svm", 12))
     assert bundle["crop_region"] == "lower" and bundle["region"] == "au_region"
@@ -116,7 +116,7 @@ def test_median_variant_has_its_own_fits_and_matches_its_bundle(synth_run, tmp_p
     lp = {s: wd / f"results/labels/{s}.csv" for s in SUBJECTS}
     te = index_frames(fp, lp, 12, 2, SUBJECTS[3:], median=True)
     score, _ = predict_bundle(bundle, te.features(), normalised=True)
-    t = pred[pred["set"] == "test"]
+    t = pred[(pred["set"] == "test") & (pred["face"] == 1)]
     np.testing.assert_allclose(score, t["score"].to_numpy(), rtol=1e-6, atol=1e-9)
     more = _config(tmp_path / "more.yaml", median=(f"{BACKBONE}-face-svm", f"{BACKBONE}-au_region-lda"))
     jobs = parse_dry_run(run_snakemake(wd, "--allowed-rules", *RULES, "-n", "results/metrics/summary.csv",

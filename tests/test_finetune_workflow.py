@@ -82,7 +82,10 @@ def test_per_au_networks_see_their_table_vi_region(per_au_run):
         assert b["config"]["reinit"] == "fc6_fc7" and b["config"]["freeze"] == 3 and b["reinitialised"] == ["fc.0"]
         assert b["subjects"] == {"train": SUBJECTS[:2], "val": SUBJECTS[2:3], "test": SUBJECTS[3:]}
         pred = pd.read_csv(per_au_run / f"results/predictions/s/dlib_resnet_ft-au_region-softmax/AU{au}.csv")
-        assert list(pred.columns) == ["subject", "frame", "au", "set", "score", "pred", "label"]
+        assert list(pred.columns) == ["subject", "frame", "au", "set", "score", "pred", "label", "face"]
+        faceless = pred[pred["face"] == 0]  # labelled test frames without a face: predicted absent
+        assert (faceless["set"] == "test").all() and (faceless["pred"] == 0).all()
+        pred = pred[pred["face"] == 1]
         assert set(pred["subject"]) == {"SN003", "SN004"} and 3 not in set(pred["frame"])
         assert len(pred) == 2 * 23 and pred["score"].between(0, 1).all()
     assert not list((per_au_run / "results/finetune").rglob("*.ckpt"))

@@ -78,9 +78,11 @@ def test_predictions_cover_every_valid_known_frame_and_bundles_score_the_same(sy
     fp = {s: wd / f"results/features/{BACKBONE}/lower/{s}.h5" for s in SUBJECTS}
     lp = {s: wd / f"results/labels/{s}.csv" for s in SUBJECTS}
     te = index_frames(fp, lp, 12, 2, SUBJECTS[3:], intensity=True)
-    t = pred[pred["set"] == "test"]
+    t = pred[(pred["set"] == "test") & (pred["face"] == 1)]
     np.testing.assert_array_equal(t["frame"].to_numpy(), te.frame)
     np.testing.assert_array_equal(t["label"].to_numpy(), te.y)
+    faceless = pred[(pred["set"] == "test") & (pred["face"] == 0) & (pred["au"] == 12)]
+    assert set(faceless["frame"]) == set(te.faceless["frame"]) and (faceless["value"] == 0).all()
     m = load_au_model(Layout.of(wd / "results").model_file("s", model, 12), model, 12)
     assert m.bundle["crop_region"] == "lower" and m.bundle["selection"] == "validation_icc"
     value, pred01 = m.score(te.features())
