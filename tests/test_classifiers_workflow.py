@@ -59,9 +59,11 @@ def synth_run(tmp_path_factory):
 def test_summary_has_every_model_and_the_baseline(synth_run):
     wd, _ = synth_run
     summary = pd.read_csv(wd / "results/metrics/summary.csv", dtype={"au": str})
-    assert list(summary.columns) == ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg", "f1_sd",
-                                     "accuracy_sd", "n_seeds", "nan_aus", "train_corpus", "test_corpus",
-                                     "train_present", "test_present"]
+    assert list(summary.columns) == ["model", "split", "au", "f1", "accuracy", "n_pos", "n_neg", "n_labelled",
+                                     "n_face", "invalid_frames", "f1_sd", "accuracy_sd", "n_seeds", "nan_aus",
+                                     "train_corpus", "test_corpus", "train_present", "test_present"]
+    assert (summary["n_pos"] + summary["n_neg"] == summary["n_labelled"]).all()  # every labelled test frame
+    assert (summary["n_face"] < summary["n_labelled"]).all() and (summary["invalid_frames"] == "absent").all()
     assert summary["nan_aus"].isna().all()  # every AU has its F1: no mean leaves one out
     assert (summary["n_seeds"] == 1).all() and summary["f1_sd"].isna().all()  # default seeds: one run
     assert set(summary["train_corpus"]) == {"disfa"} and set(summary["test_corpus"]) == {"disfa"}

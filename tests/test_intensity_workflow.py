@@ -62,7 +62,9 @@ def synth_run(tmp_path_factory):
 def test_summary_has_every_regressor_and_ensemble_with_positive_icc(synth_run):
     wd, _ = synth_run
     summary = pd.read_csv(wd / TARGET, dtype={"au": str})
-    assert list(summary.columns) == ["model", "split", "au", "icc", "pcc", "mae", "mse", "n"]
+    assert list(summary.columns) == ["model", "split", "au", "icc", "pcc", "mae", "mse", "n", "n_labelled", "n_face",
+                                     "invalid_frames"]
+    assert (summary["n"] == summary["n_labelled"]).all() and (summary["n_face"] < summary["n_labelled"]).all()
     assert set(summary["model"]) == set(REGRESSORS) | {"ens-avg", "ens-wtd"}
     means = summary[summary["au"] == "mean"].set_index("model")
     assert (means["icc"] > 0).all(), means  # above the constant-prediction baseline (ICC 0)
