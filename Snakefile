@@ -25,6 +25,7 @@ include: "workflow/rules/classifiers.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:

@@ -2,6 +2,12 @@
 
     python bench/predict.py [--frames 960] [--width 640] [--height 480] [--chunk 64] [--threads 1]
                             [--detect-every N] [--models single ensemble] [--front-ends process thread]
+    python bench/predict.py --batch [--workers 1 2]
+
+``--batch``: the demo's six videos (config.yaml's data.demo: subjects, frames, size, seed) through
+``au-transfer predict`` with the single model: six separate calls (``-o VIDEO.csv`` each: six start-ups, six
+network loads) against one call with all six (``-o OUTDIR/``), with 1 and 2 face front ends side by side
+(``--workers``); frames/s is the six videos' frames over each way's wall-clock seconds, start-ups included.
 
 Fits tiny models on random features (the classifiers' speed barely matters; the face front end and the networks
 do): ``single`` is ``dlib_resnet-face-svm``; ``ensemble`` is like ``ens-paper3``: SVMs on dlib_resnet and
@@ -211,6 +217,52 @@ def _child(code: str, *args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+BATCH_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _cli(*args: object) -> float:
+    """Wall-clock seconds of one ``au-transfer predict`` call in a fresh process."""
+    import time
+
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "au_transfer.cli", "predict", *map(str, args), "-q"],
+                          capture_output=True, text=True, env=dict(os.environ, **BATCH_ENV))
+    if proc.returncode:
+        raise SystemExit(proc.stdout[-2000:] + proc.stderr[-3000:])
+    return time.perf_counter() - t
+
+
+def batch(args: argparse.Namespace) -> None:
+    """Six separate calls against one call of six inputs (module docstring)."""
+    import yaml
+
+    from au_transfer.config import schema_defaults
+    from au_transfer.datasets.demo import generate_subject
+    from au_transfer.faces.video import video_info
+
+    demo = {**schema_defaults("data")["demo"],
+            **yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())["data"]["demo"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for subject in demo["subjects"]:
+            generate_subject(tmp / "corpus", subject, n_frames=demo["n_frames"], seed=demo["seed"],
+                             width=demo["width"], height=demo["height"], fps=demo["fps"])
+        videos = sorted((tmp / "corpus").glob("Video*/*"))
+        frames = sum(video_info(v).n_frames for v in videos)
+        model = make_models(tmp / "single", "single")
+        where = ["--models", tmp / "single" / "models" / "b", "--model", model]
+        print(f"{len(videos)} demo videos, {frames} frames; model {model}; {os.cpu_count()} cores; "
+              f"torch threads 1", flush=True)
+        print(f"{'way':<34}{'seconds':>9}{'frames/s':>10}", flush=True)
+        runs = [("six separate calls", None)] + [(f"one call, {w} worker(s)", w) for w in args.workers]
+        for label, workers in runs:
+            if workers is None:
+                secs = sum(_cli(v, "-o", tmp / f"{v.stem}.csv", *where) for v in videos)
+            else:
+                secs = _cli(*videos, "-o", f"{tmp / f'out{workers}'}/", "--workers", workers, *where)
+            print(f"{label:<34}{secs:>9.1f}{frames / secs:>10.1f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=960,
@@ -226,7 +278,12 @@ def main() -> None:
     ap.add_argument("--front-ends", nargs="+", default=["process", "thread"],
                     help="where the face front end runs (the predictor's front_end), each measured; '-': the "
                          "predictor's default (for code without the option)")
+    ap.add_argument("--batch", action="store_true", help="six demo videos: one call against six (docstring)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="with --batch: front ends side by side")
     args = ap.parse_args()
+    if args.batch:
+        batch(args)
+        return
 
     import cv2
 

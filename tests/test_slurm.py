@@ -196,3 +196,39 @@ def test_workflow_runs_as_slurm_jobs(slurm_cluster, tmp_path):
     # a second run has nothing left to do (the cluster's outputs are trusted)
     again = subprocess.run(cmd + ["--dry-run"], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
+
+
+@pytest.mark.xdist_group("workflow")
+def test_predict_target_runs_as_slurm_jobs(slurm_cluster, finished_workflow, tmp_path):
+    """`snakemake predict` through profiles/slurm on a finished run: one SLURM job per video of the study, each given
+    the profile's GPU, cores, memory and time; a rerun has nothing to do."""
+    from conftest import copy_workflow
+
+    env = dict(slurm_cluster["env"], AU_SLURM_ACCOUNT="root", AU_SLURM_PARTITION=PARTITION, OMP_NUM_THREADS="1")
+    env.pop("AU_SLURM_GPU_PARTITION", None)
+    wd = copy_workflow(finished_workflow, tmp_path / "wd")
+    study = tmp_path / "study"
+    study.mkdir()
+    videos = sorted((wd / "demo_corpus").glob("Video*/*"))[:2]
+    for v in videos:
+        shutil.copy2(v, study / v.name)
+    before = {j["jobid"] for j in sacct_jobs(env)}
+    cmd = [str(VENV_BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(wd),
+           "--configfile", str(TEST_CONFIG), "--workflow-profile", str(PROFILE.parent), "--config",
+           f"predict_input={study}", "--jobs", "4", "--local-cores", "1", "--retries", "0", "--latency-wait", "10",
+           "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2", "predict"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    for v in videos:
+        assert next((wd / "results" / "predict").glob(f"*/{v.stem}.csv")).stat().st_size > 0
+    jobs = [j for j in sacct_jobs(env) if j["jobid"] not in before]
+    assert len(jobs) == len(videos) and all(j["comment"].startswith("rule_predict_video") for j in jobs), jobs
+    profile = load_profile()
+    for job in jobs:
+        alloc = tres(job["alloc"])
+        assert job["state"] == "COMPLETED" and job["partition"] == PARTITION, job
+        assert alloc.get("gres/gpu") == "1", job
+        assert int(alloc["cpu"]) == profile["set-threads"]["predict_video"], job
+        assert alloc["mem"] == f"{profile['set-resources']['predict_video']['mem_mb']}M", job
+    again = subprocess.run(cmd + ["--dry-run"], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]

@@ -2,13 +2,15 @@
 validate a config, convert MatConvNet weights, check or fetch a config's weights.
 
 Exit codes: 0 success; 1 an error in the input (missing file, bad config, untrained model), with a one-line
-message naming it; 2 a usage error (unknown option, missing argument).
+message naming it, or, with many inputs, any input that failed (the others are done; the end lists the failures);
+2 a usage error (unknown option, missing argument).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +54,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} is not > 0")
+    return value
+
+
 def device_name(text: str) -> str:
     """argparse type: auto, cpu, cuda or cuda:N (mps on Apple machines)."""
     import re
@@ -83,24 +96,72 @@ def _version() -> str:
 
 
 # ---------------------------------------------------------------------------------------------- commands
+def _predict_jobs(args: argparse.Namespace) -> tuple[dict[Path, Path], bool]:
+    """Input -> CSV of every input, and whether the output is one CSV file (one input, ``-o FILE.csv``: no resume
+    record) rather than a folder of CSVs, named after the inputs."""
+    from .predict import PredictError, check_outdir, check_output, expand_inputs, output_names
+
+    to_folder = (args.output.endswith(("/", os.sep)) or Path(args.output).is_dir()
+                 or Path(args.output).suffix.lower() != ".csv")
+    if not to_folder:
+        if len(args.input) > 1:
+            raise PredictError(f"{len(args.input)} inputs cannot go to the one file {args.output}: name an output "
+                               "folder with -o OUTDIR/")
+        check_output(args.output)  # before any work
+    inputs, notes = expand_inputs(args.input)
+    if not to_folder and not inputs and Path(args.input[0]).exists():
+        return {Path(args.input[0]): Path(args.output)}, True  # what is wrong with it is said as before, by the run
+    for note in notes:
+        print(f"au-transfer predict: {note}", file=sys.stderr)
+    if not inputs:
+        if len(args.input) == 1 and not Path(args.input[0]).exists():
+            raise PredictError(f"input {args.input[0]} does not exist")
+        raise PredictError(f"no input to predict in {' '.join(args.input)}")
+    if not to_folder:
+        if len(inputs) > 1:
+            raise PredictError(f"{args.input[0]} holds {len(inputs)} inputs (videos, a folder of images): name an "
+                               f"output folder with -o OUTDIR/, not the file {args.output}")
+        return {inputs[0]: Path(args.output)}, True
+    mapping, renamed = output_names(inputs, check_outdir(args.output))
+    if renamed:
+        print("inputs whose names would collide, and their CSVs:\n  " + "\n  ".join(renamed), flush=True)
+    return mapping, False
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .persist import trust_legacy_pickles
-    from .predict import check_output, predict_to_csv
+    from .predict import PredictError, Predictor, default_workers, predict_many
     from .predict.bundle import trained_source
 
-    check_output(args.output)  # before any work
+    if args.every != 1 and args.fps is not None:
+        raise PredictError("--every and --fps: choose one way to sample frames")
+    jobs, one_file = _predict_jobs(args)  # before any work
     if args.trust_legacy_pickles:
         trust_legacy_pickles(True)
+    options = {"largest_only": args.largest_face, "detect_every": args.detect_every, "every": args.every,
+               "fps": args.fps}
     with trained_source(args.models, args.results, args.split, args.model, args.regressor) as src:
         print(src.note, flush=True)
         model = src.model
-        stats = predict_to_csv(args.input, args.output, model=model, results=src.results, split=src.split,
-                               device=args.device, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                               aus=args.aus, progress=not args.quiet, largest_only=args.largest_face,
-                               detector=args.detector, regressor=src.regressor, detect_every=args.detect_every,
-                               front_end=args.front_end)
-    print(f"{args.output}: {stats['frames']} frames, {stats['rows']} rows, {stats['faces']} with a face "
-          f"(model {model})")
+        with Predictor(model, results=src.results, split=src.split, device=args.device, batch_size=args.batch_size,
+                       aus=args.aus, detector=args.detector, regressor=src.regressor, front_end=args.front_end,
+                       workers=args.workers or default_workers(len(jobs))) as predictor:
+            result = predict_many(predictor, jobs, options=options, chunk_size=args.chunk_size,
+                                  overwrite=args.overwrite, resume=not one_file, plot=args.plot,
+                                  overlay=args.overlay, progress=not args.quiet,
+                                  echo=(lambda line: None) if one_file else None)
+    if one_file:
+        src, out = next(iter(jobs.items()))
+        if src in result.failed:
+            raise PredictError(result.failed[src])
+        s = result.done[src]
+        print(f"{out}: {s['frames']} frames, {s['rows']} rows, {s['faces']} with a face (model {model})")
+        return 0
+    print(f"{len(result.done)} done, {len(result.skipped)} skipped (complete), {len(result.failed)} failed, of "
+          f"{len(jobs)} input(s) (model {model}) -> {args.output}")
+    if result.failed:
+        print("failed:\n  " + "\n  ".join(f"{src}: {msg}" for src, msg in result.failed.items()), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -276,8 +337,24 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Detect and align faces (dlib), extract the features the chosen trained model "
                         "or ensemble needs, and write one OpenFace-style row per frame: frame, timestamp, success, "
                         "confidence, AU01_p ... (score), AU01_c ... (0/1), file. See docs/predict.md.")
-    pr.add_argument("input", help="a video file, an image file or a folder of images")
-    pr.add_argument("-o", "--output", required=True, help="output CSV (checked before any work)")
+    pr.add_argument("input", nargs="+", help="video files, image files, folders (a folder's images are one input, "
+                    "each video in it another), globs")
+    pr.add_argument("-o", "--output", required=True,
+                    help="output folder (OUTDIR/: one CSV per input, named after it; complete ones are skipped on a "
+                    "rerun), or with one input a CSV file (checked before any work)")
+    pr.add_argument("--overwrite", action="store_true", help="redo inputs whose CSV is complete")
+    pr.add_argument("--workers", type=positive_int, metavar="N",
+                    help="face front ends reading inputs side by side (default: one per input, at most the cores "
+                    "but one)")
+    pr.add_argument("--every", type=positive_int, default=1, metavar="N",
+                    help="predict every Nth frame (rows keep the source frame number and timestamp)")
+    pr.add_argument("--fps", type=positive_float, metavar="F",
+                    help="resample a video to F frames per second (the first frame of each 1/F s)")
+    pr.add_argument("--plot", action="store_true",
+                    help="also write NAME.png: each AU over time (score, intensity, frames without a face shaded)")
+    pr.add_argument("--overlay", action="store_true",
+                    help="also write NAME.overlay.mp4: the video with each face's box, landmarks, number and active "
+                    "AUs")
     pr.add_argument("--model", help="model id (e.g. dlib_resnet-face-svm) or ensemble (ens-NAME); default: the "
                     "model with the best mean F1 on the split's validation frames")
     where = pr.add_argument_group("trained models (one of)")

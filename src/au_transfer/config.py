@@ -224,7 +224,7 @@ def validate_section(data: dict, schema_file: str, section: str | None = None) -
 
 SECTIONS: tuple[str, ...] = (
     "data", "faces", "backbones", "features", "regions", "classifiers", "regressors", "finetune", "ensembles",
-    "evaluation", "report",
+    "evaluation", "report", "predict",
 )
 
 

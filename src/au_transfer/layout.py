@@ -249,6 +249,12 @@ class Layout:
     def intensity_summary(self) -> str:
         return _join(self.root, "intensity", "summary.csv")
 
+    # ----------------------------------------------------------------------------------------------- predict
+    def predicted(self, split: str, name: str, suffix: str = ".csv") -> str:
+        """``snakemake predict``'s output of one input (``suffix``: ``.csv``, the plot's ``.png``, the overlay's
+        ``.overlay.mp4``)."""
+        return _join(self.root, "predict", split, f"{name}{suffix}")
+
     def report_dir(self) -> str:
         return _join(self.root, "report")
 

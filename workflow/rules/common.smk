@@ -432,3 +432,46 @@ def ft_feature_targets():
         for r in FT["regions"]
         for unit in ft_units(r)
     ]
+
+
+# --- snakemake predict (owner: predictor; predict.smk): the study's inputs, one job each
+import re  # noqa: E402
+
+from au_transfer.predict.batch import input_names  # noqa: E402
+from au_transfer.predict.pictures import OVERLAY_SUFFIX, PLOT_SUFFIX  # noqa: E402
+
+PREDICT = config["predict"]
+PREDICT_INPUT = config.get("predict_input") or PREDICT["input"]
+PREDICT_SPLIT = PREDICT["split"] or (config["report"]["split"] if config["report"]["split"] in SPLITS else
+                                     list(SPLITS)[0])
+PREDICT_INPUTS = input_names([PREDICT_INPUT]) if PREDICT_INPUT else {}
+
+
+def predict_outputs():
+    """Every output of `snakemake predict`: per input its CSV (and the pictures the config asks for)."""
+    if not PREDICT_INPUT:
+        raise ValueError("snakemake predict: set the study's videos with --config predict_input=PATH (a video, a "
+                         "folder or a glob), or predict.input in the config")
+    if not PREDICT_INPUTS:
+        raise ValueError(f"snakemake predict: no video or image input in {PREDICT_INPUT}")
+    out = []
+    for name in PREDICT_INPUTS:
+        out.append(LAYOUT.predicted(PREDICT_SPLIT, name))
+        if PREDICT["plot"]:
+            out.append(LAYOUT.predicted(PREDICT_SPLIT, name, PLOT_SUFFIX))
+        if PREDICT["overlay"]:
+            out.append(LAYOUT.predicted(PREDICT_SPLIT, name, OVERLAY_SUFFIX))
+    return out
+
+
+def predict_models(wildcards):
+    """The trained split the jobs predict with: its manifest and the predictions of its models (every model's, to
+    choose the best on validation when predict.model is null; the intensity ones for regressor auto)."""
+    split = wildcards.split
+    models = [PREDICT["model"]] if PREDICT["model"] else model_ids(split)
+    out = [LAYOUT.manifest(split), *[LAYOUT.predictions(split, m) for m in models]]
+    if PREDICT["regressor"] == "auto":
+        out += [LAYOUT.intensity_predictions(split, m) for m in _plan.regressor_model_ids(config)]
+    elif PREDICT["regressor"] != "none":
+        out.append(LAYOUT.intensity_predictions(split, PREDICT["regressor"]))
+    return out

@@ -237,25 +237,28 @@ def _predictor_images(folder: Path) -> list[Path]:
 
 
 def iter_frames(source: str | os.PathLike[str], *, tolerant: bool = False,
-                ) -> Iterator[tuple[int, str, np.ndarray | None]]:
+                keep: Callable[[int], bool] | None = None) -> Iterator[tuple[int, str, np.ndarray | None]]:
     """Iterate ``(frame_number, name, rgb)`` over a video file, one image file, or a folder of images.
 
     Frame numbers are 1-based. For a folder, images are taken in frame-number order (:func:`_predictor_images`)
     and ``name`` is the file name; for a video ``name`` is ``"{stem}:{frame}"``. ``tolerant`` (the predictor for new inputs) keeps what
     can be read: an unreadable image of a folder is yielded with ``rgb = None``, a video that stops decoding
     before its header's count yields its decoded frames and one warning; an input where nothing can be read stays
-    an error.
+    an error. ``keep`` (frame sampling): only the frames ``n`` with ``keep(n)`` are yielded, keeping their numbers
+    (a video's other frames are grabbed, not converted; a folder's other images are not read).
     """
     p = Path(source)
     if p.is_dir():
         files = _predictor_images(p)
         _skipped_note(p, files)
         for i, f in enumerate(files, start=1):
-            yield i, f.name, read_image(f, missing_ok=tolerant, whole=True)
+            if keep is None or keep(i):
+                yield i, f.name, read_image(f, missing_ok=tolerant, whole=True)
     elif p.suffix.lower() in IMAGE_EXTENSIONS:
         yield 1, p.name, read_image(p, whole=True)
     elif p.is_file():
-        for i, rgb in iter_video(p, partial=tolerant):
-            yield i, f"{p.stem}:{i}", rgb
+        for i, rgb in iter_video(p, partial=tolerant, retrieve=keep):
+            if keep is None or keep(i):
+                yield i, f"{p.stem}:{i}", rgb
     else:
         raise VideoError(f"input {p} is neither a video, an image nor a folder of images")

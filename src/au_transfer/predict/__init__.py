@@ -10,7 +10,8 @@ results folder, with the run's face and backbone settings in ``results/models/{s
 Modules: ``manifest`` (predictor.json), ``faces`` (faces per frame: detection every few frames and tracking in
 between, face numbers, the reader thread), ``face_worker`` (the same in a worker process, the default),
 ``inputs`` (crops and features per chunk, networks shared between models), ``predictor`` (the models, the default
-split and model), ``run`` (rows, CSV).
+split and model), ``run`` (rows, CSV), ``batch`` (many inputs in one run, resume), ``pictures`` (``--plot``,
+``--overlay``).
 """
 
 import importlib
@@ -20,8 +21,11 @@ from typing import Any
 #: worker process (:mod:`.face_worker`, which imports only :mod:`.faces`) does not pay for torch
 _WHERE = {
     **dict.fromkeys(["DETECT_EVERY", "FaceFinder", "FaceStream", "FaceTracker", "FoundFace", "FrameFaces",
-                     "FrameReader", "detect_faces"], "faces"),
+                     "FrameReader", "detect_faces", "frame_sampling"], "faces"),
     **dict.fromkeys(["FaceWorker", "FaceWorkerError"], "face_worker"),
+    **dict.fromkeys(["BatchResult", "check_outdir", "default_workers", "expand_inputs", "output_names",
+                     "predict_many"], "batch"),
+    **dict.fromkeys(["plot_predictions", "write_overlay"], "pictures"),
     **dict.fromkeys(["FaceChunk", "FeatureNet", "Inputs"], "inputs"),
     **dict.fromkeys(["LEGACY_FACE_KEYS", "MANIFEST", "PredictError", "face_settings", "read_manifest",
                      "write_manifest"], "manifest"),

@@ -107,7 +107,8 @@ def main() -> None:
                 return
             continue
         stream = FaceStream(opts["src"], settings, landmarker, largest_only=opts["largest_only"],
-                            detect_every=opts["detect_every"], video=opts["video"], crops=opts["crops"])
+                            detect_every=opts["detect_every"], video=opts["video"], crops=opts["crops"],
+                            every=opts.get("every", 1), fps=opts.get("fps"))
         try:
             for item in stream:
                 if not _send(send, ("frame", item)):
@@ -211,7 +212,8 @@ class FaceWorker:
 
     def frames(self, src: str | Path, *, largest_only: bool, detect_every: int, video: bool,
                crops: Sequence[tuple[str, int]] = (), ahead: int = 64,
-               on_frame: Callable[[], Any] | None = None) -> Iterator[FrameFaces]:
+               on_frame: Callable[[], Any] | None = None, every: int = 1,
+               fps: float | None = None) -> Iterator[FrameFaces]:
         """The :class:`FrameFaces` of ``src`` from the child, in order, received by a thread up to ``ahead`` frames
         ahead (:func:`~au_transfer.io.iter_ahead`); ``on_frame`` is called as each arrives (a progress bar's
         update). An error of the child is raised here; stopping early ends the child (it would go on sending this
@@ -221,7 +223,8 @@ class FaceWorker:
             self._start()
         proc, (send, recv) = self._proc, self._conns
         opts = {"src": str(src), "largest_only": bool(largest_only), "detect_every": int(detect_every),
-                "video": bool(video), "crops": list(crops)}
+                "video": bool(video), "crops": list(crops), "every": int(every),
+                "fps": None if fps is None else float(fps)}
         try:
             send.send(("input", opts))
         except OSError:

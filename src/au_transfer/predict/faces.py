@@ -37,6 +37,34 @@ UNREADABLE = "unreadable_frame"
 DETECT_EVERY = 30
 
 
+def frame_sampling(src: str | Path, *, every: int = 1, fps: float | None = None, video: bool = True
+                   ) -> tuple[Callable[[int], bool] | None, float]:
+    """Which source frames of an input to read (``--every N``: frames 1, 1 + N, 1 + 2N ...; ``--fps F``: a video
+    resampled to F frames per second, the first frame of each 1/F-second step, every frame when F is not below the
+    video's own rate) as ``(keep(frame number) or None for every frame, source frames per kept frame)``."""
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be an integer >= 1 (read every Nth frame), not {every!r}")
+    if fps is not None:
+        if every != 1:
+            raise ValueError("sample frames with every or with fps, not both")
+        if not fps > 0:
+            raise ValueError(f"fps must be > 0, not {fps!r}")
+        if not video:
+            raise ValueError(f"{src}: fps resamples a video, and this is a folder of images or an image; use every")
+        from ..faces.video import video_info
+
+        rate = float(video_info(src).fps or 0.0)
+        if not rate > 0:
+            raise ValueError(f"{src}: the video's header gives no frame rate to resample from; use every instead")
+        if fps >= rate:
+            return None, 1.0
+        ratio = fps / rate
+        return (lambda n: n == 1 or int((n - 1) * ratio) > int((n - 2) * ratio)), rate / fps
+    if every == 1:
+        return None, 1.0
+    return (lambda n: (n - 1) % every == 0), float(every)
+
+
 # ------------------------------------------------------------------------------------------------- faces
 def _faces_in_boxes(rgb: np.ndarray, boxes: Sequence[Sequence[float]], settings: Any,
                     landmarker: Any) -> tuple[list[FaceFrame], str, list[np.ndarray | None]]:
@@ -155,6 +183,7 @@ class FoundFace:
     image: np.ndarray
     boxes: np.ndarray
     confidence: float
+    points: np.ndarray | None = None  # (68, 2) landmarks in the frame's pixels (the overlay draws them)
 
 
 @dataclass
@@ -168,6 +197,13 @@ class FrameFaces:
     crops: list[dict[tuple[str, int], np.ndarray]] = field(default_factory=list)  # per face: (region, size) -> crop
 
 
+def _frame_points(face: FaceFrame) -> np.ndarray:
+    """A face's 68 landmarks back in the frame's pixels (from the aligned ones and the alignment)."""
+    inv = np.linalg.inv(np.vstack([face.transform, [0, 0, 1]]))
+    pts = np.column_stack([face.landmarks, np.ones(len(face.landmarks))]) @ inv[:2].T
+    return pts.astype(np.float32)
+
+
 class FaceStream:
     """The :class:`FrameFaces` of every frame of one input, in order, computed in the iterating thread (the
     predictor runs it in a worker process, :mod:`au_transfer.predict.face_worker`, or in a thread,
@@ -175,12 +211,14 @@ class FaceStream:
     the face detections so far."""
 
     def __init__(self, src: str | Path, settings: Any, landmarker: Any, *, largest_only: bool, detect_every: int,
-                 video: bool, crops: Sequence[tuple[str, int]] = ()):
+                 video: bool, crops: Sequence[tuple[str, int]] = (), every: int = 1, fps: float | None = None):
         self.src, self.settings, self.landmarker = Path(src), settings, landmarker
         self.crops = sorted(crops)
         self.largest_only = largest_only
+        # frame sampling: ``detect_every`` counts source frames, so it is converted to read frames (at least 1)
+        self.keep, step = frame_sampling(self.src, every=every, fps=fps, video=video)
         # a folder's images are unrelated: each one is detected
-        self.detect_every = int(detect_every) if video else 1
+        self.detect_every = max(1, round(int(detect_every) / step)) if video else 1
         self.detections = 0
 
     def _cut(self, face: FaceFrame) -> dict[tuple[str, int], np.ndarray]:
@@ -195,7 +233,7 @@ class FaceStream:
         finder = FaceFinder(self.settings, self.landmarker, largest_only=self.largest_only,
                             detect_every=self.detect_every)
         numbers = FaceTracker()
-        for no, name, rgb in iter_frames(self.src, tolerant=True):
+        for no, name, rgb in iter_frames(self.src, tolerant=True, keep=self.keep):
             if rgb is None:
                 faces, reason = [], UNREADABLE
             else:
@@ -203,8 +241,8 @@ class FaceStream:
             ids = [0] * len(faces) if self.largest_only else numbers.assign(faces)
             numbered = sorted(zip(ids, faces, strict=True), key=lambda t: t[0])
             self.detections = finder.detections
-            yield FrameFaces(no, name, [(i, FoundFace(f.image, f.boxes, float(f.confidence))) for i, f in numbered],
-                             reason, [self._cut(f) for _, f in numbered])
+            yield FrameFaces(no, name, [(i, FoundFace(f.image, f.boxes, float(f.confidence), _frame_points(f)))
+                                        for i, f in numbered], reason, [self._cut(f) for _, f in numbered])
 
 
 class FrameReader:
@@ -217,15 +255,17 @@ class FrameReader:
 
     def __init__(self, src: Path, settings: Any, landmarker: Callable[[], Any], *, largest_only: bool,
                  detect_every: int, video: bool, ahead: int = 64, on_frame: Callable[[], Any] | None = None,
-                 crops: Sequence[tuple[str, int]] = ()):
+                 crops: Sequence[tuple[str, int]] = (), every: int = 1, fps: float | None = None):
         self.src, self.settings, self._landmarker, self.crops = src, settings, landmarker, crops
         self.largest_only, self.detect_every, self.video = largest_only, detect_every, video
+        self.every, self.fps = every, fps
         self.ahead, self.on_frame = ahead, on_frame
         self.detections = 0
 
     def _frames(self) -> Iterator[FrameFaces]:
         stream = FaceStream(self.src, self.settings, self._landmarker(), largest_only=self.largest_only,
-                            detect_every=self.detect_every, video=self.video, crops=self.crops)
+                            detect_every=self.detect_every, video=self.video, crops=self.crops,
+                            every=self.every, fps=self.fps)
         for item in stream:
             self.detections = stream.detections
             yield item

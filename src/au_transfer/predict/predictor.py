@@ -3,7 +3,10 @@
 Every model is an :class:`~au_transfer.models.AUModel` loaded by kind from its file; the predictor builds what each
 model's :class:`~au_transfer.models.Needs` ask for (:class:`~au_transfer.predict.inputs.Inputs`) and never branches
 on the kind. An ensemble's members are models too: its input is their scores and votes. Sequence models (the LSTM)
-carry their state per face track, from chunk to chunk.
+carry their state per face track, from chunk to chunk (a track is a face of one input: each input starts afresh).
+
+The face front end runs in ``workers`` processes (or threads), each reading one input: several inputs are read side
+by side (:func:`au_transfer.predict.batch.predict_many`) while the networks, loaded once, score them all.
 """
 
 from __future__ import annotations
@@ -186,9 +189,15 @@ class Predictor:
     def __init__(self, model: str, *, results: str | os.PathLike[str] | None = None, split: str | None = None,
                  model_dir: str | os.PathLike[str] | None = None, device: str = "auto", batch_size: int = 32,
                  aus: Sequence[int] | None = None, detector: str | None = None, regressor: str | None = "auto",
-                 front_end: str = "auto"):
+                 front_end: str = "auto", workers: int = 1):
         if front_end not in FRONT_ENDS:
             raise PredictError(f"front_end must be one of {FRONT_ENDS}, not {front_end!r}")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise PredictError(f"workers must be an integer >= 1 (face front ends side by side), not {workers!r}")
+        #: face front ends that read inputs side by side (slots of :meth:`read_frames`)
+        self.workers = workers
+        self._workers: dict[int, FaceWorker] = {}
+        self._sources: dict[int, Any] = {}
         self.front_end = ("process" if os.name == "posix" else "thread") if front_end == "auto" else front_end
         self._worker: FaceWorker | None = None
         self._reader: FrameReader | None = None
@@ -206,7 +215,7 @@ class Predictor:
         # networks load here
         if self.front_end == "process":
             try:
-                self._worker = FaceWorker(self.face)
+                self._worker = self._workers[0] = FaceWorker(self.face)
             except FaceWorkerError as exc:
                 if front_end != "auto":
                     raise PredictError(str(exc)) from exc
@@ -214,6 +223,8 @@ class Predictor:
                 self.front_end = "thread"
         if self.front_end == "thread":
             self._load_landmarker()
+            # one landmarker in this process, not shared between threads: inputs side by side need processes
+            self.workers = 1
         try:
             self._load_models(model, aus, regressor, batch_size)
         except BaseException:
@@ -239,6 +250,7 @@ class Predictor:
         self.aus = [a for a in model_aus if aus is None or a in set(aus)]
         #: ``(region, size)`` of every crop the models read (cut per face by the reader thread)
         self.crops: set[tuple[str, int]] = set()
+        self._loaded: set[Path] = set()  # every model file loaded (:meth:`files`)
         self._trees = {au: self._load(model, au) for au in self.aus}
         self._tracks: dict[int, dict[int, _Node]] = {}
         # intensity (AUxx_r): "auto" = the best regressor on validation, when the run trained regressors
@@ -263,28 +275,71 @@ class Predictor:
         once (with ``front_end="process"`` on first call: the worker process has its own)."""
         return self._load_landmarker().result()
 
-    def read_frames(self, src: str | os.PathLike[str], *, largest_only: bool, detect_every: int, video: bool,
-                    ahead: int = 64, on_frame: Any = None) -> Iterator[FrameFaces]:
-        """The faces of every frame of ``src`` with the crops the models read, found ahead of the networks by the
-        front end (:mod:`~au_transfer.predict.face_worker`'s process, or :class:`FrameReader`'s thread)."""
-        kw = {"largest_only": largest_only, "detect_every": detect_every, "video": video, "ahead": ahead,
-              "on_frame": on_frame, "crops": self.crops}
+    def start_workers(self, n: int | None = None) -> None:
+        """Start the front-end processes of slots ``0 .. n-1`` (default :attr:`workers`) now, so that they load
+        dlib's models side by side before the first inputs (with the thread front end: nothing to start)."""
         if self.front_end == "process":
-            return self._worker.frames(src, **kw)
-        self._reader = FrameReader(Path(src), self.face, self.landmarker, **kw)
+            for slot in range(min(self.workers, n or self.workers)):
+                if slot not in self._workers:
+                    self._workers[slot] = FaceWorker(self.face)
+
+    def read_frames(self, src: str | os.PathLike[str], *, largest_only: bool, detect_every: int, video: bool,
+                    ahead: int = 64, on_frame: Any = None, every: int = 1, fps: float | None = None,
+                    slot: int = 0) -> Iterator[FrameFaces]:
+        """The faces of every (sampled: ``every``, ``fps``) frame of ``src`` with the crops the models read, found
+        ahead of the networks by front end ``slot`` (< :attr:`workers`: :mod:`~au_transfer.predict.face_worker`'s
+        process, or :class:`FrameReader`'s thread); inputs of different slots are read side by side."""
+        if not 0 <= slot < self.workers:
+            raise PredictError(f"front-end slot {slot} of {self.workers}")
+        kw = {"largest_only": largest_only, "detect_every": detect_every, "video": video, "ahead": ahead,
+              "on_frame": on_frame, "crops": self.crops, "every": every, "fps": fps}
+        if self.front_end == "process":
+            self.start_workers(slot + 1)
+            self._sources[slot] = self._workers[slot]
+            return self._workers[slot].frames(src, **kw)
+        self._reader = self._sources[slot] = FrameReader(Path(src), self.face, self.landmarker, **kw)
         return iter(self._reader)
+
+    def detections_of(self, slot: int = 0) -> int:
+        """Face detections run on the last input read by front end ``slot``."""
+        source = self._sources.get(slot)
+        return 0 if source is None else int(source.detections)
 
     @property
     def detections(self) -> int:
         """Face detections run on the last input read (frames between them follow faces from their landmarks)."""
-        source = self._worker if self.front_end == "process" else self._reader
-        return 0 if source is None else int(source.detections)
+        return self.detections_of(0)
+
+    def forget(self, stream: Any) -> None:
+        """Drop the sequence state of the face tracks of one input (its tracks are ``(stream, face)``)."""
+        for tracks in (self._tracks, self._reg_tracks):
+            for key in [k for k in tracks if isinstance(k, tuple) and k[0] == stream]:
+                del tracks[key]
+
+    def files(self) -> list[Path]:
+        """The trained files this predictor read: its manifest, every model's file (ensemble members and
+        regressors included) and the fine-tuned networks they run (resume compares their sizes and times)."""
+        out = {self.models_dir / MANIFEST}
+
+        def walk(node: _Node) -> None:
+            if getattr(node.model, "path", None):
+                out.add(Path(node.model.path))
+            if node.model.needs.network:
+                out.add(Path(node.model.needs.network))
+            for member in node.members:
+                walk(member)
+
+        for trees in (self._trees, self._reg_trees):
+            for node in trees.values():
+                walk(node)
+        out.update(self._loaded)
+        return sorted(p for p in out if p.is_file())
 
     def close(self) -> None:
-        """End the front end's worker process (also done when the predictor is garbage-collected; a later input
+        """End the front end's worker processes (also done when the predictor is garbage-collected; a later input
         starts a new one)."""
-        if self._worker is not None:
-            self._worker.close()
+        for worker in self._workers.values():
+            worker.close()
 
     def __enter__(self) -> Predictor:
         return self
@@ -316,6 +371,7 @@ class Predictor:
     def _load(self, model: str, au: int, intensity: bool = False) -> _Node:
         """``intensity``: ``ens-...`` is a regressor ensemble (its members are regressors)."""
         extra = {"intensity": True, "threshold": self.manifest.get("threshold")} if intensity else {}
+        self._loaded.add(self._path(model, au, intensity))
         try:
             m = self.inputs.load_model(self._path(model, au, intensity), model, au, **self._kw, **extra)
         except AUModelError as exc:

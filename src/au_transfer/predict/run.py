@@ -15,9 +15,10 @@ frame that decoded and one warning saying where and why decoding stopped; an unr
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,13 @@ import pandas as pd
 
 from ..faces.video import IMAGE_EXTENSIONS, video_info
 from ..io import atomic_path
-from .faces import DETECT_EVERY, FoundFace, FrameFaces
+from .faces import DETECT_EVERY, FoundFace, FrameFaces, frame_sampling
 from .inputs import FaceChunk, Inputs
 from .manifest import PredictError
 from .predictor import Predictor
 
 log = logging.getLogger(__name__)
+_STREAMS = itertools.count()  # one key per input read: its face tracks' sequence state is its own
 
 BASE_COLUMNS: tuple[str, ...] = ("frame", "face", "timestamp", "success", "confidence", "reason")
 
@@ -78,8 +80,10 @@ def _chunks(frames: Iterator[FrameFaces], size: int, inputs: Inputs) -> Iterator
 
 
 def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *, chunk_size: int = 128,
-                     progress: bool = True, largest_only: bool = False,
-                     detect_every: int = DETECT_EVERY) -> Iterator[pd.DataFrame]:
+                     progress: bool = True, largest_only: bool = False, detect_every: int = DETECT_EVERY,
+                     every: int = 1, fps: float | None = None, slot: int = 0,
+                     on_frame: Callable[[], Any] | None = None,
+                     on_faces: Callable[[FrameFaces], Any] | None = None) -> Iterator[pd.DataFrame]:
     """Yield the per-face, per-frame table chunk by chunk (memory stays flat however long the video).
 
     Every face goes through :func:`au_transfer.faces.pipeline.process_frame` with the run's face settings, so the
@@ -89,6 +93,12 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
     of a folder are each detected. Frames are decoded and their faces found by the front end
     (:meth:`Predictor.read_frames`: a worker process, or a thread) while the networks run on the faces already read, a batch of a face track at a time (:func:`_chunks`); the progress
     bar counts frames as they pass that stage (at most about a second between updates).
+
+    Frame sampling: ``every`` (every Nth frame) or ``fps`` (a video resampled to F frames per second,
+    :func:`~au_transfer.predict.faces.frame_sampling`); rows keep the source frame number and its timestamp, and
+    ``detect_every`` still counts source frames. ``slot``: the front end that reads this input (several inputs are
+    read side by side, :mod:`au_transfer.predict.batch`); ``on_frame`` replaces the progress bar (called per frame);
+    ``on_faces`` is given every frame's faces (their landmarks in frame pixels: the overlay).
     """
     from tqdm.auto import tqdm
 
@@ -99,22 +109,45 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
         raise PredictError(f"detect_every must be an integer >= 1 (frames between face detections), not "
                            f"{detect_every!r}")
     is_video = src.is_file() and src.suffix.lower() not in IMAGE_EXTENSIONS
-    fps, total = np.nan, None
+    fps_src, total = np.nan, None
     if is_video:
         try:
             info = video_info(src)
-            fps, total = (info.fps if info.fps > 0 else np.nan), (info.n_frames or None)
+            fps_src, total = (info.fps if info.fps > 0 else np.nan), (info.n_frames or None)
         except (OSError, ValueError, RuntimeError):
             pass  # iter_frames says why it cannot be decoded
-    settings = predictor.face
+    try:
+        _, step = frame_sampling(src, every=every, fps=fps, video=is_video)  # checked here, before any work
+    except ValueError as exc:
+        raise PredictError(str(exc)) from None
+    if total is not None and step > 1:
+        total = int(np.ceil(total / step))
     cols = au_columns(predictor.aus) + [f"AU{au:02d}_r" for au in predictor.reg_aus]
-    bar = tqdm(total=total, desc=f"predict {src.name}", unit="frame", disable=not progress, mininterval=1.0)
+    bar = tqdm(total=total, desc=f"predict {src.name}", unit="frame", disable=not progress or on_frame is not None,
+               mininterval=1.0)
     reader = predictor.read_frames(src, largest_only=largest_only, detect_every=detect_every, video=is_video,
-                                   ahead=chunk_size, on_frame=lambda: bar.update(1))
+                                   ahead=chunk_size, on_frame=on_frame or (lambda: bar.update(1)), every=every,
+                                   fps=fps, slot=slot)
+    stream = next(_STREAMS)
+    try:
+        yield from _tables(src, is_video, fps_src, reader, chunk_size, predictor, cols, stream, on_faces)
+    finally:
+        predictor.forget(stream)
+        bar.close()
+    log.debug("%s: %d face detections", src, predictor.detections_of(slot))
+
+
+def _tables(src: Path, is_video: bool, fps: float, reader: Iterator[FrameFaces], chunk_size: int,
+            predictor: Predictor, cols: list[str], stream: int,
+            on_faces: Callable[[FrameFaces], Any] | None) -> Iterator[pd.DataFrame]:
+    """The rows of :func:`iter_predictions`, chunk by chunk."""
+    settings = predictor.face
     for frames, outputs in _chunks(reader, chunk_size, predictor.inputs):
         rows: list[dict[str, Any]] = []
         per_track: dict[int, list[tuple[int, FoundFace, dict]]] = {}
         for fr in frames:
+            if on_faces is not None:
+                on_faces(fr)
             base = {"frame": fr.no, "timestamp": (fr.no - 1) / fps if is_video and np.isfinite(fps) else np.nan,
                     "file": src.name if is_video else fr.name}
             if not fr.faces:
@@ -130,10 +163,10 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
                               settings.crop_aspect, {k: np.stack([c[k] for _, _, c in items]) for k in items[0][2]})
             if fid in outputs:
                 predictor.inputs.attach(chunk, outputs[fid])
-            for au, (score, pred) in predictor.score_chunk(chunk, track=fid).items():
+            for au, (score, pred) in predictor.score_chunk(chunk, track=(stream, fid)).items():
                 values[f"AU{au:02d}_p"][idx] = score
                 values[f"AU{au:02d}_c"][idx] = pred
-            for au, value in predictor.score_intensity(chunk, track=fid).items():
+            for au, value in predictor.score_intensity(chunk, track=(stream, fid)).items():
                 values[f"AU{au:02d}_r"][idx] = value
         table = pd.DataFrame(rows, columns=[*BASE_COLUMNS, "file"])
         table["face"] = table["face"].astype("Int64")
@@ -141,8 +174,6 @@ def iter_predictions(input_path: str | os.PathLike[str], predictor: Predictor, *
         for c in cols:
             table[c] = pd.array(values[c], dtype="Int8") if c.endswith("_c") else values[c]
         yield table[[*BASE_COLUMNS, *cols, "file"]]
-    bar.close()
-    log.debug("%s: %d face detections", src, predictor.detections)
 
 
 def check_output(path: str | os.PathLike[str]) -> Path:
@@ -162,7 +193,7 @@ def predict(input_path: str | os.PathLike[str], model_dir: str | os.PathLike[str
             batch_size: int = 32, chunk_size: int = 128, aus: Sequence[int] | None = None,
             progress: bool = True, largest_only: bool = False, detector: str | None = None,
             regressor: str | None = "auto", detect_every: int = DETECT_EVERY,
-            front_end: str = "auto") -> pd.DataFrame:
+            front_end: str = "auto", every: int = 1, fps: float | None = None) -> pd.DataFrame:
     """AU occurrence per face and frame of a video, an image or a folder of images (OpenFace-style DataFrame).
 
     ``model`` is a model id (``dlib_resnet-face-svm``) or an ensemble (``ens-paper3``); ``regressor`` an intensity
@@ -170,12 +201,12 @@ def predict(input_path: str | os.PathLike[str], model_dir: str | os.PathLike[str
     the trained files come from ``model_dir`` (``results/models/<split>``) or from ``results`` and ``split``.
     ``detect_every``: frames between face detections in a video (faces are followed from their landmarks in
     between; 1: every frame). ``front_end``: where faces are found (:data:`~au_transfer.predict.predictor.FRONT_ENDS`;
-    ``auto``: a worker process on POSIX).
+    ``auto``: a worker process on POSIX). ``every`` / ``fps``: frame sampling (:func:`iter_predictions`).
     """
     with Predictor(model, results=results, split=split, model_dir=model_dir, device=device, batch_size=batch_size,
                    aus=aus, detector=detector, regressor=regressor, front_end=front_end) as predictor:
         parts = list(iter_predictions(input_path, predictor, chunk_size=chunk_size, progress=progress,
-                                      largest_only=largest_only, detect_every=detect_every))
+                                      largest_only=largest_only, detect_every=detect_every, every=every, fps=fps))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=[*BASE_COLUMNS, *au_columns(predictor.aus), *[f"AU{a:02d}_r" for a in predictor.reg_aus],
                  "file"])
@@ -186,7 +217,8 @@ def predict_to_csv(input_path: str | os.PathLike[str], out_csv: str | os.PathLik
                    split: str | None = None, device: str = "auto", batch_size: int = 32, chunk_size: int = 128,
                    aus: Sequence[int] | None = None, progress: bool = True, largest_only: bool = False,
                    detector: str | None = None, regressor: str | None = "auto",
-                   detect_every: int = DETECT_EVERY, front_end: str = "auto") -> dict[str, int]:
+                   detect_every: int = DETECT_EVERY, front_end: str = "auto", every: int = 1,
+                   fps: float | None = None) -> dict[str, int]:
     """Stream the table into ``out_csv`` (written atomically; checked before any work); returns
     ``{frames, rows, faces}`` (decoded frames, rows written, rows with a face)."""
     check_output(out_csv)
@@ -197,7 +229,8 @@ def predict_to_csv(input_path: str | os.PathLike[str], out_csv: str | os.PathLik
     frames = rows = faces = 0
     with predictor, atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
         for i, part in enumerate(iter_predictions(input_path, predictor, chunk_size=chunk_size, progress=progress,
-                                                  largest_only=largest_only, detect_every=detect_every)):
+                                                  largest_only=largest_only, detect_every=detect_every,
+                                                  every=every, fps=fps)):
             part.to_csv(fh, header=i == 0, index=False, float_format="%.6g")
             frames += int(part["frame"].nunique())
             rows += len(part)
