@@ -129,7 +129,7 @@ def test_a_rerun_skips_complete_inputs_and_redoes_changed_ones(study, results, t
     assert "1 done, 1 skipped" in capsys.readouterr().out
     assert len(pd.read_csv(out / "b.csv")) == 5 and (out / "a.csv").stat().st_mtime_ns == stamp[out / "a.csv"]
 
-    model_file = results / "models" / SPLIT / MODEL / f"AU{AUS[0]}.joblib"
+    model_file = next((results / "models" / SPLIT / MODEL).glob(f"AU{AUS[0]}.*"))
     st = model_file.stat()
     os.utime(model_file, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the model changed: everything redone
     try:
@@ -230,15 +230,16 @@ def test_each_input_starts_its_own_sequence_state(results, study, tmp_path):  # 
     import shutil
 
     from au_transfer.classifiers.frame import load_model, save_model
+    from au_transfer.layout import Layout
     from au_transfer.predict.batch import predict_many
 
     root = tmp_path / "results"
     shutil.copytree(results, root)
     models = root / "models" / SPLIT
     for au in AUS:
-        b = load_model(models / MODEL / f"AU{au}.joblib")
+        b = load_model(next((models / MODEL).glob(f"AU{au}.*")))
         save_model({**b, "classifier": "svm_med", "normalise": "median"},
-                   models / "dlib_resnet-face-svm_med" / f"AU{au}.joblib")
+                   Layout.of(root).model_file(SPLIT, "dlib_resnet-face-svm_med", au))
     first = tmp_path / "first.avi"
     shutil.copy2(study["b"], first)
     jobs = {first: tmp_path / "1.csv", study["a"]: tmp_path / "2.csv", study["b"]: tmp_path / "3.csv"}
