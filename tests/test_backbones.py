@@ -236,11 +236,11 @@ def offline_hub(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
-    old = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
+    # torch.hub.set_dir would stay in force after the test (a later test's TORCH_HOME would be ignored): the
+    # module's own setting is patched and restored instead
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
     monkeypatch.setattr(torch.hub, "urlopen", no_network)
     yield tmp_path / "hub"
-    torch.hub.set_dir(old)
 
 
 def test_pretrained_without_network_says_where_to_put_the_file(offline_hub):

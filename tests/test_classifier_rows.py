@@ -116,7 +116,9 @@ def test_frame_job_reads_only_the_rows_it_needs(synth, tmp_path, monkeypatch):
     assert read["SN004"] == 2 * min(n_pos_va, len(va) - n_pos_va) + len(va)
     assert read["SN005"] == bundle["frame_counts"]["SN005"]["used"]
     pred = pd.read_csv(tmp_path / "p.csv")
-    assert len(pred) == len(va) + sum(bundle["frame_counts"][s]["used"] for s in SUBJECTS[4:])
+    te = index_frames(fp, lp, 1, 2, SUBJECTS[4:])
+    assert (pred["face"] == 1).sum() == len(va) + sum(bundle["frame_counts"][s]["used"] for s in SUBJECTS[4:])
+    assert (pred["face"] == 0).sum() == len(te.faceless)  # the labelled test frames without a face: no row read
 
 
 def test_non_finite_feature_on_a_row_read_names_file_subject_and_frame(synth, tmp_path):

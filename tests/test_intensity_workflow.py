@@ -63,7 +63,7 @@ def test_summary_has_every_regressor_and_ensemble_with_positive_icc(synth_run):
     wd, _ = synth_run
     summary = pd.read_csv(wd / TARGET, dtype={"au": str})
     assert list(summary.columns) == ["model", "split", "au", "icc", "pcc", "mae", "mse", "n", "n_labelled", "n_face",
-                                     "invalid_frames"]
+                                     "invalid_frames", "icc_sd", "pcc_sd", "mae_sd", "mse_sd", "n_seeds"]
     assert (summary["n"] == summary["n_labelled"]).all() and (summary["n_face"] < summary["n_labelled"]).all()
     assert set(summary["model"]) == set(REGRESSORS) | {"ens-avg", "ens-wtd"}
     means = summary[summary["au"] == "mean"].set_index("model")

@@ -27,7 +27,8 @@ def tiny_config(**top) -> dict:
 
 def metrics_table(model: str, split: str, f1: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame([{"model": model, "split": split, "au": au, "f1": v, "accuracy": v / 2, "n_pos": 3,
-                          "n_neg": 7} for au, v in f1.items()], columns=METRIC_COLUMNS)
+                          "n_neg": 7, "n_labelled": 10, "n_face": 9, "invalid_frames": "absent"}
+                         for au, v in f1.items()], columns=METRIC_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------------------------- paths
