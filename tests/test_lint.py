@@ -67,6 +67,10 @@ def workflow_rules(configfile: Path = TEST_CONFIG, overrides: str = "{}", gpus: 
     return load_workflow(configfile, overrides, gpus)["rules"]
 
 
+#: The workflow's target rules: they only ask for files and run nothing (no log, no conda env).
+TARGET_RULES = ("all", "predict")
+
+
 def all_workflow_rules() -> dict[str, dict]:
     """Rules under the test config with either fine-tuning head (some rules exist only under a config choice)."""
     finetune = yaml.safe_load(TEST_CONFIG.read_text()).get("finetune") or {}
@@ -90,7 +94,7 @@ def test_every_rule_has_log_and_conda():
     rules = all_workflow_rules()
     assert "all" in rules and "predict" in rules
     for name, rule in rules.items():
-        if name in ("all", "predict"):  # target rules: they run nothing
+        if name in TARGET_RULES:
             continue
         assert rule["log"], f"rule {name} ({rule['file']}) has no log:"
         assert rule["conda"], f"rule {name} ({rule['file']}) has no conda:"
