@@ -429,7 +429,6 @@ def timm_builder(tname: str) -> Builder:
         import timm
 
         spec = timm_spec(tname)
-        backbone_sd = None
         if weights == "pretrained":
             try:
                 model = timm.create_model(tname, pretrained=True)
@@ -438,25 +437,37 @@ def timm_builder(tname: str) -> Builder:
             cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
             tag = f"pretrained:timm:{cfg.get('hf_hub_id') or cfg.get('url') or tname}"
             sha = state_dict_sha256(model.state_dict())
-        else:
-            model = timm.create_model(tname, pretrained=False)
-            if weights == "random":
-                tag, sha = "random", random_tag(seed)
-            else:
-                sd = load_state_dict_file(weights)
-                if _is_backbone_state_dict(sd):
-                    backbone_sd = sd
-                else:
-                    km = resolve_key_map(key_map)
-                    load_into(model, apply_key_map(sd, km) if km is not None else sd, name=tname,
-                              source=f"file {weights}")
-                tag, sha = weights, file_sha256(weights)
-        head = model.get_classifier()
-        tail = _seq([("head", head)]) if isinstance(head, nn.Module) else nn.Sequential()
-        model.reset_classifier(0)
-        net = Backbone(spec, TimmBody(model), nn.Sequential(), tail, weights=tag, weights_sha256=sha)
-        if backbone_sd is not None:
-            load_into(net, backbone_sd, name=tname, source=f"file {weights}")
-        return net
+            return wrap_timm(model, spec, weights, name=tname, tag=tag, sha=sha)
+        return wrap_timm(timm.create_model(tname, pretrained=False), spec, weights, name=tname, key_map=key_map,
+                         seed=seed)
 
     return build
+
+
+def wrap_timm(model: nn.Module, spec: BackboneSpec, weights: str, *, name: str, key_map: KeyMap | str | None = None,
+              default_key_map: KeyMap | None = None, seed: int = 0, tag: str | None = None, sha: str | None = None,
+              keep_head: bool = True) -> Backbone:
+    """The timm ``model`` as a :class:`Backbone` (its classifier, if ``keep_head``, as the tail). Weights already in
+    ``model`` when ``tag``/``sha`` are given (the hub); else ``weights`` is ``random`` (seeded tag) or a file: a
+    whole Backbone state dict (loaded after wrapping), or the model's keys through ``key_map`` (default
+    ``default_key_map``)."""
+    backbone_sd = None
+    if tag is None:
+        if weights == "random":
+            tag, sha = "random", random_tag(seed)
+        else:
+            sd = load_state_dict_file(weights)
+            if _is_backbone_state_dict(sd):
+                backbone_sd = sd
+            else:
+                km = resolve_key_map(key_map) if key_map is not None else default_key_map
+                load_into(model, apply_key_map(sd, km) if km is not None else sd, name=name,
+                          source=f"file {weights}")
+            tag, sha = weights, file_sha256(weights)
+    head = model.get_classifier()
+    tail = _seq([("head", head)]) if keep_head and isinstance(head, nn.Module) else nn.Sequential()
+    model.reset_classifier(0)
+    net = Backbone(spec, TimmBody(model), nn.Sequential(), tail, weights=tag, weights_sha256=sha)
+    if backbone_sd is not None:
+        load_into(net, backbone_sd, name=name, source=f"file {weights}")
+    return net

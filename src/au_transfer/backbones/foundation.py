@@ -30,16 +30,12 @@ import torch
 from torch import nn
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneSpec, register_backbone
-from .classic import KEY_MAPS, TimmBody, _is_backbone_state_dict, _seq, resolve_key_map
+from .classic import KEY_MAPS, wrap_timm
 from .weights import (
     DOCS,
     KeyMap,
     WeightsError,
     apply_key_map,
-    file_sha256,
-    load_into,
-    load_state_dict_file,
-    random_tag,
 )
 
 #: CLIP's normalisation, which FaRL's image encoder uses (FaRLVisualFeatures' image_mean / image_std).
@@ -181,25 +177,8 @@ def release_builder(rel: ViTRelease) -> Callable[..., Backbone]:
                 f"backbones.{rel.name}.weights: /path/to/that/file.pth (the release's file as it is; see {DOCS}), "
                 f"or backbones.{rel.name}.weights: random for a random-feature baseline"
             )
-        model = rel.make()
-        backbone_sd = None
-        if weights == "random":
-            tag, sha = "random", random_tag(seed)
-        else:
-            sd = load_state_dict_file(weights)
-            if _is_backbone_state_dict(sd):
-                backbone_sd = sd
-            else:
-                km = resolve_key_map(key_map) if key_map is not None else KEY_MAPS[rel.key_map]
-                load_into(model, apply_key_map(sd, km), name=rel.name, source=f"file {weights}")
-            tag, sha = weights, file_sha256(weights)
-        head = model.get_classifier()
-        tail = _seq([("head", head)]) if rel.head_dim and isinstance(head, nn.Module) else nn.Sequential()
-        model.reset_classifier(0)
-        net = Backbone(spec, TimmBody(model), nn.Sequential(), tail, weights=tag, weights_sha256=sha)
-        if backbone_sd is not None:
-            load_into(net, backbone_sd, name=rel.name, source=f"file {weights}")
-        return net
+        return wrap_timm(rel.make(), spec, weights, name=rel.name, key_map=key_map,
+                         default_key_map=KEY_MAPS[rel.key_map], seed=seed, keep_head=bool(rel.head_dim))
 
     return build
 
